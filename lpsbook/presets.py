@@ -1,0 +1,133 @@
+"""Named, frozen configurations of a model set.
+
+A preset says which dataset, which tasks, how many seeds per task, which
+network and which training recipe.  Three are provided:
+
+``tiny``
+    a few tasks, seeds and steps, for tests (seconds on a CPU);
+``digits``
+    the embedded default: scikit-learn's 8x8 digits, all 45 class pairs as
+    tasks, 10 seeds each, a narrow ResNet-20;
+``cifar100``
+    the paper's ModelSet500: 50 disjoint CIFAR-100 tasks {2t, 2t+1}, 10 seeds
+    each, ResNet-20 16/32/64, SGD 160 epochs with the paper's recipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+
+from .errors import LpsbookError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that determines a model set.
+
+    Attributes
+    ----------
+    name : str
+        Name of the preset.
+    dataset : str
+        ``"digits"`` or ``"cifar100"``.
+    tasks : tuple of (int, int)
+        Each task is an ordered pair of class ids of the dataset; the first
+        class is relabelled 0, the second 1.
+    seeds : int
+        Models per task (seeds ``0..seeds-1``).
+    width : int
+        Width of the first ResNet-20 stage (stages are width, 2*width, 4*width).
+    epochs, batch_size, lr, momentum, weight_decay : training recipe.
+    milestones : tuple of int
+        Epochs after which the learning rate is divided by 10.
+    crop_padding : int
+        Random crop with this zero padding (0 disables the crop).
+    flip : bool
+        Random horizontal flip.
+    pack_size_cpu : int
+        Models trained together in one step on a CPU (on CUDA the pack size
+        is chosen from the free memory).
+    """
+
+    name: str
+    dataset: str
+    tasks: tuple
+    seeds: int
+    width: int
+    epochs: int
+    batch_size: int
+    lr: float
+    milestones: tuple
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    crop_padding: int = 4
+    flip: bool = True
+    pack_size_cpu: int = 8
+
+    @property
+    def in_channels(self) -> int:
+        return 3 if self.dataset == "cifar100" else 1
+
+    @property
+    def num_models(self) -> int:
+        return len(self.tasks) * self.seeds
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tasks"] = [list(t) for t in self.tasks]
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preset":
+        d = dict(d)
+        d["tasks"] = tuple(tuple(t) for t in d["tasks"])
+        d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+    @property
+    def hash(self) -> str:
+        """sha256 (first 16 hex digits) of the preset's canonical JSON."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_(self, **changes) -> "Preset":
+        """A copy with some fields changed (e.g. fewer seeds for a quick run)."""
+        return dataclasses.replace(self, **changes)
+
+
+DIGITS_PAIRS = tuple(itertools.combinations(range(10), 2))
+
+PRESETS = {
+    "tiny": Preset(
+        name="tiny", dataset="digits", tasks=((0, 1), (0, 2), (3, 4)), seeds=3,
+        width=4, epochs=3, batch_size=32, lr=0.05, milestones=(2,),
+        crop_padding=1, flip=False, pack_size_cpu=4,
+    ),
+    "digits": Preset(
+        name="digits", dataset="digits", tasks=DIGITS_PAIRS, seeds=10,
+        width=8, epochs=12, batch_size=64, lr=0.05, milestones=(8, 10),
+        crop_padding=1, flip=False, pack_size_cpu=30,
+    ),
+    "cifar100": Preset(
+        name="cifar100", dataset="cifar100",
+        tasks=tuple((2 * t, 2 * t + 1) for t in range(50)), seeds=10,
+        width=16, epochs=160, batch_size=128, lr=0.1, milestones=(80, 120),
+        crop_padding=4, flip=True, pack_size_cpu=1,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Return the preset called ``name``; unknown names raise LpsbookError."""
+    if isinstance(name, Preset):
+        return name
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise LpsbookError(
+            f"unknown preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}"
+        ) from None

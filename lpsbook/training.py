@@ -1,0 +1,202 @@
+"""Train many independent first-order models in one step.
+
+Models are packed into a :class:`~lpsbook.nets.PackedResNet20` (grouped
+convolutions, per-model BatchNorm).  The loss is the **sum over models of
+each model's mean loss**, so every model receives exactly the gradient it
+would receive alone; SGD's momentum and weight decay act element-wise, so
+the update is the same too.  Each model draws its batches and augmentations
+from its own generator (:class:`~lpsbook.data.SampleStream`).
+
+:func:`train_alone` is the plain one-model loop with the same recipe: the
+reference the packed trainer is tested against, and the benchmark's baseline.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .data import Dataset, SampleStream, augment_batch, normalise, pad_images
+from .nets import PackedResNet20, ResNet20, init_state
+from .presets import Preset
+
+
+@dataclass
+class TrainedModel:
+    """One trained model: its (task, seed), weights and accuracies."""
+
+    task_id: int
+    seed: int
+    state: dict
+    train_acc: float
+    test_acc: float
+    diverged: bool
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` means CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        from .errors import LpsbookError
+
+        raise LpsbookError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(device)
+
+
+def steps_per_epoch(preset: Preset, dataset: Dataset) -> int:
+    """Steps of one epoch: the largest task's training set over the batch size."""
+    n = max(len(dataset.task_indices(t, "train")) for t in preset.tasks)
+    return math.ceil(n / preset.batch_size)
+
+
+def pack_size(preset: Preset, device: torch.device, image_size: int) -> int:
+    """Models per pack: the preset's CPU figure, or what fits in free CUDA memory."""
+    if device.type != "cuda":
+        return preset.pack_size_cpu
+    free, _ = torch.cuda.mem_get_info(device)
+    # activations kept for backward: ~60 float-sized values per first-stage
+    # channel and pixel of every image in the batch (measured order of magnitude)
+    per_model = preset.batch_size * image_size ** 2 * preset.width * 60 * 4
+    return max(1, min(preset.num_models, int(0.6 * free / per_model)))
+
+
+class _Recipe:
+    """Data, schedule and batch assembly shared by the packed and the plain loop."""
+
+    def __init__(self, preset: Preset, dataset: Dataset, device: torch.device):
+        self.preset, self.dataset, self.device = preset, dataset, device
+        self.padded = pad_images(dataset.train_images, preset.crop_padding).to(device)
+        self.labels = dataset.train_labels.to(device)
+        self.size = dataset.train_images.shape[-1]
+        self.mean, self.std = dataset.mean.to(device), dataset.std.to(device)
+        self.steps_per_epoch = steps_per_epoch(preset, dataset)
+        self.total_steps = preset.epochs * self.steps_per_epoch
+
+    def stream(self, task_id: int, seed: int) -> SampleStream:
+        p = self.preset
+        return SampleStream(self.dataset.task_indices(p.tasks[task_id], "train"), seed, p.crop_padding, p.flip)
+
+    def batch(self, streams, positives: torch.Tensor, dtype=None):
+        """Images ``[M, B, C, H, W]`` (normalised) and 0/1 labels ``[M, B]``."""
+        draws = [s.take(self.preset.batch_size) for s in streams]
+        idx, dy, dx, fl = (torch.stack(t) for t in zip(*draws))
+        x = augment_batch(self.padded, idx, dy, dx, fl, self.size)
+        x = normalise(x, self.mean, self.std, dtype)
+        y = (self.labels[idx.to(self.device)] == positives[:, None]).long()
+        return x, y
+
+    def optimizer(self, params):
+        p = self.preset
+        opt = torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(
+            opt, [m * self.steps_per_epoch for m in p.milestones], gamma=0.1)
+        return opt, sched
+
+
+def _positives(preset, task_ids, device):
+    return torch.tensor([preset.tasks[t][1] for t in task_ids], device=device)
+
+
+@torch.no_grad()
+def evaluate_packed(net: PackedResNet20, preset: Preset, dataset: Dataset, task_ids, split: str,
+                    device, chunk: int = 512) -> torch.Tensor:
+    """Accuracy of each packed model on its own task's ``split`` images, ``[M]``."""
+    net.eval()
+    images = (dataset.train_images if split == "train" else dataset.test_images).to(device)
+    labels = (dataset.train_labels if split == "train" else dataset.test_labels).to(device)
+    per_model = [dataset.task_indices(preset.tasks[t], split).to(device) for t in task_ids]
+    longest = max(len(i) for i in per_model)
+    idx = torch.stack([torch.cat([i, i[:1].expand(longest - len(i))]) for i in per_model])
+    valid = torch.stack([torch.arange(longest, device=device) < len(i) for i in per_model])
+    positives = _positives(preset, task_ids, device)
+    mean, std = dataset.mean.to(device), dataset.std.to(device)
+    correct = torch.zeros(len(task_ids), device=device)
+    for start in range(0, longest, chunk):
+        sl = idx[:, start:start + chunk]
+        x = normalise(images[sl], mean, std)  # [M, B, C, H, W]
+        m, b = sl.shape
+        logits = net(x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:]).to(net.fc_weight.dtype))
+        pred = logits.argmax(-1).transpose(0, 1)  # [M, B]
+        y = (labels[sl] == positives[:, None]).long()
+        correct += ((pred == y) & valid[:, start:start + chunk]).sum(1)
+    net.train()
+    return (correct / valid.sum(1)).cpu()
+
+
+def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=None,
+               steps: int | None = None, _recipe: _Recipe | None = None) -> list:
+    """Train the models ``jobs = [(task_id, seed), ...]`` together.
+
+    Parameters
+    ----------
+    steps : int, optional
+        Train for this many steps instead of the preset's full schedule.
+    progress : tqdm, optional
+        Advanced by ``len(jobs) / steps`` after every step, so it counts models.
+
+    Returns
+    -------
+    list of TrainedModel, in the order of ``jobs``.
+    """
+    device = torch.device(device)
+    recipe = _recipe or _Recipe(preset, dataset, device)
+    task_ids = [t for t, _ in jobs]
+    m = len(jobs)
+    states = [init_state(preset.width, preset.in_channels, seed) for _, seed in jobs]
+    net = PackedResNet20.from_state_dicts(states, preset.width, preset.in_channels).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+    streams = [recipe.stream(t, s) for t, s in jobs]
+    positives = _positives(preset, task_ids, device)
+    opt, sched = recipe.optimizer(net.parameters())
+    total = recipe.total_steps if steps is None else steps
+    bad = torch.zeros(m, dtype=torch.bool, device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    for _ in range(total):
+        x, y = recipe.batch(streams, positives)
+        b = x.shape[1]
+        x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = net(x)  # [B, M, 2]
+        per_sample = F.cross_entropy(logits.to(net.fc_weight.dtype).reshape(b * m, -1), y.t().reshape(-1), reduction="none")
+        per_model = per_sample.view(b, m).mean(0)
+        bad |= ~torch.isfinite(per_model.detach())
+        opt.zero_grad(set_to_none=True)
+        per_model.sum().backward()
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress.update(m / total)
+    train_acc = evaluate_packed(net, preset, dataset, task_ids, "train", device)
+    test_acc = evaluate_packed(net, preset, dataset, task_ids, "test", device)
+    bad = bad.cpu()
+    return [TrainedModel(t, s, st, float(tr), float(te), bool(bd))
+            for (t, s), st, tr, te, bd in zip(jobs, net.state_dicts(), train_acc, test_acc, bad)]
+
+
+def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, device="cpu",
+                steps: int | None = None, _recipe: _Recipe | None = None) -> ResNet20:
+    """Train one ResNet-20 with a plain loop and the same recipe as :func:`train_pack`."""
+    device = torch.device(device)
+    recipe = _recipe or _Recipe(preset, dataset, device)
+    net = ResNet20(preset.width, preset.in_channels)
+    net.load_state_dict(init_state(preset.width, preset.in_channels, seed))
+    net.to(device).train()
+    stream = recipe.stream(task_id, seed)
+    positives = _positives(preset, [task_id], device)
+    opt, sched = recipe.optimizer(net.parameters())
+    for _ in range(recipe.total_steps if steps is None else steps):
+        x, y = recipe.batch([stream], positives)
+        loss = F.cross_entropy(net(x[0]), y[0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net
