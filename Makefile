@@ -1,0 +1,44 @@
+# The two commands of the README: `make book` and `make test`.
+# Both create .venv when it is missing and install the pinned dependencies
+# (torch first, so nothing pulls a CUDA build on a CPU machine).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lpsbook-installed
+export PATH := $(abspath $(BIN)):$(PATH)
+JB_FLAGS ?= -W -n --keep-going
+
+.PHONY: setup book book-clean test test-fast browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: setup
+	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
+
+book-clean: setup
+	$(BIN)/jupyter-book build book/ $(JB_FLAGS) --all
+
+browser:
+	bash scripts/install_browser.sh
+
+# Unit tests (fast and slow), then the book built as in CI, then nbval over
+# every chapter (on the cached model set) and the browser check of the pages.
+test: setup browser
+	$(BIN)/python -m pytest -q tests -p no:cacheprovider
+	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
+	$(BIN)/python -m pytest -q --nbval book --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	LPSBOOK_RENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_book_render.py -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+clean:
+	rm -rf book/_build

@@ -1,0 +1,88 @@
+"""The ``lpsbook`` command line: parse, call the library, print.
+
+Errors a user can cause print one message and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import LpsbookError
+
+EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lpsbook", description="Learnable parameter similarity: model sets and experiments.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ms = sub.add_parser("modelset", help="build, verify or describe a model set")
+    ms_sub = ms.add_subparsers(dest="action", required=True)
+    b = ms_sub.add_parser("build", help="train every model of a preset (resumable)")
+    b.add_argument("--preset", required=True, help="tiny, digits or cifar100")
+    b.add_argument("--out", required=True, help="model set folder (created if missing)")
+    b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    b.add_argument("--shard", default=None, metavar="K/N", help="build only part K of N (0 <= K < N)")
+    b.add_argument("--data-dir", default=None, help="folder holding cifar-100-python/ (default: data/)")
+    b.add_argument("--download", action="store_true", help="download the dataset if missing")
+    b.add_argument("--pack-size", type=int, default=None, help="models trained together (default: automatic)")
+    v = ms_sub.add_parser("verify", help="exit 0 only for a complete set whose checksums all match")
+    v.add_argument("dir")
+    i = ms_sub.add_parser("info", help="print the per-task table")
+    i.add_argument("dir")
+
+    ex = sub.add_parser("experiment", help="run one of the paper's protocols on a model set")
+    ex.add_argument("name", choices=EXPERIMENTS)
+    ex.add_argument("--modelset", required=True)
+    ex.add_argument("--out", required=True, help="JSON file for the results")
+    ex.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ex.add_argument("--seeds", type=int, default=None, help="training seeds of the second-order network")
+    ex.add_argument("--epochs", type=int, default=None, help="epochs of the second-order network")
+    ex.add_argument("--data-dir", default=None)
+    return p
+
+
+def _modelset(args):
+    from . import modelset
+
+    if args.action == "build":
+        out = modelset.build(args.preset, args.out, device=args.device, shard=args.shard,
+                             data_dir=args.data_dir, download=args.download, pack_size=args.pack_size)
+        missing = len(modelset.pending_models(out, modelset.get_preset(args.preset)))
+        print(f"{out}: {'complete' if not missing else f'{missing} models left for other shards'}")
+    elif args.action == "verify":
+        s = modelset.verify(args.dir)
+        print(f"{s['path']}: complete, {s['models']} models of preset {s['preset']} ({s['preset_hash']}), all checksums match")
+    else:
+        import pandas as pd
+
+        table = modelset.info(args.dir)
+        with pd.option_context("display.max_rows", None, "display.width", 120):
+            print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        if len(table):
+            print(f"\n{int(table['models'].sum())} models in {len(table)} tasks")
+
+
+def _experiment(args):
+    from . import experiments
+
+    experiments.run_cli(args.name, args.modelset, args.out, device=args.device,
+                        seeds=args.seeds, epochs=args.epochs, data_dir=args.data_dir)
+    print(f"results written to {args.out}")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"modelset": _modelset, "experiment": _experiment}[args.command](args)
+    except LpsbookError as exc:
+        print(f"lpsbook: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lpsbook: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""Model sets on disk: build (resumable, sharded), verify, describe and load.
+
+Layout of a model set folder::
+
+    DIR/modelset.json              the preset, its hash, versions
+    DIR/models/tTTT_sSS.safetensors  one model's state dict (never pickled)
+    DIR/models/tTTT_sSS.json         its metadata, with the weights' sha256
+
+Every file is written under a temporary name and renamed, and a model's JSON
+is written after its weights, so a model counts as saved exactly when its JSON
+exists.  A build killed at any moment and run again trains only the models
+that were not saved; ``--shard K/N`` builds a disjoint part of the set so that
+several processes or machines can fill one folder.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from . import __version__
+from .errors import LpsbookError
+from .nets import ResNet20, conv_layers
+from .presets import Preset, get_preset
+
+SET_FILE = "modelset.json"
+MODELS = "models"
+MAX_ATTEMPTS = 3
+SEED_STRIDE = 1000  # a diverged model is retrained with seed + SEED_STRIDE * attempt
+
+
+def model_stem(task_id: int, seed: int) -> str:
+    return f"t{task_id:03d}_s{seed:02d}"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes):
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LpsbookError(f"could not write {path}: {exc.strerror or exc}. Free some disk space "
+                           "or choose another --out, then run the same command again to resume.") from None
+
+
+def _sealed(meta: dict) -> bytes:
+    """JSON of ``meta`` with a ``meta_sha256`` field over the rest of it."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    body["meta_sha256"] = _sha256(json.dumps(body, sort_keys=True).encode())
+    return json.dumps(body, indent=1, sort_keys=True).encode()
+
+
+def _unseal(path: Path) -> dict:
+    """Read a sealed JSON file; LpsbookError if unreadable or altered."""
+    try:
+        meta = json.loads(path.read_bytes())
+        body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+        ok = meta.get("meta_sha256") == _sha256(json.dumps(body, sort_keys=True).encode())
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        ok = False
+    if not ok:
+        raise LpsbookError(f"{path} is corrupt or was altered (its checksum does not match); "
+                           "delete it and run the build again to retrain that model.")
+    return meta
+
+
+def parse_shard(text: str | None) -> tuple:
+    """``"K/N"`` (0 <= K < N) to ``(K, N)``; ``None`` means the whole set."""
+    if text is None:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        raise LpsbookError(f"--shard must be K/N with 0 <= K < N (e.g. 0/4), got {text!r}") from None
+    return k, n
+
+
+def _set_header(preset: Preset) -> dict:
+    return {"kind": "lpsbook-modelset", "preset": preset.to_dict(), "preset_name": preset.name,
+            "preset_hash": preset.hash, "architecture": "resnet20"}
+
+
+def _open_or_create(out: Path, preset: Preset):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODELS).mkdir(exist_ok=True)
+    path = out / SET_FILE
+    if path.exists():
+        header = _unseal(path)
+        if header.get("preset_hash") != preset.hash:
+            raise LpsbookError(
+                f"{out} holds a model set of preset {header.get('preset_name')!r} "
+                f"(hash {header.get('preset_hash')}), not {preset.name!r} (hash {preset.hash}); "
+                "choose another --out.")
+    else:
+        _write_atomic(path, _sealed(_set_header(preset)))
+
+
+def _clean_stale_temporaries(folder: Path):
+    """Remove temporary files left by processes that no longer run."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, PermissionError, IndexError):
+            pass
+
+
+def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device):
+    stem = model_stem(trained.task_id, trained.seed)
+    blob = st_save({k: v.contiguous() for k, v in trained.state.items()})
+    _write_atomic(out / MODELS / f"{stem}.safetensors", blob)
+    a, b = preset.tasks[trained.task_id]
+    meta = {
+        "task_id": trained.task_id, "classes": [a, b],
+        "class_names": [dataset.class_names[a], dataset.class_names[b]],
+        "seed": trained.seed, "train_seed": train_seed,
+        "train_acc": trained.train_acc, "test_acc": trained.test_acc,
+        "preset_name": preset.name, "preset_hash": preset.hash,
+        "lpsbook_version": __version__, "torch_version": torch.__version__,
+        "device": str(device), "host": platform.node(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "weights_file": f"{stem}.safetensors", "weights_sha256": _sha256(blob),
+    }
+    _write_atomic(out / MODELS / f"{stem}.json", _sealed(meta))
+
+
+def pending_models(out, preset) -> list:
+    """(task_id, seed) of every model of ``preset`` not yet saved in ``out``."""
+    folder = Path(out) / MODELS
+    return [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)
+            if not (folder / f"{model_stem(t, s)}.json").exists()]
+
+
+def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
+          progress=True, pack_size=None) -> Path:
+    """Train and save every model of ``preset`` (or of one shard) into ``out``.
+
+    Resumes where an earlier build stopped: models already saved are not
+    trained again.  Models whose loss became NaN/inf are retrained with the
+    next seed (``seed + 1000 * attempt``); after three attempts the build stops
+    with an error.
+
+    Parameters
+    ----------
+    preset : str or Preset
+    out : path of the model set folder
+    device : "auto", "cpu" or "cuda"
+    shard : "K/N" or (K, N), optional
+        Build only the models whose index (task-major order) is K modulo N.
+    data_dir, download : where the source dataset is, and whether to fetch it.
+    pack_size : int, optional
+        Models trained together; by default from the preset and the device.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import load_dataset
+    from .training import pack_size as auto_pack_size
+    from .training import resolve_device, train_pack, _Recipe
+
+    preset = get_preset(preset)
+    out = Path(out)
+    k, n = shard if isinstance(shard, tuple) else parse_shard(shard)
+    _open_or_create(out, preset)
+    _clean_stale_temporaries(out / MODELS)
+    order = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
+    mine = {job for i, job in enumerate(order) if i % n == k}
+    todo = [job for job in pending_models(out, preset) if job in mine]
+    if not todo:
+        return out
+    dev = resolve_device(device)
+    dataset = load_dataset(preset, data_dir, download)
+    recipe = _Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
+    size = pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])
+    packs = -(-len(todo) // size)
+    size = -(-len(todo) // packs)  # balance the packs
+    bar = tqdm(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
+    try:
+        for start in range(0, len(todo), size):
+            jobs = todo[start:start + size]
+            attempt = 0
+            seeds = {job: job[1] for job in jobs}
+            while jobs:
+                results = train_pack(preset, dataset, [(t, seeds[(t, s)]) for t, s in jobs], dev,
+                                     progress=bar if attempt == 0 else None, _recipe=recipe)
+                retry = []
+                for (t, s), res in zip(jobs, results):
+                    res.seed = s
+                    if res.diverged:
+                        retry.append((t, s))
+                    else:
+                        _save_model(out, preset, dataset, res, seeds[(t, s)], dev)
+                attempt += 1
+                if retry and attempt >= MAX_ATTEMPTS:
+                    names = ", ".join(model_stem(t, s) for t, s in retry)
+                    raise LpsbookError(
+                        f"training diverged (NaN/inf loss) for {names} with {MAX_ATTEMPTS} different "
+                        f"seeds; lower the preset's learning rate (now {preset.lr}).")
+                for job in retry:
+                    seeds[job] = job[1] + SEED_STRIDE * attempt
+                jobs = retry
+    finally:
+        bar.close()
+    return out
+
+
+def verify(path) -> dict:
+    """Check that ``path`` holds a complete model set whose checksums all match.
+
+    Returns a summary dict; raises LpsbookError naming every problem found
+    (missing, corrupt, truncated or foreign files).
+    """
+    path = Path(path)
+    if not (path / SET_FILE).exists():
+        raise LpsbookError(f"{path} is not a model set: {SET_FILE} is missing "
+                           "(build one with `lpsbook modelset build --preset NAME --out DIR`).")
+    header = _unseal(path / SET_FILE)
+    preset = Preset.from_dict(header["preset"])
+    problems, expected = [], set()
+    for t in range(len(preset.tasks)):
+        for s in range(preset.seeds):
+            stem = model_stem(t, s)
+            expected |= {f"{stem}.json", f"{stem}.safetensors"}
+            meta_path = path / MODELS / f"{stem}.json"
+            if not meta_path.exists():
+                problems.append(f"missing model {stem} (resume the build to train it)")
+                continue
+            try:
+                meta = _unseal(meta_path)
+            except LpsbookError as exc:
+                problems.append(str(exc))
+                continue
+            if meta.get("preset_hash") != preset.hash or (meta["task_id"], meta["seed"]) != (t, s):
+                problems.append(f"{meta_path} is foreign: it belongs to another preset or model")
+                continue
+            weights = path / MODELS / meta["weights_file"]
+            if not weights.exists():
+                problems.append(f"missing weights file {weights}")
+            elif _sha256(weights.read_bytes()) != meta["weights_sha256"]:
+                problems.append(f"{weights} is corrupt or truncated (sha256 does not match)")
+    foreign = sorted(p.name for p in (path / MODELS).iterdir()
+                     if p.name not in expected and not p.name.endswith(".tmp"))
+    problems += [f"foreign file {path / MODELS / name} does not belong to this model set" for name in foreign]
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise LpsbookError(f"model set {path} failed verification ({len(problems)} problems):\n  {shown}{more}")
+    return {"path": str(path), "preset": preset.name, "preset_hash": preset.hash, "models": preset.num_models}
+
+
+def _read_metadata(path: Path, preset: Preset) -> pd.DataFrame:
+    rows = [_unseal(path / MODELS / f"{model_stem(t, s)}.json")
+            for t in range(len(preset.tasks)) for s in range(preset.seeds)]
+    return pd.DataFrame(rows)
+
+
+def info(path) -> pd.DataFrame:
+    """Per-task table of a (possibly incomplete) model set."""
+    path = Path(path)
+    header = _unseal(path / SET_FILE) if (path / SET_FILE).exists() else None
+    if header is None:
+        raise LpsbookError(f"{path} is not a model set ({SET_FILE} is missing)")
+    rows = [_unseal(p) for p in sorted((path / MODELS).glob("t*_s*.json"))]
+    if not rows:
+        return pd.DataFrame(columns=["task_id", "classes", "models", "test_acc_mean", "test_acc_min"])
+    meta = pd.DataFrame(rows)
+    meta["classes"] = meta["classes"].map(tuple)
+    return (meta.groupby(["task_id", "classes"])
+            .agg(models=("seed", "count"), train_acc_mean=("train_acc", "mean"),
+                 test_acc_mean=("test_acc", "mean"), test_acc_min=("test_acc", "min"))
+            .reset_index())
+
+
+@dataclass
+class ModelSet:
+    """A loaded model set.
+
+    Attributes
+    ----------
+    path : Path
+    preset : Preset
+    meta : pandas.DataFrame
+        One row per model (task-major order): task_id, classes, seed,
+        train/test accuracy, checksums, versions.
+    state : dict of str -> Tensor
+        Every state-dict entry stacked over models, ``[models, ...]``.
+    """
+
+    path: Path
+    preset: Preset
+    meta: pd.DataFrame
+    state: dict
+
+    @property
+    def layers(self) -> list:
+        """The 19 3x3 conv layers (the paper's branches), in order."""
+        return conv_layers()
+
+    @property
+    def conv_weights(self) -> dict:
+        """{layer name: tensor [models, out, in, k, k]} for the 19 3x3 convs."""
+        return {name: self.state[name] for name in self.layers}
+
+    @property
+    def task_ids(self) -> torch.Tensor:
+        return torch.as_tensor(self.meta["task_id"].to_numpy())
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def state_dict(self, i: int) -> dict:
+        return {k: v[i].clone() for k, v in self.state.items()}
+
+    def model(self, i: int) -> ResNet20:
+        """Model ``i`` rebuilt as an nn.Module in eval mode."""
+        net = ResNet20(self.preset.width, self.preset.in_channels)
+        net.load_state_dict(self.state_dict(i))
+        return net.eval()
+
+    def subset(self, rows) -> "ModelSet":
+        """The models at positions ``rows`` (a list or boolean mask)."""
+        idx = torch.as_tensor(rows)
+        if idx.dtype == torch.bool:
+            idx = torch.nonzero(idx).flatten()
+        return ModelSet(self.path, self.preset, self.meta.iloc[idx.numpy()].reset_index(drop=True),
+                        {k: v[idx] for k, v in self.state.items()})
+
+
+def load(path, check: bool = True) -> ModelSet:
+    """Load a complete model set (verifying every checksum unless ``check=False``)."""
+    path = Path(path)
+    if check:
+        verify(path)
+    header = _unseal(path / SET_FILE)
+    preset = Preset.from_dict(header["preset"])
+    meta = _read_metadata(path, preset)
+    expected = ResNet20(preset.width, preset.in_channels).state_dict()
+    stacks = {k: [] for k in expected}
+    for name in meta["weights_file"]:
+        tensors = st_load((path / MODELS / name).read_bytes())
+        if set(tensors) != set(expected) or any(tensors[k].shape != v.shape for k, v in expected.items()):
+            raise LpsbookError(f"{path / MODELS / name} does not hold a ResNet-20 of width "
+                               f"{preset.width} with {preset.in_channels} input channels (wrong architecture)")
+        for k in stacks:
+            stacks[k].append(tensors[k])
+    return ModelSet(path, preset, meta, {k: torch.stack(v) for k, v in stacks.items()})
+
+
+def cache_dir(preset: Preset, root=None) -> Path:
+    """Where the book keeps the model set of ``preset`` (keyed by its hash)."""
+    from .data import default_data_dir
+
+    return Path(root or default_data_dir()) / "modelsets" / f"{preset.name}-{preset.hash}"
+
+
+def ensure(preset, root=None, device="auto", data_dir=None, progress=True) -> ModelSet:
+    """Load the cached model set of ``preset``, building (or finishing) it first if needed."""
+    preset = get_preset(preset)
+    path = cache_dir(preset, root)
+    if not (path / SET_FILE).exists() or pending_models(path, preset):
+        build(preset, path, device=device, data_dir=data_dir, progress=progress)
+    return load(path)

@@ -1,0 +1,325 @@
+"""Browser check of the built book: every page renders offline, completely.
+
+Serves the built HTML over a localhost ``http.server`` and opens every page in
+headless Chromium (Debian's ``/usr/bin/chromium``, driven by Playwright;
+Playwright never downloads a browser here). For each page it asserts:
+
+* no request failed (network error, or HTTP status >= 400);
+* no request went to a host other than localhost (such requests are blocked,
+  so a CDN dependency shows up here even on a machine that is online);
+* no console error and no uncaught JavaScript exception;
+* every plotly figure (``.plotly-graph-div``) was drawn (contains ``.main-svg``);
+* every ipywidget placeholder (``<script type="application/vnd.jupyter.widget-view+json">``)
+  was replaced by a rendered widget;
+* every math element was typeset by MathJax.
+
+A full-page screenshot of each page is written to ``<build>/screenshots/``
+(``_build/screenshots/<page>.png`` for the default build) for a human look.
+
+Run after building the book::
+
+    jupyter-book build book/ -W -n --keep-going
+    LPSBOOK_RENDER_CHECK=1 python -m pytest -q tests/test_book_render.py
+
+Environment variables:
+
+``LPSBOOK_RENDER_CHECK=1``
+    run the check (``make test`` sets it after building the book). Without it
+    (and without ``LPSBOOK_HTML_DIR``) the test is skipped, so that a plain
+    ``pytest tests`` does not check a stale build. When it is set, a missing
+    build or browser is a failure, not a skip.
+``LPSBOOK_HTML_DIR``
+    the built HTML to check (implies the check). Default: ``_build/html`` under
+    the repository root, where ``jupyter-book build book/`` writes it (the
+    config is the top-level ``_config.yml``), else ``book/_build/html``.
+``LPSBOOK_SCREENSHOT_DIR``
+    where to write the screenshots (default: ``screenshots/`` next to the
+    HTML folder).
+``LPSBOOK_CHROMIUM``
+    the Chromium executable (default ``/usr/bin/chromium``, installed by
+    ``scripts/install_browser.sh``).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("LPSBOOK_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Pages Sphinx generates that hold no book content.
+SKIPPED_PAGES = {"genindex.html", "search.html"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# How long to wait for widgets, figures and math to render on one page (ms).
+RENDER_TIMEOUT_MS = 30_000
+
+REQUESTED = os.environ.get("LPSBOOK_RENDER_CHECK", "") not in ("", "0")
+EXPLICIT_DIR = os.environ.get("LPSBOOK_HTML_DIR")
+ENABLED = REQUESTED or bool(EXPLICIT_DIR)
+
+
+def _html_dir() -> Path:
+    if EXPLICIT_DIR:
+        return Path(EXPLICIT_DIR).resolve()
+    candidates = [REPO_ROOT / "_build" / "html", REPO_ROOT / "book" / "_build" / "html"]
+    built = [d for d in candidates if (d / "index.html").is_file()]
+    if not built:
+        return candidates[0]
+    # The most recent build, should both exist.
+    return max(built, key=lambda d: (d / "index.html").stat().st_mtime)
+
+
+HTML_DIR = _html_dir()
+SCREENSHOT_DIR = Path(
+    os.environ.get("LPSBOOK_SCREENSHOT_DIR", HTML_DIR.parent / "screenshots")
+)
+
+
+def _is_redirect(path: Path) -> bool:
+    """The index.html that sphinx-external-toc writes only redirects to the root page."""
+    text = path.read_text(encoding="utf-8", errors="replace")[:2000].lower()
+    return 'http-equiv="refresh"' in text and "<body" not in text
+
+
+def _pages() -> list[str]:
+    if not HTML_DIR.is_dir():
+        return []
+    pages = []
+    for path in sorted(HTML_DIR.rglob("*.html")):
+        rel = path.relative_to(HTML_DIR)
+        if rel.parts[0].startswith("_"):  # _static/, _sources/, _images/ ...
+            continue
+        if rel.as_posix() in SKIPPED_PAGES or _is_redirect(path):
+            continue
+        pages.append(rel.as_posix())
+    return pages
+
+
+def _why_not_runnable() -> str | None:
+    if not HTML_DIR.is_dir():
+        return (
+            f"no built book at {HTML_DIR}: build it first with "
+            "`jupyter-book build book/` (or set LPSBOOK_HTML_DIR)"
+        )
+    if not _pages():
+        return f"no pages found in {HTML_DIR}"
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        return f"Chromium not found at {CHROMIUM}: run `bash scripts/install_browser.sh`"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package `playwright` is not installed (pip install playwright)"
+    return None
+
+
+def _page_params():
+    if not ENABLED:
+        reason = (
+            "browser check of the built book: set LPSBOOK_RENDER_CHECK=1 to run it "
+            "after `jupyter-book build book/` (make test does)"
+        )
+        return [pytest.param(None, id="book", marks=pytest.mark.skip(reason=reason))]
+    if _why_not_runnable() is not None:
+        # Asked for explicitly: a missing build or browser must not pass silently.
+        return [pytest.param(None, id="book-not-checkable")]
+    return [pytest.param(p, id=p) for p in _pages()]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    handler = functools.partial(_QuietHandler, directory=str(HTML_DIR))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    # Never let Playwright fetch a browser of its own.
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# Runs in the page: a report of what did not render.
+_RENDER_REPORT_JS = r"""
+() => {
+  const describe = (el) => {
+    const cell = el.closest('.cell');
+    const id = el.id ? '#' + el.id : '';
+    const where = cell && cell.id ? ' in cell #' + cell.id : '';
+    return el.tagName.toLowerCase() + id + where;
+  };
+  const plotly = Array.from(document.querySelectorAll('.plotly-graph-div'));
+  const plotlyMissing = plotly.filter((d) => !d.querySelector('.main-svg')).map(describe);
+
+  const views = Array.from(document.querySelectorAll(
+      'script[type="application/vnd.jupyter.widget-view+json"]'));
+  const hasState = document.querySelector(
+      'script[type="application/vnd.jupyter.widget-state+json"]') !== null;
+  const widgetsMissing = [];
+  views.forEach((tag, i) => {
+    let modelId = '?';
+    try { modelId = JSON.parse(tag.textContent).model_id; } catch (e) {}
+    const area = tag.previousElementSibling;
+    const ok = area && area.classList.contains('widget-subarea')
+        && area.querySelector('.jupyter-widgets, [class*="widget-"]') !== null
+        && area.getBoundingClientRect().height > 0;
+    if (!ok) widgetsMissing.push('widget view #' + i + ' (model ' + modelId + ')');
+  });
+
+  const maths = Array.from(document.querySelectorAll('.math'));
+  const mathMissing = maths.filter((m) => !m.querySelector('mjx-container'))
+      .map((m) => m.textContent.trim().slice(0, 60));
+
+  return {
+    nPlotly: plotly.length, plotlyMissing,
+    nViews: views.length, hasState, widgetsMissing,
+    nMath: maths.length, mathMissing,
+  };
+}
+"""
+
+_ALL_RENDERED_JS = (
+    "() => { const r = (" + _RENDER_REPORT_JS + ")();"
+    " return r.plotlyMissing.length === 0 && r.widgetsMissing.length === 0"
+    " && r.mathMissing.length === 0; }"
+)
+
+
+@pytest.mark.parametrize("page_path", _page_params())
+def test_page_renders_offline(page_path, request):
+    if page_path is None:
+        pytest.fail(f"the browser check of the book cannot run: {_why_not_runnable()}")
+    server = request.getfixturevalue("server_url")
+    browser = request.getfixturevalue("browser")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    url = server + page_path
+    problems: list[str] = []
+
+    def is_local(u: str) -> bool:
+        parts = urlsplit(u)
+        if parts.scheme in ("data", "blob", "about", "javascript"):
+            return True
+        return parts.hostname in LOCAL_HOSTS
+
+    external: list[str] = []
+
+    def block_external(route):
+        req_url = route.request.url
+        if is_local(req_url):
+            route.continue_()
+        else:
+            external.append(req_url)
+            route.abort("blockedbyclient")
+
+    def on_request_failed(req):
+        if is_local(req.url):
+            problems.append(f"request failed: {req.url} ({req.failure})")
+
+    def on_response(resp):
+        if resp.status >= 400:
+            problems.append(f"HTTP {resp.status} for {resp.url}")
+
+    def on_console(msg):
+        if msg.type == "error":
+            loc = msg.location or {}
+            src = loc.get("url") or "?"
+            problems.append(
+                f"console error: {msg.text} (at {src}:{loc.get('lineNumber', '?')})"
+            )
+
+    def on_page_error(exc):
+        problems.append(f"uncaught JavaScript exception: {exc}")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        context.route("**/*", block_external)
+        page = context.new_page()
+        page.on("requestfailed", on_request_failed)
+        page.on("response", on_response)
+        page.on("console", on_console)
+        page.on("pageerror", on_page_error)
+
+        page.goto(url, wait_until="load", timeout=60_000)
+        try:
+            page.wait_for_load_state("networkidle", timeout=RENDER_TIMEOUT_MS)
+        except PlaywrightTimeout:
+            problems.append(f"network still busy {RENDER_TIMEOUT_MS} ms after load")
+        # MathJax 3 typesets asynchronously; wait for it if the page loads it.
+        page.evaluate(
+            "async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
+            " { await MathJax.startup.promise; } }"
+        )
+        try:
+            page.wait_for_function(_ALL_RENDERED_JS, timeout=RENDER_TIMEOUT_MS)
+        except PlaywrightTimeout:
+            pass  # reported below, element by element
+        report = page.evaluate(_RENDER_REPORT_JS)
+
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOT_DIR / (page_path[: -len(".html")].replace("/", "__") + ".png")
+        page.screenshot(path=str(shot), full_page=True)
+    finally:
+        context.close()
+
+    problems += [f"request to a non-localhost host (blocked): {u}" for u in external]
+    problems += [f"plotly figure not rendered (no .main-svg): {d}" for d in report["plotlyMissing"]]
+    if report["nViews"] and not report["hasState"]:
+        problems.append(
+            "ipywidget views on the page but no saved widget state "
+            "(application/vnd.jupyter.widget-state+json): the notebook's widget "
+            "state was not stored at execution"
+        )
+    problems += [
+        f"ipywidget not rendered: {w} (is the vendored widgets/embed.js loaded?)"
+        for w in report["widgetsMissing"]
+    ]
+    problems += [f"math not typeset by MathJax: {m!r}" for m in report["mathMissing"]]
+
+    summary = (
+        f"{report['nPlotly']} plotly figure(s), {report['nViews']} widget view(s), "
+        f"{report['nMath']} math element(s); screenshot {shot}"
+    )
+    assert not problems, (
+        f"page {page_path} ({url}) does not render cleanly offline "
+        f"[{summary}]:\n  - " + "\n  - ".join(dict.fromkeys(problems))
+    )

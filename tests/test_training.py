@@ -1,0 +1,103 @@
+"""Packed training gives every model exactly what it would get alone."""
+import pytest
+import torch
+
+from lpsbook.data import SampleStream, augment_batch, load_digits, pad_images
+from lpsbook.nets import PackedResNet20, ResNet20, conv_layers, init_state
+from lpsbook.presets import get_preset
+from lpsbook.training import _Recipe, train_alone, train_pack
+
+JOBS = [(0, 0), (1, 1), (2, 2), (0, 5)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def test_resnet20_has_19_branch_convs():
+    net = ResNet20(width=8, in_channels=1)
+    names = conv_layers()
+    assert len(names) == 19 and len(set(names)) == 19
+    shapes = {n: tuple(p.shape) for n, p in net.named_parameters()}
+    assert all(shapes[n][-2:] == (3, 3) for n in names)
+    assert shapes["conv1.weight"] == (8, 1, 3, 3) and shapes["layer3.2.conv2.weight"] == (32, 32, 3, 3)
+    assert {n for n, s in shapes.items() if len(s) == 4 and s[-1] == 1} == {
+        "layer2.0.shortcut.0.weight", "layer3.0.shortcut.0.weight"}
+
+
+def test_pack_roundtrip_and_forward_match():
+    states = [init_state(4, 1, s) for s in range(3)]
+    packed = PackedResNet20.from_state_dicts(states, 4, 1)
+    for s, back in zip(states, packed.state_dicts()):
+        assert _max_diff(s, back) == 0
+    x = torch.randn(5, 3, 1, 8, 8)  # [batch, model, channel, H, W]
+    out = packed.eval()(x.reshape(5, 3, 8, 8))
+    for m, s in enumerate(states):
+        net = ResNet20(4, 1).eval()
+        net.load_state_dict(s)
+        torch.testing.assert_close(out[:, m], net(x[:, m]), rtol=1e-5, atol=1e-5)
+
+
+def test_packed_equals_alone_float64(digits):
+    """In float64 the packed and the plain loop agree to round-off."""
+    preset = get_preset("tiny")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        recipe = _Recipe(preset, digits, torch.device("cpu"))
+        packed = train_pack(preset, digits, JOBS, steps=6, _recipe=recipe)
+        for (t, s), res in zip(JOBS, packed):
+            alone = train_alone(preset, digits, t, s, steps=6, _recipe=recipe).state_dict()
+            assert _max_diff(alone, res.state) < 1e-9, (t, s)
+            # and training really moved the weights
+            assert _max_diff(alone, init_state(preset.width, 1, s)) > 1e-3
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_packed_equals_alone_float32_first_steps(digits):
+    preset = get_preset("tiny")
+    recipe = _Recipe(preset, digits, torch.device("cpu"))
+    packed = train_pack(preset, digits, JOBS, steps=2, _recipe=recipe)
+    for (t, s), res in zip(JOBS, packed):
+        alone = train_alone(preset, digits, t, s, steps=2, _recipe=recipe).state_dict()
+        assert _max_diff(alone, res.state) < 1e-4
+
+
+def test_model_does_not_depend_on_its_pack_mates(digits):
+    preset = get_preset("tiny")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        a = train_pack(preset, digits, [(0, 5), (1, 1)], steps=4)[0]
+        b = train_pack(preset, digits, [(2, 3), (1, 7), (0, 5)], steps=4)[2]
+        assert _max_diff(a.state, b.state) < 1e-9
+        assert a.test_acc == b.test_acc
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_augmentation_crops_and_flips():
+    images = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).reshape(2, 1, 4, 4)
+    padded = pad_images(images, 1)
+    idx = torch.tensor([0, 1, 1])
+    dy, dx = torch.tensor([1, 0, 1]), torch.tensor([1, 0, 1])
+    flip = torch.tensor([False, False, True])
+    out = augment_batch(padded, idx, dy, dx, flip, 4)
+    assert torch.equal(out[0], images[0])  # centred crop, no flip
+    assert torch.equal(out[1, 0, 1:, 1:], images[1, 0, :3, :3]) and out[1, 0, 0].sum() == 0
+    assert torch.equal(out[2], images[1].flip(-1))
+
+
+def test_sample_stream_is_reproducible_and_covers_each_epoch():
+    idx = torch.arange(10, 20)
+    a, b = SampleStream(idx, 3, 1, True), SampleStream(idx, 3, 1, True)
+    first = a.take(10)
+    assert torch.equal(first[0], b.take(10)[0])
+    assert sorted(first[0].tolist()) == list(range(10, 20))
+    assert not SampleStream(idx, 4, 1, True).take(10)[0].equal(first[0])
