@@ -24,6 +24,7 @@ book: setup
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
 
 book-clean: setup
+	rm -rf _build/.jupyter_cache
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS) --all
 
 browser:
@@ -41,4 +42,4 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
 clean:
-	rm -rf book/_build
+	rm -rf _build

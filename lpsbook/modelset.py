@@ -324,7 +324,7 @@ class ModelSet:
 
     @property
     def task_ids(self) -> torch.Tensor:
-        return torch.as_tensor(self.meta["task_id"].to_numpy())
+        return torch.tensor(self.meta["task_id"].to_numpy(), dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.meta)

@@ -78,7 +78,8 @@ class _Recipe:
 
     def stream(self, task_id: int, seed: int) -> SampleStream:
         p = self.preset
-        return SampleStream(self.dataset.task_indices(p.tasks[task_id], "train"), seed, p.crop_padding, p.flip)
+        return SampleStream(self.dataset.task_indices(p.tasks[task_id], "train"), model_rng_seed(task_id, seed),
+                            p.crop_padding, p.flip)
 
     def batch(self, streams, positives: torch.Tensor, dtype=None):
         """Images ``[M, B, C, H, W]`` (normalised) and 0/1 labels ``[M, B]``."""
@@ -95,6 +96,15 @@ class _Recipe:
         sched = torch.optim.lr_scheduler.MultiStepLR(
             opt, [m * self.steps_per_epoch for m in p.milestones], gamma=0.1)
         return opt, sched
+
+
+def model_rng_seed(task_id: int, seed: int) -> int:
+    """The RNG seed of model (task, seed): distinct for every task and seed.
+
+    Initial weights and the sample stream both come from it, so no two
+    models of a set share an initialisation.
+    """
+    return 1_000_003 * task_id + seed
 
 
 def _positives(preset, task_ids, device):
@@ -146,7 +156,7 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
     recipe = _recipe or _Recipe(preset, dataset, device)
     task_ids = [t for t, _ in jobs]
     m = len(jobs)
-    states = [init_state(preset.width, preset.in_channels, seed) for _, seed in jobs]
+    states = [init_state(preset.width, preset.in_channels, model_rng_seed(t, s)) for t, s in jobs]
     net = PackedResNet20.from_state_dicts(states, preset.width, preset.in_channels).to(device)
     cuda = device.type == "cuda"
     if cuda:
@@ -187,7 +197,7 @@ def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, devic
     device = torch.device(device)
     recipe = _recipe or _Recipe(preset, dataset, device)
     net = ResNet20(preset.width, preset.in_channels)
-    net.load_state_dict(init_state(preset.width, preset.in_channels, seed))
+    net.load_state_dict(init_state(preset.width, preset.in_channels, model_rng_seed(task_id, seed)))
     net.to(device).train()
     stream = recipe.stream(task_id, seed)
     positives = _positives(preset, [task_id], device)

@@ -82,7 +82,7 @@ def _html_dir() -> Path:
     built = [d for d in candidates if (d / "index.html").is_file()]
     if not built:
         return candidates[0]
-    # The most recent build, should both exist.
+    # If both exist, the more recent build.
     return max(built, key=lambda d: (d / "index.html").stat().st_mtime)
 
 
@@ -166,8 +166,7 @@ def server_url():
 def browser():
     from playwright.sync_api import sync_playwright
 
-    # Never let Playwright fetch a browser of its own.
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    # executable_path: the system Chromium; Playwright downloads nothing.
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -189,6 +188,13 @@ _RENDER_REPORT_JS = r"""
   };
   const plotly = Array.from(document.querySelectorAll('.plotly-graph-div'));
   const plotlyMissing = plotly.filter((d) => !d.querySelector('.main-svg')).map(describe);
+  // plotly draws its figures before the (deferred) MathJax has loaded, so a
+  // label written in LaTeX stays raw "$...$" text.
+  const rawLatex = [];
+  plotly.forEach((d) => d.querySelectorAll('.main-svg text').forEach((t) => {
+    const s = (t.textContent || '').trim();
+    if (s.length > 1 && s.startsWith('$') && s.endsWith('$')) rawLatex.push(describe(d) + ': ' + s);
+  }));
 
   const views = Array.from(document.querySelectorAll(
       'script[type="application/vnd.jupyter.widget-view+json"]'));
@@ -210,7 +216,7 @@ _RENDER_REPORT_JS = r"""
       .map((m) => m.textContent.trim().slice(0, 60));
 
   return {
-    nPlotly: plotly.length, plotlyMissing,
+    nPlotly: plotly.length, plotlyMissing, rawLatex,
     nViews: views.length, hasState, widgetsMissing,
     nMath: maths.length, mathMissing,
   };
@@ -227,7 +233,10 @@ _ALL_RENDERED_JS = (
 @pytest.mark.parametrize("page_path", _page_params())
 def test_page_renders_offline(page_path, request):
     if page_path is None:
-        pytest.fail(f"the browser check of the book cannot run: {_why_not_runnable()}")
+        pytest.fail(
+            f"the browser check of the book cannot run: {_why_not_runnable()}",
+            pytrace=False,
+        )
     server = request.getfixturevalue("server_url")
     browser = request.getfixturevalue("browser")
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -268,7 +277,15 @@ def test_page_renders_offline(page_path, request):
             )
 
     def on_page_error(exc):
-        problems.append(f"uncaught JavaScript exception: {exc}")
+        text = f"uncaught JavaScript exception: {exc}"
+        if "'Queue'" in str(exc):
+            text += (
+                " (MathJax 2's MathJax.Hub.Queue called under MathJax 3: the "
+                "ipywidgets embed script typesets widget labels this way; is "
+                "widgets/mathjax2-compat.js listed before widgets/embed.js in "
+                "nb_ipywidgets_js?)"
+            )
+        problems.append(text)
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
@@ -303,6 +320,11 @@ def test_page_renders_offline(page_path, request):
 
     problems += [f"request to a non-localhost host (blocked): {u}" for u in external]
     problems += [f"plotly figure not rendered (no .main-svg): {d}" for d in report["plotlyMissing"]]
+    problems += [
+        f"LaTeX in a plotly label is shown raw (plotly draws before MathJax loads; "
+        f"use plain text, unicode or HTML tags like x<sub>i</sub>): {t}"
+        for t in report["rawLatex"]
+    ]
     if report["nViews"] and not report["hasState"]:
         problems.append(
             "ipywidget views on the page but no saved widget state "
@@ -319,7 +341,9 @@ def test_page_renders_offline(page_path, request):
         f"{report['nPlotly']} plotly figure(s), {report['nViews']} widget view(s), "
         f"{report['nMath']} math element(s); screenshot {shot}"
     )
-    assert not problems, (
-        f"page {page_path} ({url}) does not render cleanly offline "
-        f"[{summary}]:\n  - " + "\n  - ".join(dict.fromkeys(problems))
-    )
+    if problems:
+        pytest.fail(
+            f"page {page_path} ({url}) does not render cleanly offline "
+            f"[{summary}]:\n  - " + "\n  - ".join(dict.fromkeys(problems)),
+            pytrace=False,
+        )

@@ -1,0 +1,447 @@
+"""Baseline similarity methods, with the interface of the LPS second-order network.
+
+Every method has::
+
+    fit(state, labels, num_classes) -> self   # state = {key: [models, ...]}
+    scores(state) -> [models, num_classes]    # class scores, for top-k task classification
+    embed(state)  -> [models, d]              # unit rows: cosine similarity = dot product
+
+``state`` is a stacked state dict like :attr:`lpsbook.modelset.ModelSet.state`.
+
+* :class:`RandomPrediction`: the paper's chance level.
+* :class:`FlatFC`: the paper's "only one FC layer": a linear classifier on
+  the flattened weights; sensitive to the order of filters and channels.
+* :class:`WeightStatistics`: Unterthiner et al. (2020): per-tensor summary
+  statistics and a scikit-learn classifier; permutation-invariant by
+  construction.
+* :class:`ReBasinFlat`: Git Re-Basin weight matching (Ainsworth et al., 2023)
+  to one reference model over ResNet-20's whole permutation structure, then
+  :class:`FlatFC` on the aligned weights.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import LpsbookError
+from .symmetry import permute_state, resnet20_spec, weight_matching
+
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def _num_models(state: dict) -> int:
+    if not state:
+        raise LpsbookError("state is empty: give a stacked state dict {key: [models, ...]}")
+    counts = {v.shape[0] for v in state.values()}
+    if len(counts) != 1:
+        raise LpsbookError(f"state: every tensor must have the same number of models (axis 0), got {sorted(counts)}")
+    return counts.pop()
+
+
+def _check_layers(state: dict, layers) -> list:
+    layers = list(layers)
+    if not layers:
+        raise LpsbookError("layers is empty: name at least one state-dict key")
+    unknown = [n for n in layers if n not in state]
+    if unknown:
+        raise LpsbookError(f"layers: unknown state-dict keys {unknown}; known keys include {sorted(state)[:6]}...")
+    return layers
+
+
+def flatten_layers(state: dict, layers) -> torch.Tensor:
+    """Concatenate the flattened weights of ``layers``, model by model.
+
+    Parameters
+    ----------
+    state : dict of str to Tensor
+        Stacked state dict ``{key: [models, ...]}``.
+    layers : sequence of str
+        Keys of ``state``, in the order their values are concatenated.
+
+    Returns
+    -------
+    Tensor
+        ``[models, features]``, float32.
+    """
+    layers = _check_layers(state, layers)
+    m = _num_models({n: state[n] for n in layers})
+    return torch.cat([state[n].reshape(m, -1).float() for n in layers], dim=1)
+
+
+def _check_labels(labels, m: int, num_classes: int) -> torch.Tensor:
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if labels.numel() != m:
+        raise LpsbookError(f"labels has {labels.numel()} entries but state holds {m} models; give one label per model")
+    if num_classes < 1 or labels.min() < 0 or labels.max() >= num_classes:
+        raise LpsbookError(f"labels must lie in 0..num_classes-1 = 0..{num_classes - 1}")
+    return labels
+
+
+@contextmanager
+def _one_thread(device: torch.device):
+    """Run torch on one CPU thread inside the block (then restore the setting).
+
+    The baselines' networks are tiny: more intra-op threads only add
+    synchronisation, which on a loaded CPU made training ~100x slower.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Method:
+    name = "method"
+    num_classes = None
+
+    def _require_fit(self, what: str):
+        if self.num_classes is None:
+            raise LpsbookError(f"{type(self).__name__}.{what}() called before fit(): fit the method first")
+
+
+class RandomPrediction(_Method):
+    """Chance level: random class scores and random unit embeddings.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds one generator created in :meth:`fit`; later calls draw from it
+        in turn, so two calls (e.g. queries, then gallery) never share rows.
+    """
+
+    name = "random prediction"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def fit(self, state, labels, num_classes):
+        _check_labels(labels, _num_models(state), num_classes)
+        self.num_classes = int(num_classes)
+        self._gen = torch.Generator().manual_seed(self.seed)
+        return self
+
+    def scores(self, state):
+        """Uniform random scores, ``[models, num_classes]``."""
+        self._require_fit("scores")
+        return torch.rand(_num_models(state), self.num_classes, generator=self._gen)
+
+    def embed(self, state):
+        """Random directions, uniform on the sphere, ``[models, max(num_classes, 2)]``."""
+        self._require_fit("embed")
+        z = torch.randn(_num_models(state), max(self.num_classes, 2), generator=self._gen)
+        return F.normalize(z, dim=1)
+
+
+class FlatFC(_Method):
+    """The paper's "only one FC layer": a linear classifier on flattened weights.
+
+    The weights of ``layers`` are flattened and concatenated, *standardised*
+    (each feature minus its mean, divided by its standard deviation, both
+    measured on the training models; constant features are only centred) and
+    fed to one ``nn.Linear``.  It is trained with cross-entropy by SGD with
+    momentum on mini-batches of models (seeded shuffling), the learning rate
+    divided by 10 at 40 % and 80 % of the epochs.  The feature order is the
+    order of the filters and channels, so the method is *not* invariant to
+    permutations of the network.
+
+    Parameters
+    ----------
+    layers : sequence of str
+        State-dict keys (the paper: the first conv layer).
+    epochs, lr, batch_size, momentum, weight_decay : training settings.
+    seed : int
+        Seeds the initialisation and the shuffling.
+    device : str or torch.device
+
+    Notes
+    -----
+    :meth:`scores` returns the logits; :meth:`embed` returns the
+    L2-normalised logits, as the authors' retrieval code does.
+    """
+
+    name = "only one FC layer"
+
+    def __init__(self, layers=("conv1.weight",), epochs: int = 100, lr: float = 1e-2, batch_size: int = 16,
+                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu"):
+        self.layers = tuple(layers)
+        self.epochs, self.lr, self.batch_size = int(epochs), float(lr), int(batch_size)
+        self.momentum, self.weight_decay, self.seed = float(momentum), float(weight_decay), seed
+        self.device = torch.device(device)
+
+    def _features(self, state) -> torch.Tensor:
+        x = flatten_layers(state, self.layers)
+        if x.shape[1] != self.mean.numel():
+            raise LpsbookError(f"layers {list(self.layers)} have {x.shape[1]} values per model here but "
+                               f"{self.mean.numel()} in training: same architecture needed")
+        return ((x - self.mean) / self.std).to(self.device)
+
+    def fit(self, state, labels, num_classes):
+        """Train on ``state`` (``[models, ...]`` per key) with task ``labels``."""
+        x = flatten_layers(state, self.layers)
+        y = _check_labels(labels, x.shape[0], num_classes).to(self.device)
+        self.mean = x.mean(0)
+        std = x.std(0, correction=0)
+        self.std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        with _one_thread(self.device):
+            self._train(self._features(state), y, int(num_classes))
+        self.num_classes = int(num_classes)
+        return self
+
+    def _train(self, x, y, num_classes):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.linear = nn.Linear(x.shape[1], num_classes).to(self.device)
+        opt = torch.optim.SGD(self.linear.parameters(), lr=self.lr, momentum=self.momentum,
+                              weight_decay=self.weight_decay)
+        milestones = sorted({max(1, round(f * self.epochs)) for f in (0.4, 0.8)})
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epochs):
+            order = torch.randperm(len(y), generator=gen).to(self.device)
+            for i in range(0, len(y), self.batch_size):
+                idx = order[i:i + self.batch_size]
+                loss = F.cross_entropy(self.linear(x[idx]), y[idx])
+                if not torch.isfinite(loss):
+                    raise LpsbookError(f"FlatFC training diverged (loss {loss.item()}); lower lr (now {self.lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+
+    @torch.no_grad()
+    def scores(self, state):
+        """Logits ``[models, num_classes]``."""
+        self._require_fit("scores")
+        return self.linear(self._features(state)).cpu()
+
+    @torch.no_grad()
+    def embed(self, state):
+        """L2-normalised logits ``[models, num_classes]``."""
+        self._require_fit("embed")
+        return F.normalize(self.scores(state), dim=1)
+
+
+def parameter_keys(state: dict) -> list:
+    """The learnable tensors of a state dict: every key but BatchNorm's running buffers."""
+    return [k for k in state if not k.endswith(_BUFFERS) and state[k].is_floating_point()]
+
+
+def weight_statistics(state: dict, layers) -> torch.Tensor:
+    """Unterthiner et al. (2020) statistics of every tensor in ``layers``.
+
+    For each tensor: mean, variance (population) and the quantiles
+    :data:`QUANTILES` of its values (9 numbers).  They do not depend on the
+    order of the values, so they are invariant to every permutation.
+
+    Returns
+    -------
+    Tensor
+        ``[models, 9 * len(layers)]``, float64.
+    """
+    layers = _check_layers(state, layers)
+    m = _num_models({n: state[n] for n in layers})
+    q = torch.tensor(QUANTILES, dtype=torch.float64)
+    feats = []
+    for n in layers:
+        v = state[n].reshape(m, -1).double()
+        feats += [v.mean(1, keepdim=True), v.var(1, correction=0, keepdim=True), torch.quantile(v, q, dim=1).T]
+    return torch.cat(feats, dim=1)
+
+
+class WeightStatistics(_Method):
+    """Per-tensor weight statistics + a scikit-learn classifier (Unterthiner et al., 2020).
+
+    Parameters
+    ----------
+    layers : sequence of str, optional
+        Tensors to summarise; by default every learnable tensor
+        (:func:`parameter_keys`: all conv and BatchNorm weights and biases and
+        the final FC layer), which for ResNet-20 includes the 19 3x3 convs.
+    classifier : {"logistic", "boosting"}
+        ``LogisticRegression`` or ``HistGradientBoostingClassifier``, after a
+        ``StandardScaler``.
+    max_iter : int
+        Iterations of the classifier.
+    seed : int
+
+    Notes
+    -----
+    :meth:`scores` are class probabilities; classes absent from the training
+    labels score 0.  :meth:`embed` needs no labels: it is the standardised
+    statistics (scaler fitted on the training models), L2-normalised, so it
+    also compares tasks never seen in training.
+    """
+
+    name = "weight statistics"
+
+    def __init__(self, layers=None, classifier: str = "logistic", max_iter: int = 2000, seed: int = 0):
+        if classifier not in ("logistic", "boosting"):
+            raise LpsbookError(f"classifier must be 'logistic' or 'boosting', got {classifier!r}")
+        self.layers = None if layers is None else tuple(layers)
+        self.classifier, self.max_iter, self.seed = classifier, int(max_iter), seed
+
+    def _stats(self, state) -> np.ndarray:
+        return weight_statistics(state, self._layers).numpy()
+
+    def fit(self, state, labels, num_classes):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        self._layers = list(self.layers) if self.layers is not None else parameter_keys(state)
+        x = self._stats(state)
+        y = _check_labels(labels, x.shape[0], num_classes).numpy()
+        if len(np.unique(y)) < 2:
+            raise LpsbookError("labels: WeightStatistics needs models of at least two classes to fit")
+        self.scaler = StandardScaler().fit(x)
+        if self.classifier == "logistic":
+            clf = LogisticRegression(max_iter=self.max_iter, random_state=self.seed)
+        else:
+            clf = HistGradientBoostingClassifier(max_iter=self.max_iter, random_state=self.seed)
+        self.clf = clf.fit(self.scaler.transform(x), y)
+        self.num_classes = int(num_classes)
+        return self
+
+    def scores(self, state):
+        """Class probabilities ``[models, num_classes]``."""
+        self._require_fit("scores")
+        p = self.clf.predict_proba(self.scaler.transform(self._stats(state)))
+        out = torch.zeros(p.shape[0], self.num_classes, dtype=torch.float64)
+        out[:, torch.as_tensor(self.clf.classes_, dtype=torch.long)] = torch.as_tensor(p)
+        return out
+
+    def embed(self, state):
+        """L2-normalised standardised statistics ``[models, 9 * tensors]``."""
+        self._require_fit("embed")
+        return F.normalize(torch.as_tensor(self.scaler.transform(self._stats(state))), dim=1)
+
+
+def _slice_norms(w: torch.Tensor, axis: int, n: int) -> torch.Tensor:
+    """Squared norm of each of the ``n`` (grouped) slices of ``w`` along ``axis``."""
+    return w.double().movedim(axis, 0).reshape(n, -1).pow(2).sum(1)
+
+
+def canonical_permutations(state: dict, spec) -> dict:
+    """Sort every permutation group by a key that no permutation changes.
+
+    The key of unit ``i`` of a permutation is the summed squared norm of its
+    slices in every ``(tensor, axis)`` the permutation acts on; a slice's norm
+    does not depend on how the *other* axes are ordered.  Two networks that
+    differ only by a permutation therefore get the same canonical form (up to
+    exact ties).
+    """
+    from .symmetry import perm_sizes
+
+    perms = {}
+    for name, n in perm_sizes(spec, state).items():
+        key = sum(_slice_norms(state[k], axis, n) for k, axis in spec.perm_to_axes[name])
+        perms[name] = torch.argsort(key, descending=True, stable=True)
+    return perms
+
+
+class ReBasinFlat(_Method):
+    """Git Re-Basin weight matching to a reference model, then :class:`FlatFC`.
+
+    In :meth:`fit` the training model at position ``reference`` (in its
+    canonical order) becomes the reference.  Every model (training models, and later every model given to
+    :meth:`scores` / :meth:`embed`) is first put into a canonical order
+    (:func:`canonical_permutations`) and then aligned to the reference with
+    :func:`lpsbook.symmetry.weight_matching` over ResNet-20's whole
+    permutation structure (:func:`lpsbook.symmetry.resnet20_spec`).  A
+    :class:`FlatFC` is trained on the aligned weights of ``layers``.  Starting
+    the coordinate descent from the canonical order (instead of the model's
+    arbitrary order) makes the result independent of how the model's units
+    happen to be ordered.
+
+    Parameters
+    ----------
+    layers : sequence of str
+        Keys fed to the FC layer after alignment.
+    reference : int
+        Position of the reference among the training models.
+    canonical_start : bool
+        Canonicalise before matching (see above); ``False`` matches from the
+        model's own order, as Git Re-Basin does.
+    max_iter : int
+        Sweeps of weight matching.
+    progress : bool
+        Show a progress bar over the models being aligned.
+    **flat_kwargs
+        Passed to :class:`FlatFC` (epochs, lr, batch_size, seed, device, ...).
+
+    Notes
+    -----
+    ``state`` must hold each model's whole ResNet-20 state dict (every key the
+    permutation spec touches), not only ``layers``.
+    """
+
+    name = "re-basin + FC"
+
+    def __init__(self, layers=("conv1.weight",), reference: int = 0, canonical_start: bool = True,
+                 max_iter: int = 100, progress: bool = True, **flat_kwargs):
+        self.layers, self.reference = tuple(layers), int(reference)
+        self.canonical_start, self.max_iter, self.progress = canonical_start, int(max_iter), progress
+        self.spec = resnet20_spec()
+        self.flat = FlatFC(layers=self.layers, **flat_kwargs)
+
+    def align(self, state: dict) -> dict:
+        """Every model of ``state`` aligned to the reference: ``{layer: [models, ...]}`` for ``layers``."""
+        self._require_fit("align")
+        return self._align(state)
+
+    def _align(self, state: dict) -> dict:
+        from tqdm.auto import tqdm
+
+        m = self._check_state(state)
+        aligned = {n: [] for n in self.layers}
+        for i in tqdm(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
+            model = {k: v[i] for k, v in state.items()}
+            if self.canonical_start:
+                model = permute_state(model, canonical_permutations(model, self.spec), self.spec)
+            perms = weight_matching(self.ref, model, self.spec, max_iter=self.max_iter)
+            model = permute_state(model, perms, self.spec)
+            for n in self.layers:
+                aligned[n].append(model[n])
+        return {n: torch.stack(v) for n, v in aligned.items()}
+
+    def _check_state(self, state) -> int:
+        m = _num_models(state)
+        _check_layers(state, self.layers)
+        missing = sorted(set(self.spec.axes_to_perm) - set(state))
+        if missing:
+            raise LpsbookError(f"state lacks {len(missing)} ResNet-20 keys (e.g. {missing[:3]}); ReBasinFlat "
+                               "needs every model's whole state dict to align it")
+        return m
+
+    def fit(self, state, labels, num_classes):
+        m = self._check_state(state)
+        _check_labels(labels, m, num_classes)
+        if not -m <= self.reference < m:
+            raise LpsbookError(f"reference={self.reference} but there are only {m} training models")
+        ref = {k: v[self.reference] for k, v in state.items()}
+        if self.canonical_start:
+            ref = permute_state(ref, canonical_permutations(ref, self.spec), self.spec)
+        self.ref, self.num_classes = ref, None
+        self.flat.fit(self._align(state), labels, num_classes)
+        self.num_classes = int(num_classes)
+        return self
+
+    def scores(self, state):
+        """The FC layer's logits on the aligned weights."""
+        self._require_fit("scores")
+        return self.flat.scores(self._align(state))
+
+    def embed(self, state):
+        """L2-normalised logits on the aligned weights."""
+        self._require_fit("embed")
+        return self.flat.embed(self._align(state))

@@ -1,0 +1,438 @@
+"""The paper's evaluation protocols (Section 5), one function each.
+
+Every protocol takes a loaded :class:`~lpsbook.modelset.ModelSet`, trains the
+similarity methods it compares on one split of the models, evaluates on the
+rest, repeats over several seeds and returns a JSON-ready dict with each
+metric's mean, standard deviation and per-seed values, the settings and the
+time taken.
+
+* :func:`classification`: 8 train / 2 test models per task; top-1/5/10.
+* :func:`retrieval`: train on 80 % of the tasks; two query models per test
+  task, the others form the gallery; rank-1/5/10 and mAP.
+* :func:`transferability`: a source model's penultimate features on a target
+  task's test images, k-means (k = 2), adjusted Rand index; Spearman
+  correlation with each method's source/target similarity.
+* :func:`branches`: one LPS branch at a time (Fig. 3b).
+* :func:`ablation`: filter / channel alignment switched off (Fig. 3c).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import LpsbookError
+from .lps import LPSConfig, SecondOrderNet, layer_shapes
+from .metrics import retrieval_metrics, spearman, topk_accuracy
+
+PAPER = {
+    "classification": {"random prediction": (2.0, 9.6, 18.3), "only one FC layer": (5.3, 17.5, 29.3),
+                       "Frobenius+FC w/o alignment": (5.5, 18.3, 29.0), "LPS": (79.8, 94.8, 98.0)},
+    "retrieval": {"random prediction": (10.0, 41.0, 65.1), "only one FC layer": (15.0, 55.8, 83.3),
+                  "Frobenius+FC w/o alignment": (13.3, 58.3, 80.0), "LPS": (80.7, 95.0, 95.8)},
+}
+PAPER_METHODS = ("random prediction", "only one FC layer", "Frobenius+FC w/o alignment", "LPS")
+EXTRA_METHODS = ("weight statistics", "re-basin + FC")
+
+
+def default_config(ms) -> LPSConfig:
+    """Second-order training settings: the paper's on cifar100, a faster mini-batch recipe otherwise."""
+    if ms.preset.dataset == "cifar100":
+        return LPSConfig.paper()
+    return LPSConfig(epochs=60, batch_size=8, lr=0.05, milestones=(30, 45))
+
+
+def make_method(name: str, ms, num_classes: int, config: LPSConfig, seed: int, device="cpu",
+                branch_weights=None, align_filters=True, align_channels=True):
+    """A fresh, untrained similarity method called ``name``."""
+    from . import baselines
+
+    first = ms.layers[0]
+    flat = dict(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=seed, device=device)
+    if name in ("LPS", "Frobenius+FC w/o alignment"):
+        both = name == "LPS"
+        return _LPSMethod(SecondOrderNet(layer_shapes(ms.conv_weights), num_classes, branch_weights,
+                                         align_filters=align_filters and both,
+                                         align_channels=align_channels and both, seed=seed),
+                          replace(config, seed=seed), device)
+    if name == "random prediction":
+        return baselines.RandomPrediction(seed=seed)
+    if name == "only one FC layer":
+        return baselines.FlatFC(layers=(first,), **flat)
+    if name == "weight statistics":
+        return baselines.WeightStatistics()
+    if name == "re-basin + FC":
+        return baselines.ReBasinFlat(layers=(first,), **flat)
+    raise LpsbookError(f"unknown method {name!r}; choose from {PAPER_METHODS + EXTRA_METHODS}")
+
+
+class _LPSMethod:
+    """Adapter giving SecondOrderNet the fit/scores/embed interface of the baselines."""
+
+    def __init__(self, net: SecondOrderNet, config: LPSConfig, device):
+        self.net, self.config, self.device, self.name = net, config, device, net.name
+
+    def fit(self, state, labels, num_classes=None):
+        self.net.fit(state, labels, num_classes, config=self.config, device=self.device)
+        return self
+
+    def scores(self, state):
+        return self.net.scores(state)
+
+    def embed(self, state):
+        return self.net.embed(state)
+
+
+def _summary(values: list) -> dict:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "values": arr.tolist()}
+
+
+def _collect(per_seed: dict) -> dict:
+    """{method: [ {metric: v}, ...per seed ]} -> {method: {metric: summary}}."""
+    return {m: {k: _summary([r[k] for r in runs]) for k in runs[0]} for m, runs in per_seed.items()}
+
+
+def _state(ms, rows) -> dict:
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    return {k: v[idx] for k, v in ms.state.items()}
+
+
+def classification_split(ms, seed: int, train_per_task: int | None = None):
+    """Rows of training and test models: per task, ``train_per_task`` random models train."""
+    k = train_per_task or max(1, round(0.8 * ms.preset.seeds))
+    g = np.random.default_rng(seed)
+    train, test = [], []
+    for t in sorted(ms.meta["task_id"].unique()):
+        rows = g.permutation(np.flatnonzero(ms.meta["task_id"].to_numpy() == t))
+        train += rows[:k].tolist()
+        test += rows[k:].tolist()
+    return np.array(train), np.array(test)
+
+
+def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None):
+    t0 = time.time()
+    config = config or default_config(ms)
+    per_seed = {}
+    jobs = [(m, s) for s in range(seeds) for m in methods]
+    for method, seed in tqdm(jobs, desc=kind, unit="fit"):
+        per_seed.setdefault(method, []).append(evaluate(method, seed, config))
+    return {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash,
+            "models": len(ms), "settings": {"seeds": seeds, "lps": config.to_dict(), "device": str(device),
+                                           **(extra_settings or {})},
+            "results": _collect(per_seed), "seconds": round(time.time() - t0, 2)}
+
+
+def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
+                   device="cpu") -> dict:
+    """Task classification: predict a held-out model's task; top-1/5/10 accuracy."""
+    labels = ms.task_ids
+    n_tasks = int(labels.max()) + 1
+
+    def evaluate(method, seed, cfg):
+        train, test = classification_split(ms, seed)
+        m = make_method(method, ms, n_tasks, cfg, seed, device)
+        m.fit(_state(ms, train), labels[train], n_tasks)
+        return topk_accuracy(m.scores(_state(ms, test)), labels[test], ks=(1, 5, 10))
+
+    return _run("classification", ms, methods, seeds, config, device, evaluate)
+
+
+def retrieval_split(ms, seed: int, test_fraction: float = 0.2, queries_per_task: int = 2):
+    """(train rows, query rows, gallery rows) with the tasks split ``1 - test_fraction`` / ``test_fraction``."""
+    g = np.random.default_rng(seed)
+    tasks = g.permutation(sorted(ms.meta["task_id"].unique()))
+    n_test = max(1, round(test_fraction * len(tasks)))
+    task_col = ms.meta["task_id"].to_numpy()
+    test_tasks = set(tasks[:n_test].tolist())
+    train = np.flatnonzero(~np.isin(task_col, list(test_tasks)))
+    query, gallery = [], []
+    for t in sorted(test_tasks):
+        rows = g.permutation(np.flatnonzero(task_col == t))
+        query += rows[:queries_per_task].tolist()
+        gallery += rows[queries_per_task:].tolist()
+    return train, np.array(query), np.array(gallery)
+
+
+def _relabel(labels):
+    uniq = torch.unique(labels)
+    return torch.searchsorted(uniq, labels), len(uniq)
+
+
+def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
+              device="cpu") -> dict:
+    """Task retrieval on tasks unseen in training: rank-1/5/10 and mAP."""
+    labels = ms.task_ids
+
+    def evaluate(method, seed, cfg):
+        train, query, gallery = retrieval_split(ms, seed)
+        y, n = _relabel(labels[train])
+        m = make_method(method, ms, n, cfg, seed, device)
+        m.fit(_state(ms, train), y, n)
+        return retrieval_metrics(m.embed(_state(ms, query)), labels[query],
+                                 m.embed(_state(ms, gallery)), labels[gallery], ks=(1, 5, 10))
+
+    return _run("retrieval", ms, methods, seeds, config, device, evaluate)
+
+
+# --- transferability ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024) -> torch.Tensor:
+    """Globally pooled last-stage features of one first-order network."""
+    from .data import normalise
+
+    net.eval()
+    return torch.cat([net.features(normalise(images[i:i + batch], mean, std))
+                      for i in range(0, len(images), batch)])
+
+
+def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
+    """ARI[s, t]: source task ``s``'s model (seed ``source_seed``) clustering target ``t``'s test images.
+
+    The source model's penultimate features of the target task's test images
+    are clustered by k-means (k = 2); the adjusted Rand index against the
+    target's labels measures how well the source's features transfer.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from .data import load_dataset
+
+    data = dataset or load_dataset(ms.preset)
+    tasks = ms.preset.tasks
+    targets = [data.task_indices(t, "test") for t in tasks]
+    truth = [(data.test_labels[i] == t[1]).numpy() for i, t in zip(targets, tasks)]
+    ari = np.zeros((len(tasks), len(tasks)))
+    for s in tqdm(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
+        row = np.flatnonzero((ms.meta["task_id"] == s).to_numpy() & (ms.meta["seed"] == source_seed).to_numpy())
+        feats = penultimate_features(ms.model(int(row[0])), data.test_images, data.mean, data.std)
+        for t, idx in enumerate(targets):
+            pred = KMeans(2, n_init=4, random_state=kmeans_seed).fit_predict(feats[idx].numpy())
+            ari[s, t] = adjusted_rand_score(truth[t], pred)
+    return ari
+
+
+def task_similarity(embeddings: torch.Tensor, task_ids: torch.Tensor) -> tuple:
+    """Cosine similarity of tasks' mean embeddings: (tasks, [T, T] matrix)."""
+    tasks = torch.unique(task_ids)
+    means = torch.stack([embeddings[task_ids == t].mean(0) for t in tasks])
+    means = torch.nn.functional.normalize(means, dim=1)
+    return tasks, means @ means.t()
+
+
+def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
+                    config: LPSConfig | None = None, device="cpu", dataset=None) -> dict:
+    """Spearman correlation between each method's task similarity and measured transfer (ARI).
+
+    As in the paper, similarities come from the retrieval setting: the
+    method is trained on 80 % of the tasks and compares pairs of the held-out
+    tasks.  Reported: Spearman over all held-out (source, target) pairs, and
+    the mean over targets of the per-target Spearman (as the DDS paper does).
+    """
+    ari = transfer_ari(ms, dataset)
+    labels = ms.task_ids
+    pairs_seen = {}
+
+    def evaluate(method, seed, cfg):
+        train, query, gallery = retrieval_split(ms, seed)
+        y, n = _relabel(labels[train])
+        m = make_method(method, ms, n, cfg, seed, device)
+        m.fit(_state(ms, train), y, n)
+        held = np.concatenate([query, gallery])
+        tasks, sim = task_similarity(m.embed(_state(ms, held)), labels[held])
+        tasks = tasks.tolist()
+        xs, ys, per_target = [], [], []
+        for j, t in enumerate(tasks):
+            sims = [sim[i, j].item() for i, s in enumerate(tasks) if s != t]
+            aris = [ari[s, t] for s in tasks if s != t]
+            xs += sims
+            ys += aris
+            per_target.append(spearman(sims, aris))
+        pairs_seen.setdefault(method, []).append(list(zip(xs, ys)))
+        return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target))}
+
+    out = _run("transferability", ms, methods, seeds, config, device, evaluate)
+    out["ari"] = ari.tolist()
+    out["pairs"] = pairs_seen
+    return out
+
+
+# --- branches and ablation ---------------------------------------------------------------------
+
+def _single_branch(ms, layers, variants, seeds, config, device, kind):
+    labels = ms.task_ids
+    n_tasks = int(labels.max()) + 1
+    t0 = time.time()
+    config = config or default_config(ms)
+    results = {}
+    jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
+    for (label, filt, chan), layer, seed in tqdm(jobs, desc=kind, unit="fit"):
+        train, test = classification_split(ms, seed)
+        net = SecondOrderNet(layer_shapes(ms.conv_weights), n_tasks, {layer: 1.0},
+                             align_filters=filt, align_channels=chan, seed=seed)
+        net.fit(_state(ms, train), labels[train], config=replace(config, seed=seed), device=device)
+        acc = topk_accuracy(net.scores(_state(ms, test)), labels[test], ks=(1,))["top1"]
+        results.setdefault(label, {}).setdefault(layer, []).append(acc)
+    summary = {label: {layer: _summary(v) for layer, v in per.items()} for label, per in results.items()}
+    return {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash, "models": len(ms),
+            "settings": {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device)},
+            "results": summary, "seconds": round(time.time() - t0, 2)}
+
+
+def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu") -> dict:
+    """Top-1 task classification with one branch at a time (the paper's Fig. 3b)."""
+    return _single_branch(ms, layers or ms.layers, [("LPS", True, True)], seeds, config, device, "branches")
+
+
+ABLATION_VARIANTS = [("both on", True, True), ("filter alignment off", False, True),
+                     ("channel alignment off", True, False), ("both off", False, False)]
+
+
+def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu") -> dict:
+    """Branches 2..L with filter and/or channel alignment off (the paper's Fig. 3c)."""
+    return _single_branch(ms, layers or ms.layers[1:], ABLATION_VARIANTS, seeds, config, device, "ablation")
+
+
+# --- weights or activations: parameter vs activation-based task similarity ---------------------
+
+ACTIVATION_MEASURES = ("rsa", "cka_linear", "cka_rbf", "dds_zscore_cosine", "dds_zscore_pearson",
+                       "dds_zscore_euclidean", "dds_none_linear")
+PARAMETER_METHODS = ("LPS", "weight statistics", "only one FC layer", "re-basin + FC")
+
+
+def probe_features(ms, n_probe: int = 200, seed: int = 0, dataset=None, progress=True) -> torch.Tensor:
+    """Every model's penultimate features on the same ``n_probe`` test images, ``[models, n, d]``."""
+    from .data import load_dataset
+
+    data = dataset or load_dataset(ms.preset)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.test_images), generator=g)[:n_probe]
+    images = data.test_images[idx]
+    return torch.stack([penultimate_features(ms.model(i), images, data.mean, data.std)
+                        for i in tqdm(range(len(ms)), desc="probe features", disable=not progress)])
+
+
+def task_folds(ms, folds: int, seed: int = 0) -> list:
+    """The tasks split into ``folds`` disjoint groups (seeded)."""
+    tasks = np.random.default_rng(seed).permutation(sorted(ms.meta["task_id"].unique()))
+    return [sorted(part.tolist()) for part in np.array_split(tasks, folds)]
+
+
+def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, class_pairs) -> dict:
+    """Compare task similarities with transfer (ARI) and with shared classes, within folds."""
+    from sklearn.metrics import roc_auc_score
+
+    per_target, hits, chance, s_all, related = [], [], [], [], []
+    for fold in tasks_by_fold:
+        for t in fold:
+            sources = [s for s in fold if s != t]
+            sims = [sim[(s, t)] for s in sources]
+            per_target.append(spearman(sims, [ari[s, t] for s in sources]))
+            rel = [bool(set(class_pairs[s]) & set(class_pairs[t])) for s in sources]
+            if any(rel):
+                hits.append(rel[int(np.argmax(sims))])
+                chance.append(np.mean(rel))
+            s_all += sims
+            related += rel
+    return {"transfer_spearman_per_target": float(np.nanmean(per_target)),
+            "related_rank1": float(np.mean(hits)), "related_rank1_chance": float(np.mean(chance)),
+            "related_auc": float(roc_auc_score(related, s_all))}
+
+
+def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,
+               n_probe: int = 200, config: LPSConfig | None = None, device="cpu", seeds: int = 1,
+               dataset=None) -> dict:
+    """Weights or activations: every measure's task similarity against the same ground truth.
+
+    Tasks are split into ``folds`` groups; parameter methods are trained on
+    the other groups' models and compare the held-out tasks (the retrieval
+    setting); activation measures need no training and compare the models'
+    features on ``n_probe`` shared test images.  For each measure: the mean
+    over targets of the Spearman correlation between similarity and measured
+    transfer (ARI), rank-1 retrieval of a task sharing a class, and the ROC
+    AUC of related vs unrelated pairs, all on the same within-fold pairs;
+    plus the cost in seconds per 100 model pairs.
+    """
+    from .similarity import similarity_matrix
+
+    t0 = time.time()
+    config = config or default_config(ms)
+    ari = transfer_ari(ms, dataset)
+    labels = ms.task_ids
+    class_pairs = [tuple(c) for c in ms.preset.tasks]
+    results, cost = {}, {}
+    for seed in range(seeds):
+        parts = task_folds(ms, folds, seed)
+        feats = probe_features(ms, n_probe, seed, dataset)
+        n_pairs = len(ms) * (len(ms) - 1) / 2
+        for name in tqdm(measures, desc="activation measures"):
+            t = time.time()
+            mat = similarity_matrix(feats, name, device=device)
+            cost.setdefault(name, []).append((time.time() - t) / n_pairs * 100)
+            sim = {}
+            for s in range(len(class_pairs)):
+                for u in range(len(class_pairs)):
+                    if s != u:
+                        sim[(s, u)] = mat[labels == s][:, labels == u].mean().item()
+            results.setdefault(name, []).append(_pair_metrics(sim, ari, parts, class_pairs))
+        for method in tqdm(methods, desc="parameter methods"):
+            sim, seconds = {}, 0.0
+            for fold in parts:
+                held = np.flatnonzero(np.isin(labels.numpy(), fold))
+                train = np.flatnonzero(~np.isin(labels.numpy(), fold))
+                y, n = _relabel(labels[train])
+                m = make_method(method, ms, n, config, seed, device).fit(_state(ms, train), y, n)
+                t = time.time()
+                emb = m.embed(_state(ms, held))
+                mat = emb @ emb.t()
+                seconds += time.time() - t
+                tasks, tsim = task_similarity(emb, labels[held])
+                for i, s in enumerate(tasks.tolist()):
+                    for j, u in enumerate(tasks.tolist()):
+                        sim[(s, u)] = tsim[i, j].item()
+            pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
+            cost.setdefault(method, []).append(seconds / pairs * 100)
+            results.setdefault(method, []).append(_pair_metrics(sim, ari, parts, class_pairs))
+    out = {"experiment": "similarity", "preset": ms.preset.name, "preset_hash": ms.preset.hash,
+           "models": len(ms), "settings": {"folds": folds, "n_probe": n_probe, "seeds": seeds,
+                                          "lps": config.to_dict(), "device": str(device)},
+           "results": _collect(results),
+           "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in cost.items()},
+           "seconds": round(time.time() - t0, 2)}
+    return out
+
+
+PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval, "transferability": transferability,
+             "branches": branches, "ablation": ablation}
+
+
+def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None):
+    """Load a model set, run protocol ``name``, write its JSON to ``out``."""
+    from pathlib import Path
+
+    from . import modelset
+    from .modelset import _write_atomic
+    from .training import resolve_device
+
+    ms = modelset.load(modelset_dir)
+    dev = resolve_device(device)
+    kwargs = {"device": dev}
+    if seeds is not None:
+        kwargs["seeds"] = seeds
+    if epochs is not None:
+        cfg = default_config(ms)
+        scale = epochs / cfg.epochs
+        kwargs["config"] = replace(cfg, epochs=epochs,
+                                   milestones=tuple(max(1, round(m * scale)) for m in cfg.milestones))
+    result = PROTOCOLS[name](ms, **kwargs)
+    result["modelset"] = str(modelset_dir)
+    result["settings"]["device"] = str(dev)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(Path(out), json.dumps(result, indent=1).encode())
+    return result
