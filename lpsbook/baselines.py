@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
-from .symmetry import permute_state, resnet20_spec, weight_matching
+from .symmetry import perm_sizes, permute_state, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -340,8 +340,6 @@ def canonical_permutations(state: dict, spec) -> dict:
     differ only by a permutation therefore get the same canonical form (up to
     exact ties).
     """
-    from .symmetry import perm_sizes
-
     perms = {}
     for name, n in perm_sizes(spec, state).items():
         key = sum(_slice_norms(state[k], axis, n) for k, axis in spec.perm_to_axes[name])
@@ -353,8 +351,9 @@ class ReBasinFlat(_Method):
     """Git Re-Basin weight matching to a reference model, then :class:`FlatFC`.
 
     In :meth:`fit` the training model at position ``reference`` (in its
-    canonical order) becomes the reference.  Every model (training models, and later every model given to
-    :meth:`scores` / :meth:`embed`) is first put into a canonical order
+    canonical order) becomes the reference.  Every model (the training models,
+    and later every model given to :meth:`scores` / :meth:`embed`) is first
+    put into a canonical order
     (:func:`canonical_permutations`) and then aligned to the reference with
     :func:`lpsbook.symmetry.weight_matching` over ResNet-20's whole
     permutation structure (:func:`lpsbook.symmetry.resnet20_spec`).  A

@@ -321,6 +321,7 @@ def probe_features(ms, n_probe: int = 200, seed: int = 0, dataset=None, progress
 def task_folds(ms, folds: int, seed: int = 0) -> list:
     """The tasks split into ``folds`` disjoint groups (seeded)."""
     tasks = np.random.default_rng(seed).permutation(sorted(ms.meta["task_id"].unique()))
+    folds = max(2, min(folds, len(tasks) // 3))  # at least three tasks per fold where possible
     return [sorted(part.tolist()) for part in np.array_split(tasks, folds)]
 
 
@@ -329,6 +330,7 @@ def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, class_pairs) 
     from sklearn.metrics import roc_auc_score
 
     per_target, hits, chance, s_all, related = [], [], [], [], []
+    nan = float("nan")
     for fold in tasks_by_fold:
         for t in fold:
             sources = [s for s in fold if s != t]
@@ -340,9 +342,11 @@ def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, class_pairs) 
                 chance.append(np.mean(rel))
             s_all += sims
             related += rel
-    return {"transfer_spearman_per_target": float(np.nanmean(per_target)),
-            "related_rank1": float(np.mean(hits)), "related_rank1_chance": float(np.mean(chance)),
-            "related_auc": float(roc_auc_score(related, s_all))}
+    both = len(set(related)) == 2
+    return {"transfer_spearman_per_target": float(np.nanmean(per_target)) if per_target else nan,
+            "related_rank1": float(np.mean(hits)) if hits else nan,
+            "related_rank1_chance": float(np.mean(chance)) if chance else nan,
+            "related_auc": float(roc_auc_score(related, s_all)) if both else nan}
 
 
 def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,
@@ -387,6 +391,8 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
                 held = np.flatnonzero(np.isin(labels.numpy(), fold))
                 train = np.flatnonzero(~np.isin(labels.numpy(), fold))
                 y, n = _relabel(labels[train])
+                if n < 2 or len(fold) < 2:
+                    continue  # too few tasks to train on or to compare (tiny model sets)
                 m = make_method(method, ms, n, config, seed, device).fit(_state(ms, train), y, n)
                 t = time.time()
                 emb = m.embed(_state(ms, held))
@@ -398,7 +404,8 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
                         sim[(s, u)] = tsim[i, j].item()
             pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
             cost.setdefault(method, []).append(seconds / pairs * 100)
-            results.setdefault(method, []).append(_pair_metrics(sim, ari, parts, class_pairs))
+            usable = [[t for t in f if any((s, t) in sim for s in f)] for f in parts]
+            results.setdefault(method, []).append(_pair_metrics(sim, ari, usable, class_pairs))
     out = {"experiment": "similarity", "preset": ms.preset.name, "preset_hash": ms.preset.hash,
            "models": len(ms), "settings": {"folds": folds, "n_probe": n_probe, "seeds": seeds,
                                           "lps": config.to_dict(), "device": str(device)},

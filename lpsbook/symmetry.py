@@ -299,3 +299,155 @@ def filter_similarity(state_a, state_b, key) -> float:
     a = state_a[key].detach().double().flatten(1)
     b = state_b[key].detach().double().flatten(1).to(a.device)
     return torch.nn.functional.cosine_similarity(a, b, dim=1).mean().item()
+
+
+# --- Helpers for the book's chapters on symmetry (chapters 1 and 2) ---------------------------
+
+
+def permute_group(state, spec, name, perm, keys=None) -> dict:
+    """Apply one permutation of ``spec`` to all of its axes, or only to some tensors.
+
+    With ``keys=None`` this is ``permute_state(state, {name: perm}, spec)``,
+    an exact symmetry.  Restricting the permutation to some of the tensors it
+    acts on (e.g. only a conv layer's filters, not the BatchNorm and the next
+    layer that read them) gives a *mismatched* shuffle, which in general
+    changes the network's function.
+
+    Parameters
+    ----------
+    state : dict of str to Tensor
+    spec : PermutationSpec
+    name : str
+        A permutation of ``spec``.
+    perm : LongTensor
+    keys : sequence of str, optional
+        Only the ``(key, axis)`` pairs of ``name`` whose key is listed here
+        are permuted.
+
+    Returns
+    -------
+    dict of str to Tensor
+        A new state dict.
+    """
+    if name not in spec.perm_to_axes:
+        raise KeyError(f"permutation {name!r} is not in the spec; known: {spec.names}")
+    pairs = spec.perm_to_axes[name]
+    if keys is not None:
+        unknown = set(keys) - {k for k, _ in pairs}
+        if unknown:
+            raise KeyError(f"permutation {name!r} does not act on {sorted(unknown)}")
+        pairs = [(k, a) for k, a in pairs if k in set(keys)]
+    out = {k: v.clone() for k, v in state.items()}
+    for key, axis in pairs:
+        out[key] = _take(out[key], axis, perm).clone()
+    return out
+
+
+def _short(key: str) -> str:
+    return key.removesuffix(".weight")
+
+
+def spec_table(spec, state, conv_names=None):
+    """One row per permutation of ``spec``: its size and the layers whose order it fixes.
+
+    Parameters
+    ----------
+    spec : PermutationSpec
+    state : dict of str to Tensor
+        Gives the sizes.
+    conv_names : sequence of str, optional
+        Conv weight keys; a pair ``(conv, 0)`` is reported under "filters of",
+        ``(conv, 1)`` under "channels of".  By default every 4-d weight.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: permutation, size, log10(size!), filters of, channels of,
+        also moves (the other tensors it acts on: BatchNorm, linear layers).
+    """
+    import pandas as pd
+
+    convs = set(conv_names) if conv_names is not None else {k for k, v in state.items() if v.dim() == 4}
+    sizes = perm_sizes(spec, state)
+    rows = []
+    for name, pairs in spec.perm_to_axes.items():
+        filters = [_short(k) for k, a in pairs if k in convs and a == 0]
+        channels = [_short(k) for k, a in pairs if k in convs and a == 1]
+        others = sorted({k if f"{k.rsplit('.', 1)[0]}.weight" in convs else k.rsplit(".", 1)[0]
+                         for k, a in pairs if k not in convs})
+        rows.append({"permutation": name, "size": sizes[name],
+                     "log10(size!)": round(math.lgamma(sizes[name] + 1) / math.log(10), 2),
+                     "filters of": ", ".join(filters), "channels of": ", ".join(channels),
+                     "also moves": ", ".join(others)})
+    return pd.DataFrame(rows)
+
+
+def plain_chain(channels=(6, 8, 10), in_channels=1, image_size=8, num_classes=2, seed=0):
+    """A small plain CNN (conv-ReLU chain, then a linear layer) and its order-chain spec.
+
+    Parameters
+    ----------
+    channels : sequence of int
+        Filters of each 3x3 conv (padding 1, with bias).
+    in_channels, image_size, num_classes : int
+    seed : int
+        Initialisation seed.
+
+    Returns
+    -------
+    net : torch.nn.Sequential
+        ``conv1, relu1, ..., flatten, fc``, in eval mode.
+    spec : PermutationSpec
+        :func:`chain_spec` of its conv weights and the linear weight.
+    """
+    from collections import OrderedDict
+
+    from torch import nn
+
+    layers, cin = OrderedDict(), in_channels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i, c in enumerate(channels, start=1):
+            layers[f"conv{i}"], layers[f"relu{i}"] = nn.Conv2d(cin, c, 3, padding=1), nn.ReLU()
+            cin = c
+        layers["flatten"] = nn.Flatten()
+        layers["fc"] = nn.Linear(cin * image_size * image_size, num_classes)
+        net = nn.Sequential(layers).eval()
+    return net, chain_spec([f"conv{i}.weight" for i in range(1, len(channels) + 1)], "fc.weight")
+
+
+@torch.no_grad()
+def compare_outputs(net, state_a, state_b, x) -> dict:
+    """Run one architecture with two state dicts on the same inputs.
+
+    The check every permutation should pass: ``pi(B)(x) == B(x)``.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Any module of the right architecture (a copy is used; ``net`` is not
+        changed); it runs in eval mode.
+    state_a, state_b : dict of str to Tensor
+    x : Tensor
+        Inputs.
+
+    Returns
+    -------
+    dict
+        ``logits_a``, ``logits_b`` (Tensors), ``max_abs_diff`` (float) and
+        ``same_predictions`` (fraction of inputs whose argmax agrees).
+    """
+    import copy
+
+    model = copy.deepcopy(net).eval()
+    model.load_state_dict(state_a)
+    a = model(x)
+    model.load_state_dict(state_b)
+    b = model(x)
+    return {"logits_a": a, "logits_b": b, "max_abs_diff": (a - b).abs().max().item(),
+            "same_predictions": (a.argmax(1) == b.argmax(1)).float().mean().item()}
+
+
+def layer_similarities(state_a, state_b, keys) -> list:
+    """:func:`filter_similarity` of every key in ``keys``, as a list of floats."""
+    return [filter_similarity(state_a, state_b, k) for k in keys]

@@ -1,0 +1,436 @@
+"""Plotly figures of the book.
+
+Every figure of a chapter comes from a function here, so that the HTML book,
+JupyterLab and the tests share it.  The functions take plain arrays or the
+package's small result objects and return a ``plotly.graph_objects.Figure``;
+they never compute anything expensive.  Interactive figures use plotly's own
+``updatemenus``/``sliders``, which work in the static HTML book (no kernel).
+
+Conventions for conv weights ``[g, c, k, k]``: a *filter grid* puts the
+trained filters along the x axis and their input channels along the y axis,
+one k x k tile each, separated by blank (NaN) lines; weights use a diverging
+colour scale centred on 0.  Labels are plain text or unicode (plotly draws
+before MathJax loads, so ``$...$`` would stay raw in the HTML book).
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+WEIGHT_SCALE = "RdBu_r"
+SCORE_SCALE = "Viridis"
+FONT_SMALL = 9
+
+
+def _np(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def filter_grid(weights, gap: int = 1) -> np.ndarray:
+    """Lay out conv weights ``[g, c, k, k]`` as one 2-d image.
+
+    Parameters
+    ----------
+    weights : array-like [g, c, kh, kw]
+    gap : int
+        Blank (NaN) pixels between tiles.
+
+    Returns
+    -------
+    ndarray, float32, shape ``(c*(kh+gap)-gap, g*(kw+gap)-gap)``
+        Tile ``(channel j, filter i)`` starts at row ``j*(kh+gap)``, column ``i*(kw+gap)``.
+    """
+    w = _np(weights).astype(np.float32)
+    if w.ndim != 4:
+        raise ValueError(f"weights must be [g, c, k, k], got shape {w.shape}")
+    g, c, kh, kw = w.shape
+    grid = np.full((c, kh + gap, g, kw + gap), np.nan, dtype=np.float32)
+    grid[:, :kh, :, :kw] = w.transpose(1, 2, 0, 3)
+    return grid.reshape(c * (kh + gap), g * (kw + gap))[: c * (kh + gap) - gap, : g * (kw + gap) - gap]
+
+
+def _tile_ticks(n: int, k: int, gap: int, labels=None) -> dict:
+    labels = list(range(n)) if labels is None else list(labels)
+    return {"tickvals": [i * (k + gap) + (k - 1) / 2 for i in range(n)],
+            "ticktext": [str(int(v)) if isinstance(v, (int, np.integer)) else str(v) for v in labels],
+            "tickfont": {"size": FONT_SMALL}}
+
+
+def _filter_trace(weights, zmax, showscale=False, colorbar=None, name="") -> go.Heatmap:
+    return go.Heatmap(z=filter_grid(weights), zmin=-zmax, zmax=zmax, zmid=0, colorscale=WEIGHT_SCALE,
+                      showscale=showscale, colorbar=colorbar, name=name, hoverongaps=False,
+                      hovertemplate="weight %{z:.3f}<extra>" + name + "</extra>")
+
+
+def _zmax(*arrays) -> float:
+    m = max(float(np.nanmax(np.abs(_np(a)))) for a in arrays)
+    return m if m > 0 else 1.0
+
+
+def before_after_figure(rows, titles=("original", "shuffled"), title=None) -> go.Figure:
+    """Conv weights before and after a permutation, side by side.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        One row of panels per layer, with keys ``name``, ``before``,
+        ``after`` (arrays ``[g, c, k, k]``) and optionally ``filter_labels``
+        / ``channel_labels``: the old index of every filter / channel of
+        ``after`` (its tick labels).
+    titles : (str, str)
+        Column titles.
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One heatmap per panel (``2 * len(rows)`` traces).
+    """
+    n = len(rows)
+    fig = make_subplots(rows=n, cols=2, horizontal_spacing=0.08, vertical_spacing=0.16,
+                        subplot_titles=[f"{r['name']}: {t}" for r in rows for t in titles])
+    for i, r in enumerate(rows, start=1):
+        zmax = _zmax(r["before"], r["after"])
+        g, c, k = _np(r["before"]).shape[:3]
+        for j, (key, fl, cl) in enumerate([("before", None, None),
+                                           ("after", r.get("filter_labels"), r.get("channel_labels"))], start=1):
+            last = i == 1 and j == 2
+            fig.add_trace(_filter_trace(r[key], zmax, showscale=last, name=f"{r['name']} {titles[j - 1]}",
+                                        colorbar={"title": {"text": "weight"}, "len": 0.8} if last else None),
+                          row=i, col=j)
+            fig.update_xaxes(title_text="filter (old index)", row=i, col=j, **_tile_ticks(g, k, 1, fl))
+            fig.update_yaxes(title_text="input channel (old index)", autorange="reversed", row=i, col=j,
+                             **_tile_ticks(c, k, 1, cl))
+    fig.update_layout(title=title, height=330 * n + 80, margin={"t": 90})
+    return fig
+
+
+def logits_scatter(reference, others: dict, title=None) -> go.Figure:
+    """Each test image's logit margin under the original weights vs under modified ones.
+
+    Parameters
+    ----------
+    reference : array-like [n, 2]
+        Logits of the original model.
+    others : dict {name: array-like [n, 2]}
+        Logits of modified models (e.g. consistently and inconsistently shuffled).
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One scatter per entry of ``others`` and the diagonal ``y = x``.
+    """
+    ref = _np(reference)
+    x = ref[:, 1] - ref[:, 0]
+    fig = go.Figure()
+    ys = []
+    for name, logits in others.items():
+        z = _np(logits)
+        y = z[:, 1] - z[:, 0]
+        ys.append(y)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=name, marker={"size": 6, "opacity": 0.7},
+                                 customdata=np.arange(len(x)),
+                                 hovertemplate="image %{customdata}<br>original %{x:.3f}<br>modified %{y:.3f}"))
+    lo = float(min(x.min(), *(y.min() for y in ys)))
+    hi = float(max(x.max(), *(y.max() for y in ys)))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x (same function)",
+                             line={"dash": "dot", "color": "gray"}, hoverinfo="skip"))
+    fig.update_layout(title=title, xaxis_title="logit margin z₁ − z₀, original weights",
+                      yaxis_title="logit margin z₁ − z₀, modified weights", height=480,
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def layer_similarity_figure(layers, series: dict, title=None,
+                            yaxis_title="mean cosine similarity of filters") -> go.Figure:
+    """A per-layer quantity for several comparisons, as lines over the layers.
+
+    Parameters
+    ----------
+    layers : sequence of str
+        Layer names (x axis, in forward order).
+    series : dict {name: sequence of float}
+        One value per layer for every comparison.
+    title, yaxis_title : str
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line per entry of ``series``.
+    """
+    names = [str(n).removesuffix(".weight") for n in layers]
+    fig = go.Figure([go.Scatter(x=names, y=list(map(float, v)), mode="lines+markers", name=k)
+                     for k, v in series.items()])
+    fig.add_hline(y=0, line={"color": "gray", "width": 1})
+    fig.update_layout(title=title, yaxis_title=yaxis_title, xaxis_title="conv layer", height=450,
+                      xaxis={"tickangle": -45}, legend={"orientation": "h", "y": -0.45})
+    return fig
+
+
+def spec_figure(spec, layers, title=None) -> go.Figure:
+    """Which permutation orders each layer's filters (out) and input channels (in).
+
+    Parameters
+    ----------
+    spec : lpsbook.symmetry.PermutationSpec
+    layers : sequence of str
+        Weight keys (rows), e.g. the 19 conv layers.
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One heatmap (layers x permutations) labelled "out" / "in".
+    """
+    perms = spec.names
+    z = np.zeros((len(layers), len(perms)))
+    text = np.full(z.shape, "", dtype=object)
+    for i, key in enumerate(layers):
+        for axis, name in spec.axes_to_perm.get(key, {}).items():
+            j = perms.index(name)
+            z[i, j] = 1 if axis == 0 else 2
+            text[i, j] = "out" if axis == 0 else "in"
+    scale = [[0, "#f4f4f4"], [0.33, "#f4f4f4"], [0.34, "#d6604d"], [0.66, "#d6604d"],
+             [0.67, "#4393c3"], [1, "#4393c3"]]
+    fig = go.Figure(go.Heatmap(z=z, x=perms, y=[str(k).removesuffix(".weight") for k in layers], zmin=0, zmax=2,
+                               text=text, texttemplate="%{text}", colorscale=scale, showscale=False,
+                               xgap=1, ygap=1, hovertemplate="%{y} · %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title=title, height=60 + 24 * len(layers), xaxis={"side": "top", "tickangle": -45},
+                      yaxis={"autorange": "reversed"}, margin={"t": 140})
+    return fig
+
+
+# --- the alignment of Eqs. 5-8 ------------------------------------------------------------------
+
+_VIEW_TITLES = ("trained filters, stored order", "aligned order (sorted by s[·, g′], channels matched to φ)",
+                "scores s[g, g′] ({eq})", "each row sorted over g (Eq. 8)")
+
+
+def _view_panels(view, zmax=None, title=None):
+    """The four traces of an AlignedView and the layout that labels them (flattened keys)."""
+    g, c, k = view.raw.shape[:3]
+    zmax = zmax or _zmax(view.raw)
+    s = view.scores.T  # [g', g]
+    lo, hi = float(s.min()), float(s.max())
+    traces = [
+        _filter_trace(view.raw, zmax, name="stored order"),
+        _filter_trace(view.aligned, zmax, showscale=True, name="aligned order",
+                      colorbar={"title": {"text": "weight"}, "len": 0.4, "y": 0.8, "x": 1.02}),
+        go.Heatmap(z=s, zmin=lo, zmax=hi, colorscale=SCORE_SCALE, showscale=False, name="s",
+                   hovertemplate="g=%{x}, g′=%{y}: %{z:.3f}<extra>s[g, g′]</extra>"),
+        go.Heatmap(z=view.sorted_scores.T, zmin=lo, zmax=hi, colorscale=SCORE_SCALE, showscale=True,
+                   colorbar={"title": {"text": "score"}, "len": 0.4, "y": 0.2, "x": 1.02}, name="sorted s",
+                   hovertemplate="rank %{x}, g′=%{y}: %{z:.3f}<extra>sorted</extra>"),
+    ]
+    channel_label = "φ channel c_j" if view.channel_alignment else "input channel"
+    layout = {
+        "xaxis.title.text": "filter (stored index)",
+        "yaxis.title.text": "input channel",
+        "xaxis2.title.text": "filter (stored index), aligned order",
+        "yaxis2.title.text": channel_label,
+        "xaxis3.title.text": "trained filter g (stored order)",
+        "yaxis3.title.text": "second-order filter g′",
+        "xaxis4.title.text": "rank",
+        "yaxis4.title.text": "second-order filter g′",
+        "annotations[2].text": _VIEW_TITLES[2].format(eq="Eq. 6" if view.channel_alignment else "Eq. 7"),
+        "annotations[1].text": _VIEW_TITLES[1].replace("g′", f"g′={view.reference}"),
+    }
+    for axis, ticks in (("xaxis", _tile_ticks(g, k, 1)), ("yaxis", _tile_ticks(c, k, 1)),
+                        ("xaxis2", _tile_ticks(g, k, 1, view.order)), ("yaxis2", _tile_ticks(c, k, 1))):
+        layout[f"{axis}.tickvals"] = ticks["tickvals"]
+        layout[f"{axis}.ticktext"] = ticks["ticktext"]
+    if title is not None:
+        layout["title.text"] = title
+    return traces, layout
+
+
+def _view_subplots():
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.2,
+                        subplot_titles=[t.format(eq="Eq. 6") for t in _VIEW_TITLES])
+    for i in (1, 2):
+        fig.update_yaxes(autorange="reversed", tickfont={"size": FONT_SMALL}, row=1, col=i)
+        fig.update_yaxes(autorange="reversed", row=2, col=i)
+        fig.update_xaxes(tickfont={"size": FONT_SMALL}, row=1, col=i)
+    fig.update_annotations(font={"size": 12})
+    return fig
+
+
+def alignment_view_figure(view, title=None) -> go.Figure:
+    """One layer of one model in stored and aligned order, with its score matrices.
+
+    Parameters
+    ----------
+    view : lpsbook.explorer.AlignedView
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        2 x 2 panels: the stored filters, the aligned filters (tick labels
+        give each filter's stored index), ``s[g, g']`` and its sort over
+        ``g`` (Eq. 8).  Four heatmap traces.
+    """
+    fig = _view_subplots()
+    traces, layout = _view_panels(view, title=title)
+    for trace, (r, c) in zip(traces, [(1, 1), (1, 2), (2, 1), (2, 2)]):
+        fig.add_trace(trace, row=r, col=c)
+    fig.plotly_relayout(layout)
+    fig.update_layout(height=720, margin={"t": 90})
+    return fig
+
+
+def aligned_filters_figure(views: dict, title=None) -> go.Figure:
+    """One layer of several models: stored order (left) and aligned order (right).
+
+    Parameters
+    ----------
+    views : dict {label: AlignedView}
+        Views of the same layer (e.g. models of one task and of another).
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``2 * len(views)`` heatmaps on one shared colour scale.
+    """
+    labels = list(views)
+    zmax = _zmax(*(v.raw for v in views.values()))
+    fig = make_subplots(rows=len(labels), cols=2, horizontal_spacing=0.06, vertical_spacing=0.5 / len(labels),
+                        subplot_titles=[f"{lab}: {t}" for lab in labels for t in ("stored order", "aligned order")])
+    for i, lab in enumerate(labels, start=1):
+        v = views[lab]
+        g, c, k = v.raw.shape[:3]
+        fig.add_trace(_filter_trace(v.raw, zmax, name=f"{lab}, stored"), row=i, col=1)
+        fig.add_trace(_filter_trace(v.aligned, zmax, showscale=i == 1, name=f"{lab}, aligned",
+                                    colorbar={"title": {"text": "weight"}} if i == 1 else None), row=i, col=2)
+        fig.update_xaxes(row=i, col=1, **_tile_ticks(g, k, 1))
+        fig.update_xaxes(row=i, col=2, **_tile_ticks(g, k, 1, v.order))
+        for col in (1, 2):
+            fig.update_yaxes(row=i, col=col, autorange="reversed", **_tile_ticks(c, k, 1))
+    per_row = 90 + 12 * (c * (k + 1))
+    fig.update_layout(title=title, height=100 + per_row * len(labels), margin={"t": 90})
+    fig.update_annotations(font={"size": 11})
+    return fig
+
+
+def score_matrices_figure(views: dict, title=None) -> go.Figure:
+    """Score matrices of several models before (top) and after (bottom) the sort of Eq. 8.
+
+    Parameters
+    ----------
+    views : dict {label: AlignedView}
+        Views of one layer through one branch.
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``2 * len(views)`` heatmaps on one shared colour scale.
+    """
+    labels = list(views)
+    lo = min(float(v.scores.min()) for v in views.values())
+    hi = max(float(v.scores.max()) for v in views.values())
+    fig = make_subplots(rows=2, cols=len(labels), horizontal_spacing=0.03, vertical_spacing=0.2,
+                        row_titles=["s[g, g′], stored order", "sorted over g (Eq. 8)"],
+                        column_titles=labels)
+    for j, lab in enumerate(labels, start=1):
+        v = views[lab]
+        for i, (z, xname) in enumerate([(v.scores.T, "g"), (v.sorted_scores.T, "rank")], start=1):
+            show = i == 1 and j == len(labels)
+            fig.add_trace(go.Heatmap(z=z, zmin=lo, zmax=hi, colorscale=SCORE_SCALE, showscale=show,
+                                     colorbar={"title": {"text": "score"}} if show else None,
+                                     hovertemplate=f"{xname}=%{{x}}, g′=%{{y}}: %{{z:.3f}}<extra>{lab}</extra>"),
+                          row=i, col=j)
+            fig.update_xaxes(title_text="filter g" if i == 1 else "rank", row=i, col=j)
+            fig.update_yaxes(autorange="reversed", showticklabels=j == 1, row=i, col=j)
+    fig.update_yaxes(title_text="g′", col=1)
+    fig.update_layout(title=title, height=520, margin={"t": 110})
+    fig.update_annotations(font={"size": 11})
+    return fig
+
+
+def second_order_filters_figure(phi, title=None) -> go.Figure:
+    """A branch's learnable second-order filters ``phi [g', c, k, k]`` as one filter grid.
+
+    Parameters
+    ----------
+    phi : array-like [g', c, k, k]
+    title : str, optional
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One heatmap.
+    """
+    p = _np(phi)
+    gp, c, k = p.shape[:3]
+    fig = go.Figure(_filter_trace(p, _zmax(p), showscale=True, name="φ",
+                                  colorbar={"title": {"text": "weight"}}))
+    fig.update_xaxes(title_text="second-order filter g′", **_tile_ticks(gp, k, 1))
+    fig.update_yaxes(title_text="channel c_j", autorange="reversed", **_tile_ticks(c, k, 1))
+    fig.update_layout(title=title, height=min(900, 160 + 14 * c * (k + 1)))
+    return fig
+
+
+def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
+    """The aligned-filter explorer as one self-contained plotly figure (works without a kernel).
+
+    A dropdown chooses the model and a slider the layer; each state shows the
+    four panels of :func:`alignment_view_figure`.  There is one slider per
+    model (only the chosen model's is visible), so that the two controls
+    combine: the dropdown switches sliders and shows that model's first layer.
+
+    Parameters
+    ----------
+    views : dict {(model label, layer): AlignedView}
+        Every (model, layer) pair to offer, e.g. from
+        :func:`lpsbook.explorer.explorer_views`.
+    title : str, optional
+        Prefix of every state's title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``4 * len(views)`` heatmap traces, one dropdown menu with a button per
+        model, one slider per model with a step per layer.
+    """
+    models = list(dict.fromkeys(m for m, _ in views))
+    layers = list(dict.fromkeys(l for _, l in views))
+    missing = [(m, l) for m in models for l in layers if (m, l) not in views]
+    if missing:
+        raise ValueError(f"views lack the (model, layer) pairs {missing[:3]}")
+    fig = _view_subplots()
+    layouts, n = {}, 4 * len(models) * len(layers)
+    for m in models:
+        for l in layers:
+            name = f"{title} · " if title else ""
+            traces, layouts[(m, l)] = _view_panels(views[(m, l)], title=f"{name}{m} · {l.removesuffix('.weight')}")
+            for trace, (r, c) in zip(traces, [(1, 1), (1, 2), (2, 1), (2, 2)]):
+                trace.visible = m == models[0] and l == layers[0]
+                fig.add_trace(trace, row=r, col=c)
+
+    def visible(m, l):
+        start = 4 * (models.index(m) * len(layers) + layers.index(l))
+        return [start <= i < start + 4 for i in range(n)]
+
+    sliders = []
+    for mi, m in enumerate(models):
+        steps = [{"method": "update", "label": l.removesuffix(".weight"),
+                  "args": [{"visible": visible(m, l)}, layouts[(m, l)]]} for l in layers]
+        sliders.append({"active": 0, "visible": mi == 0, "steps": steps, "pad": {"t": 70},
+                        "currentvalue": {"prefix": "layer: "}, "len": 1.0})
+    buttons = []
+    for mi, m in enumerate(models):
+        switch = {f"sliders[{k}].visible": k == mi for k in range(len(models))}
+        switch[f"sliders[{mi}].active"] = 0
+        buttons.append({"method": "update", "label": m,
+                        "args": [{"visible": visible(m, layers[0])}, {**layouts[(m, layers[0])], **switch}]})
+    fig.plotly_relayout(layouts[(models[0], layers[0])])
+    fig.update_layout(sliders=sliders, height=820, margin={"t": 130},
+                      updatemenus=[{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left",
+                                    "y": 1.16, "yanchor": "top", "showactive": True}])
+    return fig

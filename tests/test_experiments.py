@@ -1,0 +1,62 @@
+"""The protocols: splits, and every experiment through the CLI on the tiny preset."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lpsbook import cli, experiments
+
+
+def test_classification_split_is_per_task(tiny_modelset):
+    ms = tiny_modelset
+    train, test = experiments.classification_split(ms, seed=0, train_per_task=2)
+    assert set(train).isdisjoint(test) and len(train) + len(test) == len(ms)
+    tasks = ms.meta["task_id"].to_numpy()
+    assert all((tasks[train] == t).sum() == 2 and (tasks[test] == t).sum() == 1 for t in range(3))
+    again, _ = experiments.classification_split(ms, seed=0, train_per_task=2)
+    assert np.array_equal(train, again)
+
+
+def test_retrieval_split_holds_out_whole_tasks(tiny_modelset):
+    ms = tiny_modelset
+    train, query, gallery = experiments.retrieval_split(ms, seed=1, test_fraction=0.34, queries_per_task=1)
+    tasks = ms.meta["task_id"].to_numpy()
+    held = set(tasks[query])
+    assert held == set(tasks[gallery]) and held.isdisjoint(tasks[train])
+    assert len(query) == len(held) and len(train) + len(query) + len(gallery) == len(ms)
+
+
+def test_task_similarity_of_mean_embeddings():
+    emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    tasks, sim = experiments.task_similarity(emb, torch.tensor([0, 0, 1, 1, 2]))
+    assert tasks.tolist() == [0, 1, 2]
+    torch.testing.assert_close(sim[0, 1], torch.tensor(0.0))
+    torch.testing.assert_close(sim[0, 2], torch.tensor(2 ** -0.5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["classification", "retrieval", "transferability", "branches",
+                                  "ablation", "similarity"])
+def test_every_experiment_runs_from_the_cli(tiny_modelset_dir, tmp_path, name, capsys):
+    out = tmp_path / f"{name}.json"
+    code = cli.main(["experiment", name, "--modelset", str(tiny_modelset_dir), "--out", str(out),
+                     "--seeds", "1", "--epochs", "2", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert result["experiment"] == name and result["preset"] == "tiny" and result["seconds"] > 0
+    assert result["results"], "no results"
+    if name == "classification":
+        lps = result["results"]["LPS"]
+        assert set(lps) == {"top1", "top5", "top10"} and 0 <= lps["top1"]["mean"] <= 1
+    if name == "branches":
+        assert len(result["results"]["LPS"]) == 19
+    if name == "ablation":
+        assert set(result["results"]) == {v[0] for v in experiments.ABLATION_VARIANTS}
+        assert len(result["results"]["both on"]) == 18
+
+
+def test_unknown_experiment_is_refused(tiny_modelset_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["experiment", "telepathy", "--modelset", str(tiny_modelset_dir), "--out", str(tmp_path / "x")])
+    assert "invalid choice" in capsys.readouterr().err
