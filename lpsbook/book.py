@@ -83,3 +83,129 @@ def setup_plotly():
         pio.renderers["lpsbook"] = OfflineNotebookRenderer()
     pio.renderers.default = "plotly_mimetype+lpsbook"
     pio.renderers["lpsbook"].activate()
+
+
+# --- the experiments as the book runs them -------------------------------------------------------
+
+def experiment_settings(name: str, preset: Preset | None = None) -> dict:
+    """Settings of experiment ``name`` in the book: the paper's protocol on cifar100; on the CPU
+    presets fewer seeds, epochs and branches so the whole book builds in minutes."""
+    from .experiments import EXTRA_METHODS, PAPER_METHODS, PARAMETER_METHODS
+
+    p = preset or current_preset()
+    full = p.dataset == "cifar100"
+    every = {"classification": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3},
+             "retrieval": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3},
+             "transferability": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3 if full else 2},
+             "similarity": {"methods": list(PARAMETER_METHODS), "seeds": 1}}
+    if full:
+        every["branches"] = {"seeds": 1, "config": {"epochs": 300, "batch_size": 1, "lr": 1e-3,
+                                                    "milestones": [150, 225]}}
+        every["ablation"] = dict(every["branches"])
+    else:
+        quick = {"epochs": 20, "batch_size": 8, "lr": 0.05, "milestones": [10, 15]}
+        # every other branch; g' = 8 keeps the width-32 stage affordable on a CPU
+        every["branches"] = {"seeds": 1, "config": quick, "second_order_filters": 8,
+                             "layers": [1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 19]}
+        every["ablation"] = {"seeds": 1, "config": quick, "second_order_filters": 8,
+                             "layers": [2, 4, 6, 8, 10, 12, 14]}
+    return every[name]
+
+
+def experiment(name: str, preset: Preset | None = None, progress: bool = True, **overrides) -> dict:
+    """Run (or load from the cache) experiment ``name`` on the book's model set."""
+    import dataclasses
+
+    from . import experiments
+    from .training import resolve_device
+
+    p = preset or current_preset()
+    settings = {**experiment_settings(name, p), **overrides}
+
+    def compute():
+        ms = modelset(p, progress=progress)
+        kwargs = dict(settings)
+        if "config" in kwargs:
+            base = experiments.default_config(ms)
+            kwargs["config"] = dataclasses.replace(base, **{k: tuple(v) if k == "milestones" else v
+                                                            for k, v in kwargs["config"].items()})
+        else:
+            kwargs["config"] = experiments.default_config(ms)
+        if "layers" in kwargs:
+            kwargs["layers"] = [ms.layers[i - 1] for i in kwargs["layers"]]
+        if "methods" in kwargs:
+            kwargs["methods"] = tuple(kwargs["methods"])
+        kwargs["device"] = resolve_device("auto")
+        return experiments.PROTOCOLS[name](ms, **kwargs)
+
+    return cached_json(name, settings, compute, preset=p)
+
+
+def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
+    """2-D UMAP maps of all models: by raw conv weights and by LPS features (cached).
+
+    The LPS network is trained on the classification split (seed 0), so the
+    map shows training and held-out models alike.  Returns
+    ``{"task_id": [...], "maps": {title: [[x, y], ...]}, "held_out": [...]}``.
+    """
+    p = preset or current_preset()
+
+    def compute():
+        import umap
+
+        from . import experiments
+        from .lps import SecondOrderNet, layer_shapes
+
+        ms = modelset(p)
+        name = ms.layers[layer_index - 1]
+        train, test = experiments.classification_split(ms, 0)
+        labels = ms.task_ids
+        net = SecondOrderNet(layer_shapes(ms.conv_weights), int(labels.max()) + 1, {name: 1.0})
+        net.fit(experiments._state(ms, train), labels[train], config=experiments.default_config(ms))
+        raw = ms.conv_weights[name].flatten(1).numpy()
+        lps = net.embed(ms.conv_weights).numpy()
+        reducer = lambda x: umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x).tolist()
+        return {"task_id": labels.tolist(), "held_out": sorted(int(i) for i in test),
+                "maps": {f"raw weights of {name}": reducer(raw), f"LPS features of {name}": reducer(lps)}}
+
+    return cached_json("model_maps", {"layer_index": layer_index}, compute, preset=p)
+
+
+def summary(result: dict, metric: str, scale: float = 100) -> str:
+    """One line per method: ``metric`` mean +- sd over seeds."""
+    unit = " %" if scale == 100 else ""
+    parts = [f"{m}: {scale * r[metric]['mean']:.1f} +- {scale * r[metric]['std']:.1f}{unit}" if scale == 100
+             else f"{m}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
+             for m, r in result["results"].items() if metric in r]
+    return f"{result['experiment']} {metric}: " + "; ".join(parts)
+
+
+def branch_summary(result: dict) -> str:
+    """Best and worst branch per variant of a branches/ablation result."""
+    lines = []
+    for variant, per_layer in result["results"].items():
+        means = {layer: 100 * v["mean"] for layer, v in per_layer.items()}
+        best, worst = max(means, key=means.get), min(means, key=means.get)
+        lines.append(f"{result['experiment']} [{variant}]: best {best} {means[best]:.1f} %, "
+                     f"worst {worst} {means[worst]:.1f} %, mean over branches {sum(means.values()) / len(means):.1f} %")
+    return "\n".join(lines)
+
+
+def similarity_table(result: dict):
+    """The weights-or-activations comparison as a table (mean over seeds)."""
+    import pandas as pd
+
+    from .experiments import ACTIVATION_MEASURES
+
+    rows = {m: {k: round(v["mean"], 3) for k, v in r.items()} for m, r in result["results"].items()}
+    table = pd.DataFrame(rows).T
+    table.insert(0, "family", ["activations" if m in ACTIVATION_MEASURES else "weights" for m in table.index])
+    return table.sort_values("transfer_spearman_per_target", ascending=False)
+
+
+def cost_table(result: dict):
+    """Seconds per 100 model pairs, per measure."""
+    import pandas as pd
+
+    cost = result["cost_seconds_per_100_pairs"]
+    return pd.DataFrame({"seconds per 100 model pairs": cost}).sort_values("seconds per 100 model pairs")

@@ -265,7 +265,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
 
 # --- branches and ablation ---------------------------------------------------------------------
 
-def _single_branch(ms, layers, variants, seeds, config, device, kind):
+def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None):
     labels = ms.task_ids
     n_tasks = int(labels.max()) + 1
     t0 = time.time()
@@ -275,28 +275,56 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind):
     for (label, filt, chan), layer, seed in tqdm(jobs, desc=kind, unit="fit"):
         train, test = classification_split(ms, seed)
         net = SecondOrderNet(layer_shapes(ms.conv_weights), n_tasks, {layer: 1.0},
+                             second_order_filters=second_order_filters,
                              align_filters=filt, align_channels=chan, seed=seed)
         net.fit(_state(ms, train), labels[train], config=replace(config, seed=seed), device=device)
         acc = topk_accuracy(net.scores(_state(ms, test)), labels[test], ks=(1,))["top1"]
         results.setdefault(label, {}).setdefault(layer, []).append(acc)
     summary = {label: {layer: _summary(v) for layer, v in per.items()} for label, per in results.items()}
     return {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash, "models": len(ms),
-            "settings": {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device)},
+            "settings": {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device),
+                         "second_order_filters": second_order_filters},
             "results": summary, "seconds": round(time.time() - t0, 2)}
 
 
-def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu") -> dict:
+def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+             second_order_filters=None) -> dict:
     """Top-1 task classification with one branch at a time (the paper's Fig. 3b)."""
-    return _single_branch(ms, layers or ms.layers, [("LPS", True, True)], seeds, config, device, "branches")
+    return _single_branch(ms, layers or ms.layers, [("LPS", True, True)], seeds, config, device, "branches",
+                          second_order_filters)
 
 
 ABLATION_VARIANTS = [("both on", True, True), ("filter alignment off", False, True),
                      ("channel alignment off", True, False), ("both off", False, False)]
 
 
-def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu") -> dict:
+def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+             second_order_filters=None) -> dict:
     """Branches 2..L with filter and/or channel alignment off (the paper's Fig. 3c)."""
-    return _single_branch(ms, layers or ms.layers[1:], ABLATION_VARIANTS, seeds, config, device, "ablation")
+    return _single_branch(ms, layers or ms.layers[1:], ABLATION_VARIANTS, seeds, config, device, "ablation",
+                          second_order_filters)
+
+
+def table(result: dict, metrics=None) -> "pandas.DataFrame":
+    """Results as a table in %: mean and standard deviation per method and metric, the paper's beside them."""
+    import pandas as pd
+
+    kind = result["experiment"]
+    paper = PAPER.get(kind, {})
+    rows = {}
+    for method, per_metric in result["results"].items():
+        names = metrics or list(per_metric)
+        row = {}
+        for i, metric in enumerate(names):
+            scale = 100 if kind in PAPER else 1
+            if method in paper and i < len(paper[method]):
+                row[f"{metric} paper"] = paper[method][i]
+            elif kind in PAPER:
+                row[f"{metric} paper"] = float("nan")
+            row[f"{metric} ours"] = round(scale * per_metric[metric]["mean"], 1 if scale == 100 else 3)
+            row[f"{metric} ours sd"] = round(scale * per_metric[metric]["std"], 1 if scale == 100 else 3)
+        rows[method] = row
+    return pd.DataFrame(rows).T
 
 
 # --- weights or activations: parameter vs activation-based task similarity ---------------------

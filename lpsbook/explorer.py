@@ -133,6 +133,88 @@ def short_layer(name: str) -> str:
     return name.removesuffix(".weight")
 
 
+@torch.no_grad()
+def score_matrices(net: SecondOrderNet, layer: str, thetas, chunk: int = 32):
+    """Eq. 6/7 scores of many models through one branch, before and after the sort of Eq. 8.
+
+    Parameters
+    ----------
+    net : SecondOrderNet
+    layer : str
+    thetas : Tensor [M, g, c, k, k]
+    chunk : int
+        Models per step (the Eq. 5 tensor has ``g * c * g' * c`` entries per model).
+
+    Returns
+    -------
+    raw, sorted : Tensor [M, g, g'] (float64)
+    """
+    branch = net.branches[net.names.index(layer)]
+    p = branch.phi.detach().double().flatten(2)
+    raw = []
+    for i in range(0, len(thetas), chunk):
+        t = thetas[i:i + chunk].double().flatten(3)
+        if branch.align_channels:
+            raw.append(torch.einsum("mgik,hjk->mgihj", t, p).amax(dim=2).sum(dim=-1))
+        else:
+            raw.append(torch.einsum("mgck,hck->mgh", t, p))
+    raw = torch.cat(raw)
+    return raw, torch.sort(raw, dim=1, descending=True).values
+
+
+def _correlations(x: torch.Tensor) -> torch.Tensor:
+    z = x.flatten(1)
+    z = z - z.mean(dim=1, keepdim=True)
+    z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return z @ z.T
+
+
+def alignment_agreement(ms, net: SecondOrderNet, layers=None, rows=None) -> "pandas.DataFrame":
+    """Do models of the same task have alike score matrices, with and without the sort of Eq. 8?
+
+    Two models are compared by the Pearson correlation of their flattened
+    ``s[g, g']`` (Eq. 6/7), once in the stored filter order and once with
+    every column sorted (Eq. 8).  Reported per layer: the fraction of models
+    whose most correlated other model is of the same task (1-NN), and the
+    mean correlation of same-task pairs minus that of different-task pairs.
+    Sorting raises every correlation (sorted columns are all monotone), so
+    compare the same-task and different-task numbers, not the raw level.
+
+    Parameters
+    ----------
+    ms : ModelSet
+    net : SecondOrderNet
+    layers : sequence of str, optional
+        Default: every branch of ``net``.
+    rows : array-like of int, optional
+        Models to use (default: all).
+
+    Returns
+    -------
+    pandas.DataFrame, indexed by layer
+        Columns ``1-NN stored order``, ``1-NN sorted``, ``gap stored order``,
+        ``gap sorted``; ``attrs["chance"]`` is the 1-NN rate of a random neighbour.
+    """
+    import pandas as pd
+
+    idx = torch.arange(len(ms)) if rows is None else torch.as_tensor(rows)
+    tasks = ms.task_ids[idx]
+    same = tasks[:, None] == tasks[None, :]
+    off = ~torch.eye(len(idx), dtype=torch.bool)
+    out = []
+    for layer in layers or net.names:
+        row = {"layer": short_layer(layer)}
+        for name, s in zip(("stored order", "sorted"), score_matrices(net, layer, ms.conv_weights[layer][idx])):
+            corr = _correlations(s)
+            nearest = corr.masked_fill(~off, -float("inf")).argmax(dim=1)
+            row[f"1-NN {name}"] = (tasks[nearest] == tasks).double().mean().item()
+            row[f"gap {name}"] = corr[same & off].mean().item() - corr[~same].mean().item()
+        out.append(row)
+    table = pd.DataFrame(out).set_index("layer")
+    table.attrs["chance"] = ((same & off).sum() / off.sum()).item()
+    return table
+
+
 # --- a briefly trained second-order network --------------------------------------------------
 
 
@@ -265,6 +347,15 @@ def explorer_views(ms, net: SecondOrderNet, models, layers=None, reference: int 
         for layer in layers:
             views[(label, layer)] = branch_view(net, layer, ms.conv_weights[layer][i], reference)
     return views
+
+
+
+def views_of_layer(views: dict, layer: str) -> dict:
+    """``{model label: AlignedView}`` of one layer, from :func:`explorer_views`' result."""
+    out = {m: v for (m, l), v in views.items() if l == layer}
+    if not out:
+        raise LpsbookError(f"no views of layer {layer!r}")
+    return out
 
 
 # --- the widget ---------------------------------------------------------------------------------

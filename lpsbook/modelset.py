@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def _clean_stale_temporaries(folder: Path):
             pass
 
 
-def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device):
+def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device, seconds: float):
     stem = model_stem(trained.task_id, trained.seed)
     blob = st_save({k: v.contiguous() for k, v in trained.state.items()})
     _write_atomic(out / MODELS / f"{stem}.safetensors", blob)
@@ -138,7 +139,7 @@ def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, de
         "train_acc": trained.train_acc, "test_acc": trained.test_acc,
         "preset_name": preset.name, "preset_hash": preset.hash,
         "lpsbook_version": __version__, "torch_version": torch.__version__,
-        "device": str(device), "host": platform.node(),
+        "device": str(device), "host": platform.node(), "train_seconds": round(seconds, 4),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weights_file": f"{stem}.safetensors", "weights_sha256": _sha256(blob),
     }
@@ -202,15 +203,16 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
             attempt = 0
             seeds = {job: job[1] for job in jobs}
             while jobs:
+                started = time.perf_counter()
                 results = train_pack(preset, dataset, [(t, seeds[(t, s)]) for t, s in jobs], dev,
                                      progress=bar if attempt == 0 else None, _recipe=recipe)
-                retry = []
+                retry, seconds = [], (time.perf_counter() - started) / len(jobs)
                 for (t, s), res in zip(jobs, results):
                     res.seed = s
                     if res.diverged:
                         retry.append((t, s))
                     else:
-                        _save_model(out, preset, dataset, res, seeds[(t, s)], dev)
+                        _save_model(out, preset, dataset, res, seeds[(t, s)], dev, seconds)
                 attempt += 1
                 if retry and attempt >= MAX_ATTEMPTS:
                     names = ", ".join(model_stem(t, s) for t, s in retry)

@@ -434,3 +434,103 @@ def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
                       updatemenus=[{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left",
                                     "y": 1.16, "yanchor": "top", "showactive": True}])
     return fig
+
+
+# --- model sets and the paper's experiments ---------------------------------------------------
+
+def accuracy_by_task(meta, title="Test accuracy of every model, by task"):
+    """Box plot of the models' test accuracy per task (one box per task)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    labels = [f"{a}/{b}" for a, b in meta["classes"]]
+    fig.add_trace(go.Box(x=labels, y=meta["test_acc"], boxpoints="all", jitter=0.4, pointpos=0,
+                         marker_size=3, line_width=1, name="test accuracy"))
+    fig.update_layout(title=title, xaxis_title="task (class pair)", yaxis_title="test accuracy",
+                      showlegend=False, height=420)
+    return fig
+
+
+def model_map(embeddings: dict, task_labels, title="Models in two dimensions (UMAP), coloured by task"):
+    """Side-by-side 2-D maps, one per embedding ``{name: [models, 2]}``, points coloured by task."""
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(embeddings)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    tasks = np.asarray(task_labels)
+    for c, name in enumerate(names, start=1):
+        xy = np.asarray(embeddings[name])
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers",
+                                 marker=dict(color=tasks, colorscale="Turbo", size=5),
+                                 text=[f"task {t}" for t in tasks], hoverinfo="text", showlegend=False),
+                      row=1, col=c)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(title=title, height=450)
+    return fig
+
+
+def paper_vs_ours(table, metrics, title):
+    """Grouped bars: each method's metrics, the paper's beside ours (with our spread as error bars)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
+    for c, metric in enumerate(metrics, start=1):
+        paper = table[f"{metric} paper"]
+        fig.add_trace(go.Bar(x=table.index, y=paper, name="paper (CIFAR-100)", marker_color="#9aa5b1",
+                             showlegend=c == 1), row=1, col=c)
+        fig.add_trace(go.Bar(x=table.index, y=table[f"{metric} ours"], name="ours",
+                             error_y=dict(type="data", array=table[f"{metric} ours sd"]),
+                             marker_color="#1f77b4", showlegend=c == 1), row=1, col=c)
+    fig.update_yaxes(title_text="%", range=[0, 100], row=1, col=1)
+    fig.update_layout(title=title, barmode="group", height=430)
+    return fig
+
+
+def similarity_vs_transfer(pairs: dict, title="Task similarity vs transferability (ARI)"):
+    """Scatter of (similarity, ARI) over held-out task pairs; a dropdown picks the method."""
+    import plotly.graph_objects as go
+
+    methods = list(pairs)
+    fig = go.Figure()
+    for i, m in enumerate(methods):
+        xs = [x for run in pairs[m] for x, _ in run]
+        ys = [y for run in pairs[m] for _, y in run]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=m, visible=i == 0, marker_size=5))
+    buttons = [dict(label=m, method="update", args=[{"visible": [j == i for j in range(len(methods))]},
+                                                    {"xaxis.title.text": f"{m} similarity"}])
+               for i, m in enumerate(methods)]
+    fig.update_layout(title=title, xaxis_title=f"{methods[0]} similarity", yaxis_title="ARI (transfer)",
+                      updatemenus=[dict(buttons=buttons, x=1.0, y=1.15, xanchor="right")], height=450)
+    return fig
+
+
+def per_branch(result, paper_top1_first=79.8, title="Top-1 task classification, one branch at a time"):
+    """Line plot of top-1 per branch (and per alignment variant) with the spread over seeds."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for label, per_layer in result["results"].items():
+        layers = list(per_layer)
+        fig.add_trace(go.Scatter(x=list(range(1, len(layers) + 1)) if len(layers) == 19 else
+                                 list(range(2, len(layers) + 2)) if len(layers) == 18 else layers,
+                                 y=[100 * per_layer[l]["mean"] for l in layers],
+                                 error_y=dict(type="data", array=[100 * per_layer[l]["std"] for l in layers]),
+                                 mode="lines+markers", name=label, text=layers))
+    fig.update_layout(title=title, xaxis_title="branch (conv layer)", yaxis_title="top-1 (%)", height=430)
+    return fig
+
+
+def metric_bars(rows: dict, metric_names, title):
+    """Grouped bars of several metrics for several methods: ``rows = {method: {metric: value}}``."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    methods = list(rows)
+    for metric in metric_names:
+        fig.add_trace(go.Bar(x=methods, y=[rows[m][metric] for m in methods], name=metric))
+    fig.update_layout(title=title, barmode="group", height=430)
+    return fig

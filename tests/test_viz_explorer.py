@@ -1,0 +1,258 @@
+"""The aligned-filter explorer and the book's figures behave as the chapters say.
+
+* the alignment view agrees with the LPS branch (Eqs. 5-8) and does not
+  depend on the order of the trained filters and channels;
+* the ipywidgets explorer follows its controls (task, seed, layer, reference);
+* the figures have the traces, menus and sliders the chapters rely on;
+* the symmetry helpers the chapters use are exact symmetries (or, restricted,
+  are not).
+"""
+import numpy as np
+import pytest
+import torch
+
+from lpsbook import explorer, symmetry, viz
+from lpsbook.nets import ResNet20, conv_layers
+
+
+@pytest.fixture(scope="module")
+def brief(tiny_modelset):
+    return explorer.train_briefly(tiny_modelset, epochs=1, cache=False)
+
+
+@pytest.fixture(scope="module")
+def explorer_widget(tiny_modelset, brief):
+    return explorer.AlignedFilterExplorer(tiny_modelset, brief.net)
+
+
+# --- the alignment view -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", ["conv1.weight", "layer1.0.conv2.weight", "layer3.0.conv1.weight"])
+def test_view_matches_the_branch(tiny_modelset, brief, layer):
+    theta = tiny_modelset.conv_weights[layer][4]
+    view = explorer.branch_view(brief.net, layer, theta)
+    branch = brief.net.branches[brief.net.names.index(layer)]
+    with torch.no_grad():
+        expected = branch.similarity(theta[None].float())[0].numpy()
+    np.testing.assert_allclose(view.sorted_scores, expected, rtol=1e-4, atol=1e-5)
+    assert view.channel_alignment == (layer != "conv1.weight")
+
+
+@pytest.mark.parametrize("reference", [0, 3])
+def test_order_is_a_permutation_sorting_the_reference_scores(tiny_modelset, brief, reference):
+    layer = "layer2.0.conv2.weight"
+    view = explorer.branch_view(brief.net, layer, tiny_modelset.conv_weights[layer][0], reference)
+    assert sorted(view.order.tolist()) == list(range(view.filters))
+    column = view.scores[view.order, reference]
+    assert np.all(np.diff(column) <= 0)
+    np.testing.assert_allclose(column, view.sorted_scores[:, reference])
+
+
+def test_aligned_filters_are_the_stored_filters_with_matched_channels(tiny_modelset, brief):
+    layer = "layer2.1.conv1.weight"
+    view = explorer.branch_view(brief.net, layer, tiny_modelset.conv_weights[layer][2], 1)
+    for i, g in enumerate(view.order):
+        np.testing.assert_array_equal(view.aligned[i], view.raw[g][view.channel_match[i]])
+    first = explorer.branch_view(brief.net, "conv1.weight", tiny_modelset.conv_weights["conv1.weight"][2])
+    np.testing.assert_array_equal(first.aligned, first.raw[first.order])
+
+
+@pytest.mark.parametrize("layer", ["conv1.weight", "layer1.1.conv1.weight", "layer3.2.conv2.weight"])
+def test_aligned_view_ignores_filter_and_channel_order(tiny_modelset, brief, layer):
+    theta = tiny_modelset.conv_weights[layer][7]
+    g = torch.Generator().manual_seed(1)
+    pf = torch.randperm(theta.shape[0], generator=g)
+    pc = torch.randperm(theta.shape[1], generator=g) if layer != "conv1.weight" else torch.arange(theta.shape[1])
+    shuffled = theta[pf][:, pc]
+    a = explorer.branch_view(brief.net, layer, theta, 2)
+    b = explorer.branch_view(brief.net, layer, shuffled, 2)
+    np.testing.assert_allclose(b.sorted_scores, a.sorted_scores, atol=1e-9)
+    np.testing.assert_array_equal(b.aligned, a.aligned)
+    np.testing.assert_array_equal(pf.numpy()[b.order], a.order)  # same filters, named by their old index
+
+
+def test_view_rejects_mismatched_shapes():
+    from lpsbook.errors import LpsbookError
+
+    with pytest.raises(LpsbookError, match="same c"):
+        explorer.aligned_view(np.zeros((4, 3, 3, 3)), np.zeros((2, 2, 3, 3)), True)
+    with pytest.raises(LpsbookError, match="reference"):
+        explorer.aligned_view(np.zeros((4, 3, 3, 3)), np.zeros((2, 3, 3, 3)), True, reference=2)
+
+
+# --- the briefly trained second-order network --------------------------------------------------
+
+def test_train_briefly_gives_one_branch_per_layer(tiny_modelset, brief):
+    assert brief.net.names == conv_layers()
+    assert set(brief.heldout_top1) == set(conv_layers())
+    assert all(0.0 <= v <= 1.0 for v in brief.heldout_top1.values())
+    assert brief.chance == pytest.approx(1 / len(tiny_modelset.preset.tasks))
+    assert all(b.phi.shape[0] == 8 for b in brief.net.branches)
+
+
+def test_train_briefly_cache_round_trip(tiny_modelset, tmp_path):
+    first = explorer.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
+    assert len(list((tmp_path / "results").glob("tiny-brief-lps-*.json"))) == 1
+    again = explorer.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
+    for a, b in zip(first.net.branches, again.net.branches):
+        torch.testing.assert_close(a.phi, b.phi)
+    assert again.heldout_top1 == first.heldout_top1
+
+
+# --- the widget ----------------------------------------------------------------------------------
+
+def test_explorer_follows_the_layer(tiny_modelset, explorer_widget):
+    ex = explorer_widget
+    for layer in ("layer3.1.conv1.weight", "conv1.weight", "layer2.0.conv1.weight"):
+        ex.layer.value = layer
+        g, c = tiny_modelset.conv_weights[layer].shape[1:3]
+        assert ex.view.layer == layer and ex.view.filters == g and ex.view.raw.shape[1] == c
+        assert ex.figure.data[0].z.shape == viz.filter_grid(ex.view.raw).shape
+        np.testing.assert_array_equal(ex.view.raw, tiny_modelset.conv_weights[layer][ex.model_index].numpy())
+
+
+def test_explorer_follows_task_and_seed(tiny_modelset, explorer_widget):
+    ex = explorer_widget
+    ex.task.value = 2
+    assert tiny_modelset.meta.loc[ex.model_index, "task_id"] == 2
+    ex.seed.value = 1
+    row = tiny_modelset.meta.loc[ex.model_index]
+    assert (row["task_id"], row["seed"]) == (2, 1)
+    ex.task.value = 0  # the seed is kept when the new task has it
+    row = tiny_modelset.meta.loc[ex.model_index]
+    assert (row["task_id"], row["seed"]) == (0, 1)
+    assert "task 0 (0 vs 1), seed 1" in ex.describe()
+
+
+def test_explorer_reference_reorders_the_filters(explorer_widget):
+    ex = explorer_widget
+    ex.layer.value = "layer1.2.conv1.weight"
+    assert ex.reference.max == ex.net.branches[ex.net.names.index(ex.layer.value)].phi.shape[0] - 1
+    orders = {}
+    for ref in (0, ex.reference.max):
+        ex.reference.value = ref
+        assert ex.view.reference == ref
+        assert np.all(np.diff(ex.view.scores[ex.view.order, ref]) <= 0)
+        orders[ref] = list(ex.figure.layout.xaxis2.ticktext)
+        assert orders[ref] == [str(i) for i in ex.view.order]
+    assert f"g′={ex.reference.max}" in ex.figure.layout.annotations[1].text
+
+
+def test_explorer_displays_as_a_widget(explorer_widget):
+    bundle = explorer_widget._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+def test_filter_grid_places_every_tile():
+    w = np.arange(3 * 2 * 3 * 3, dtype=np.float32).reshape(3, 2, 3, 3)
+    grid = viz.filter_grid(w)
+    assert grid.shape == (2 * 4 - 1, 3 * 4 - 1)
+    np.testing.assert_array_equal(grid[4:7, 8:11], w[2, 1])  # channel 1 row, filter 2 column
+    assert np.isnan(grid[3]).all() and np.isnan(grid[:, 3]).all()
+
+
+def test_alignment_view_figure(tiny_modelset, brief):
+    layer = "layer1.0.conv2.weight"
+    view = explorer.branch_view(brief.net, layer, tiny_modelset.conv_weights[layer][0])
+    fig = viz.alignment_view_figure(view, title="t")
+    assert [t.type for t in fig.data] == ["heatmap"] * 4
+    np.testing.assert_array_equal(fig.data[3].z, view.sorted_scores.T)
+    assert list(fig.layout.xaxis2.ticktext) == [str(i) for i in view.order]
+    assert "Eq. 6" in fig.layout.annotations[2].text
+    first = explorer.branch_view(brief.net, "conv1.weight", tiny_modelset.conv_weights["conv1.weight"][0])
+    assert "Eq. 7" in viz.alignment_view_figure(first).layout.annotations[2].text
+
+
+def test_alignment_explorer_figure_menus_and_sliders(tiny_modelset, brief):
+    layers = ["conv1.weight", "layer2.0.conv1.weight", "layer3.2.conv2.weight"]
+    views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (0, 1), (2, 0)], layers)
+    fig = viz.alignment_explorer_figure(views, title="explore")
+    models = list(dict.fromkeys(m for m, _ in views))
+    assert len(fig.data) == 4 * len(models) * len(layers)
+    assert sum(bool(t.visible) for t in fig.data) == 4
+    (menu,) = fig.layout.updatemenus
+    assert [b.label for b in menu.buttons] == models
+    assert len(fig.layout.sliders) == len(models)
+    assert [s.visible for s in fig.layout.sliders] == [True, False, False]
+    for mi, (button, slider) in enumerate(zip(menu.buttons, fig.layout.sliders)):
+        assert [s.label for s in slider.steps] == [l.removesuffix(".weight") for l in layers]
+        switch = button.args[1]
+        assert [switch[f"sliders[{k}].visible"] for k in range(len(models))] == [k == mi for k in range(len(models))]
+        for li, step in enumerate(slider.steps):
+            shown = [i for i, v in enumerate(step.args[0]["visible"]) if v]
+            start = 4 * (mi * len(layers) + li)
+            assert shown == list(range(start, start + 4))
+            view = views[(models[mi], layers[li])]
+            np.testing.assert_array_equal(fig.data[start + 1].z, viz.filter_grid(view.aligned))
+            assert step.args[1]["xaxis2.ticktext"] == [str(i) for i in view.order]
+
+
+def test_alignment_explorer_figure_needs_every_pair(tiny_modelset, brief):
+    views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (1, 0)], ["conv1.weight", "layer1.0.conv1.weight"])
+    del views[next(iter(views))]
+    with pytest.raises(ValueError, match="lack"):
+        viz.alignment_explorer_figure(views)
+
+
+def test_other_figures(tiny_modelset, brief):
+    views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (1, 0)], ["layer1.0.conv1.weight"])
+    by_model = {m: v for (m, _), v in views.items()}
+    assert len(viz.aligned_filters_figure(by_model).data) == 4
+    assert len(viz.score_matrices_figure(by_model).data) == 4
+    assert len(viz.second_order_filters_figure(brief.net.branches[1].phi).data) == 1
+    w = tiny_modelset.conv_weights["layer1.0.conv1.weight"][0]
+    fig = viz.before_after_figure([{"name": "a", "before": w, "after": w.flip(0), "filter_labels": [3, 2, 1, 0]}])
+    assert len(fig.data) == 2 and list(fig.layout.xaxis2.ticktext) == ["3", "2", "1", "0"]
+    z = torch.randn(10, 2)
+    fig = viz.logits_scatter(z, {"same": z, "other": z.flip(1)})
+    assert [t.name for t in fig.data][:2] == ["same", "other"] and len(fig.data) == 3
+    fig = viz.layer_similarity_figure(conv_layers(), {"before": np.zeros(19), "after": np.ones(19)})
+    assert len(fig.data) == 2 and len(fig.data[0].x) == 19
+    fig = viz.spec_figure(symmetry.resnet20_spec(), conv_layers())
+    text = np.asarray(fig.data[0].text)
+    assert text.shape == (19, 12)
+    assert (text == "out").sum() == 19 and (text == "in").sum() == 18  # conv1 reads the image
+
+
+# --- the symmetry helpers of chapters 1 and 2 ---------------------------------------------------
+
+def _inputs():
+    return torch.randn(12, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def test_permute_group_whole_is_a_symmetry_and_part_is_not(tiny_modelset):
+    spec, state = symmetry.resnet20_spec(), tiny_modelset.state_dict(0)
+    net = tiny_modelset.model(0)
+    perm = torch.tensor([1, 0, 3, 2])
+    full = symmetry.permute_group(state, spec, "layer1.0.inner", perm)
+    expected = symmetry.permute_state(state, {"layer1.0.inner": perm}, spec)
+    assert all(torch.equal(full[k], expected[k]) for k in state)
+    assert symmetry.compare_outputs(net, state, full, _inputs())["max_abs_diff"] < 1e-4
+    part = symmetry.permute_group(state, spec, "layer1.0.inner", perm, keys=["layer1.0.conv1.weight"])
+    assert torch.equal(part["layer1.0.bn1.weight"], state["layer1.0.bn1.weight"])
+    assert not torch.equal(part["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+    assert symmetry.compare_outputs(net, state, part, _inputs())["max_abs_diff"] > 1e-3
+    with pytest.raises(KeyError):
+        symmetry.permute_group(state, spec, "layer1.0.inner", perm, keys=["fc.weight"])
+
+
+def test_spec_table_and_plain_chain():
+    from lpsbook.nets import init_state
+
+    table = symmetry.spec_table(symmetry.resnet20_spec(), init_state(8, 1, 0))
+    assert len(table) == 12 and table["size"].tolist()[:3] == [8, 16, 32]
+    assert "conv1" in table.loc[0, "filters of"] and "fc" in table.loc[2, "also moves"]
+    net, spec = symmetry.plain_chain(channels=(3, 5), image_size=8)
+    assert spec.names == ["P0", "P1"]
+    state = net.state_dict()
+    perms = symmetry.random_permutations(spec, state, torch.Generator().manual_seed(0))
+    out = symmetry.compare_outputs(net, state, symmetry.permute_state(state, perms, spec), _inputs())
+    assert out["max_abs_diff"] < 1e-5 and out["same_predictions"] == 1.0
+
+
+def test_layer_similarities_of_identical_states():
+    state = ResNet20(4, 1).state_dict()
+    sims = symmetry.layer_similarities(state, state, conv_layers())
+    assert len(sims) == 19 and np.allclose(sims, 1.0)
