@@ -347,6 +347,20 @@ def canonical_permutations(state: dict, spec) -> dict:
     return perms
 
 
+_ALIGNED: dict = {}  # (reference, settings, model) digests -> aligned layers, shared by all fits
+
+
+def _digest(state: dict) -> tuple:
+    """A content hash of a state dict (alignment is a pure function of the weights)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return (h.hexdigest(),)
+
+
 class ReBasinFlat(_Method):
     """Git Re-Basin weight matching to a reference model, then :class:`FlatFC`.
 
@@ -368,6 +382,10 @@ class ReBasinFlat(_Method):
         Keys fed to the FC layer after alignment.
     reference : int
         Position of the reference among the training models.
+    reference_state : dict, optional
+        A fixed reference model's state dict instead (alignment uses no
+        labels, so any model can serve; a fixed one lets alignments be reused
+        across fits: they are memoised by the content of the weights).
     canonical_start : bool
         Canonicalise before matching (see above); ``False`` matches from the
         model's own order, as Git Re-Basin does.
@@ -387,8 +405,10 @@ class ReBasinFlat(_Method):
     name = "re-basin + FC"
 
     def __init__(self, layers=("conv1.weight",), reference: int = 0, canonical_start: bool = True,
-                 max_iter: int = 100, progress: bool = True, **flat_kwargs):
+                 max_iter: int = 100, progress: bool = True, reference_state: dict | None = None,
+                 **flat_kwargs):
         self.layers, self.reference = tuple(layers), int(reference)
+        self.reference_state = reference_state
         self.canonical_start, self.max_iter, self.progress = canonical_start, int(max_iter), progress
         self.spec = resnet20_spec()
         self.flat = FlatFC(layers=self.layers, **flat_kwargs)
@@ -403,12 +423,19 @@ class ReBasinFlat(_Method):
 
         m = self._check_state(state)
         aligned = {n: [] for n in self.layers}
+        ref_key = _digest(self.ref) + (self.canonical_start, self.max_iter)
         for i in tqdm(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
             model = {k: v[i] for k, v in state.items()}
+            key = ref_key + _digest(model)
+            if key in _ALIGNED:
+                for n in self.layers:
+                    aligned[n].append(_ALIGNED[key][n])
+                continue
             if self.canonical_start:
                 model = permute_state(model, canonical_permutations(model, self.spec), self.spec)
             perms = weight_matching(self.ref, model, self.spec, max_iter=self.max_iter)
             model = permute_state(model, perms, self.spec)
+            _ALIGNED[key] = {n: model[n] for n in self.layers}
             for n in self.layers:
                 aligned[n].append(model[n])
         return {n: torch.stack(v) for n, v in aligned.items()}
@@ -427,7 +454,8 @@ class ReBasinFlat(_Method):
         _check_labels(labels, m, num_classes)
         if not -m <= self.reference < m:
             raise LpsbookError(f"reference={self.reference} but there are only {m} training models")
-        ref = {k: v[self.reference] for k, v in state.items()}
+        ref = (dict(self.reference_state) if self.reference_state is not None
+               else {k: v[self.reference] for k, v in state.items()})
         if self.canonical_start:
             ref = permute_state(ref, canonical_permutations(ref, self.spec), self.spec)
         self.ref, self.num_classes = ref, None

@@ -39,14 +39,19 @@ def _key(preset: Preset, name: str, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:
+    """Where the cached result of (preset, name, settings) lives."""
+    preset = preset or current_preset()
+    folder = Path(root or default_data_dir()) / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{preset.name}-{name}-{_key(preset, name, settings)}.json"
+
+
 def cached_json(name: str, settings: dict, compute, preset: Preset | None = None, root=None):
     """``compute()`` once per (preset, name, settings); its JSON result is kept on disk."""
     from .modelset import _write_atomic
 
-    preset = preset or current_preset()
-    folder = Path(root or default_data_dir()) / "results"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{preset.name}-{name}-{_key(preset, name, settings)}.json"
+    path = result_path(name, settings, preset, root)
     if path.exists():
         return json.loads(path.read_text())
     result = compute()
@@ -136,6 +141,8 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
         if "methods" in kwargs:
             kwargs["methods"] = tuple(kwargs["methods"])
         kwargs["device"] = resolve_device("auto")
+        if name != "similarity":  # finished fits survive an interruption
+            kwargs["checkpoint"] = result_path(name, settings, p).with_suffix(".partial")
         return experiments.PROTOCOLS[name](ms, **kwargs)
 
     return cached_json(name, settings, compute, preset=p)

@@ -66,7 +66,8 @@ def make_method(name: str, ms, num_classes: int, config: LPSConfig, seed: int, d
     if name == "weight statistics":
         return baselines.WeightStatistics()
     if name == "re-basin + FC":
-        return baselines.ReBasinFlat(layers=(first,), **flat)
+        # alignment is label-free: align every model to one fixed model of the set, once
+        return baselines.ReBasinFlat(layers=(first,), reference_state=ms.state_dict(0), **flat)
     raise LpsbookError(f"unknown method {name!r}; choose from {PAPER_METHODS + EXTRA_METHODS}")
 
 
@@ -115,21 +116,60 @@ def classification_split(ms, seed: int, train_per_task: int | None = None):
     return np.array(train), np.array(test)
 
 
-def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None):
+class _Checkpoint:
+    """Finished (method, seed) results of a run, kept on disk so an interrupted run resumes."""
+
+    def __init__(self, path, settings: dict):
+        from pathlib import Path
+
+        self.path, self.settings = (Path(path) if path else None), json.loads(json.dumps(settings, default=str))
+        self.done = {}
+        if self.path and self.path.exists():
+            saved = json.loads(self.path.read_text())
+            if saved.get("settings") == self.settings:
+                self.done = saved["done"]
+
+    def get(self, key):
+        return self.done.get(key)
+
+    def put(self, key, value):
+        self.done[key] = value
+        if self.path:
+            from .modelset import _write_atomic
+
+            _write_atomic(self.path, json.dumps({"settings": self.settings, "done": self.done}).encode())
+
+    def finish(self):
+        if self.path:
+            self.path.unlink(missing_ok=True)
+
+
+def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None, checkpoint=None):
     t0 = time.time()
     config = config or default_config(ms)
-    per_seed = {}
+    settings = {"seeds": seeds, "lps": config.to_dict(), "device": str(device), **(extra_settings or {})}
+    ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": list(methods), **settings})
+    per_seed, extras = {}, {}
     jobs = [(m, s) for s in range(seeds) for m in methods]
     for method, seed in tqdm(jobs, desc=kind, unit="fit"):
-        per_seed.setdefault(method, []).append(evaluate(method, seed, config))
-    return {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash,
-            "models": len(ms), "settings": {"seeds": seeds, "lps": config.to_dict(), "device": str(device),
-                                           **(extra_settings or {})},
-            "results": _collect(per_seed), "seconds": round(time.time() - t0, 2)}
+        key = f"{method}|{seed}"
+        res = ckpt.get(key)
+        if res is None:
+            res = evaluate(method, seed, config)
+            ckpt.put(key, res)
+        per_seed.setdefault(method, []).append({k: v for k, v in res.items() if not k.startswith("_")})
+        for k, v in res.items():
+            if k.startswith("_"):
+                extras.setdefault(k[1:], {}).setdefault(method, []).append(v)
+    out = {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash,
+           "models": len(ms), "settings": settings, "results": _collect(per_seed),
+           "seconds": round(time.time() - t0, 2), **extras}
+    ckpt.finish()
+    return out
 
 
 def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
-                   device="cpu") -> dict:
+                   device="cpu", checkpoint=None) -> dict:
     """Task classification: predict a held-out model's task; top-1/5/10 accuracy."""
     labels = ms.task_ids
     n_tasks = int(labels.max()) + 1
@@ -140,7 +180,7 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
         m.fit(_state(ms, train), labels[train], n_tasks)
         return topk_accuracy(m.scores(_state(ms, test)), labels[test], ks=(1, 5, 10))
 
-    return _run("classification", ms, methods, seeds, config, device, evaluate)
+    return _run("classification", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
 
 
 def retrieval_split(ms, seed: int, test_fraction: float = 0.2, queries_per_task: int = 2):
@@ -165,7 +205,7 @@ def _relabel(labels):
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
-              device="cpu") -> dict:
+              device="cpu", checkpoint=None) -> dict:
     """Task retrieval on tasks unseen in training: rank-1/5/10 and mAP."""
     labels = ms.task_ids
 
@@ -177,7 +217,7 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
         return retrieval_metrics(m.embed(_state(ms, query)), labels[query],
                                  m.embed(_state(ms, gallery)), labels[gallery], ks=(1, 5, 10))
 
-    return _run("retrieval", ms, methods, seeds, config, device, evaluate)
+    return _run("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
 
 
 # --- transferability ---------------------------------------------------------------------------
@@ -227,7 +267,7 @@ def task_similarity(embeddings: torch.Tensor, task_ids: torch.Tensor) -> tuple:
 
 
 def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
-                    config: LPSConfig | None = None, device="cpu", dataset=None) -> dict:
+                    config: LPSConfig | None = None, device="cpu", dataset=None, checkpoint=None) -> dict:
     """Spearman correlation between each method's task similarity and measured transfer (ARI).
 
     As in the paper, similarities come from the retrieval setting: the
@@ -237,7 +277,6 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     """
     ari = transfer_ari(ms, dataset)
     labels = ms.task_ids
-    pairs_seen = {}
 
     def evaluate(method, seed, cfg):
         train, query, gallery = retrieval_split(ms, seed)
@@ -254,33 +293,40 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
             xs += sims
             ys += aris
             per_target.append(spearman(sims, aris))
-        pairs_seen.setdefault(method, []).append(list(zip(xs, ys)))
-        return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target))}
+        return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target)),
+                "_pairs": [list(p) for p in zip(xs, ys)]}
 
-    out = _run("transferability", ms, methods, seeds, config, device, evaluate)
+    out = _run("transferability", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
     out["ari"] = ari.tolist()
-    out["pairs"] = pairs_seen
     return out
 
 
 # --- branches and ablation ---------------------------------------------------------------------
 
-def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None):
+def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None, checkpoint=None):
     labels = ms.task_ids
     n_tasks = int(labels.max()) + 1
     t0 = time.time()
     config = config or default_config(ms)
     results = {}
+    ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "layers": list(layers), "seeds": seeds,
+                                    "lps": config.to_dict(), "g": second_order_filters})
     jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
     for (label, filt, chan), layer, seed in tqdm(jobs, desc=kind, unit="fit"):
+        key = f"{label}|{layer}|{seed}"
+        if ckpt.get(key) is not None:
+            results.setdefault(label, {}).setdefault(layer, []).append(ckpt.get(key))
+            continue
         train, test = classification_split(ms, seed)
         net = SecondOrderNet(layer_shapes(ms.conv_weights), n_tasks, {layer: 1.0},
                              second_order_filters=second_order_filters,
                              align_filters=filt, align_channels=chan, seed=seed)
         net.fit(_state(ms, train), labels[train], config=replace(config, seed=seed), device=device)
         acc = topk_accuracy(net.scores(_state(ms, test)), labels[test], ks=(1,))["top1"]
+        ckpt.put(key, acc)
         results.setdefault(label, {}).setdefault(layer, []).append(acc)
     summary = {label: {layer: _summary(v) for layer, v in per.items()} for label, per in results.items()}
+    ckpt.finish()
     return {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash, "models": len(ms),
             "settings": {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device),
                          "second_order_filters": second_order_filters},
@@ -288,10 +334,10 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind, second_ord
 
 
 def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
-             second_order_filters=None) -> dict:
+             second_order_filters=None, checkpoint=None) -> dict:
     """Top-1 task classification with one branch at a time (the paper's Fig. 3b)."""
     return _single_branch(ms, layers or ms.layers, [("LPS", True, True)], seeds, config, device, "branches",
-                          second_order_filters)
+                          second_order_filters, checkpoint)
 
 
 ABLATION_VARIANTS = [("both on", True, True), ("filter alignment off", False, True),
@@ -299,10 +345,10 @@ ABLATION_VARIANTS = [("both on", True, True), ("filter alignment off", False, Tr
 
 
 def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
-             second_order_filters=None) -> dict:
+             second_order_filters=None, checkpoint=None) -> dict:
     """Branches 2..L with filter and/or channel alignment off (the paper's Fig. 3c)."""
     return _single_branch(ms, layers or ms.layers[1:], ABLATION_VARIANTS, seeds, config, device, "ablation",
-                          second_order_filters)
+                          second_order_filters, checkpoint)
 
 
 def table(result: dict, metrics=None) -> "pandas.DataFrame":
@@ -465,6 +511,8 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
         scale = epochs / cfg.epochs
         kwargs["config"] = replace(cfg, epochs=epochs,
                                    milestones=tuple(max(1, round(m * scale)) for m in cfg.milestones))
+    if name != "similarity":
+        kwargs["checkpoint"] = Path(str(out) + ".partial")
     result = PROTOCOLS[name](ms, **kwargs)
     result["modelset"] = str(modelset_dir)
     result["settings"]["device"] = str(dev)

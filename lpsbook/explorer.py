@@ -22,6 +22,7 @@ Three pieces:
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +129,17 @@ def branch_view(net: SecondOrderNet, layer: str, theta, reference: int = 0) -> A
     return aligned_view(theta, branch.phi.detach(), branch.align_channels, reference, layer)
 
 
+@contextmanager
+def _one_thread():
+    """Run small CPU work on one thread: on a busy 2-core machine, two threads are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def short_layer(name: str) -> str:
     """``"layer2.0.conv1.weight"`` -> ``"layer2.0.conv1"``."""
     return name.removesuffix(".weight")
@@ -202,14 +214,15 @@ def alignment_agreement(ms, net: SecondOrderNet, layers=None, rows=None) -> "pan
     same = tasks[:, None] == tasks[None, :]
     off = ~torch.eye(len(idx), dtype=torch.bool)
     out = []
-    for layer in layers or net.names:
-        row = {"layer": short_layer(layer)}
-        for name, s in zip(("stored order", "sorted"), score_matrices(net, layer, ms.conv_weights[layer][idx])):
-            corr = _correlations(s)
-            nearest = corr.masked_fill(~off, -float("inf")).argmax(dim=1)
-            row[f"1-NN {name}"] = (tasks[nearest] == tasks).double().mean().item()
-            row[f"gap {name}"] = corr[same & off].mean().item() - corr[~same].mean().item()
-        out.append(row)
+    with _one_thread():
+        for layer in layers or net.names:
+            row = {"layer": short_layer(layer)}
+            for name, s in zip(("stored order", "sorted"), score_matrices(net, layer, ms.conv_weights[layer][idx])):
+                corr = _correlations(s)
+                nearest = corr.masked_fill(~off, -float("inf")).argmax(dim=1)
+                row[f"1-NN {name}"] = (tasks[nearest] == tasks).double().mean().item()
+                row[f"gap {name}"] = corr[same & off].mean().item() - corr[~same].mean().item()
+            out.append(row)
     table = pd.DataFrame(out).set_index("layer")
     table.attrs["chance"] = ((same & off).sum() / off.sum()).item()
     return table
@@ -244,7 +257,9 @@ class BriefLPS:
     settings: dict
 
 
-def _train_branches(ms, settings: dict) -> dict:
+def _train_branches(ms, settings: dict, progress: bool = False) -> dict:
+    from tqdm.auto import tqdm
+
     seeds = ms.meta["seed"].to_numpy()
     held = seeds >= ms.preset.seeds - settings["heldout_seeds"]
     if held.all() or not held.any():
@@ -256,19 +271,20 @@ def _train_branches(ms, settings: dict) -> dict:
                        milestones=tuple(settings["milestones"]), seed=settings["seed"])
     train, test = torch.from_numpy(~held), torch.from_numpy(held)
     start, state, top1 = time.perf_counter(), {}, {}
-    for name in ms.layers:
-        net = SecondOrderNet(shapes, len(ms.preset.tasks), {name: 1.0},
-                             second_order_filters=settings["second_order_filters"], seed=settings["seed"])
-        net.fit({name: ms.conv_weights[name][train]}, labels[train], config=config)
-        pred = net.scores({name: ms.conv_weights[name][test]}).argmax(1)
-        top1[name] = (pred == labels[test]).float().mean().item()
-        state[name] = {k: v.tolist() for k, v in net.branches[0].state_dict().items()}
+    with _one_thread():
+        for name in tqdm(ms.layers, desc="LPS branches", disable=not progress, leave=False):
+            net = SecondOrderNet(shapes, len(ms.preset.tasks), {name: 1.0},
+                                 second_order_filters=settings["second_order_filters"], seed=settings["seed"])
+            net.fit({name: ms.conv_weights[name][train]}, labels[train], config=config)
+            pred = net.scores({name: ms.conv_weights[name][test]}).argmax(1)
+            top1[name] = (pred == labels[test]).float().mean().item()
+            state[name] = {k: v.tolist() for k, v in net.branches[0].state_dict().items()}
     return {"state": state, "heldout_top1": top1, "seconds": time.perf_counter() - start}
 
 
-def train_briefly(ms, epochs: int = 4, second_order_filters: int = 8, heldout_seeds: int = 2,
+def train_briefly(ms, epochs: int = 5, second_order_filters: int = 8, heldout_seeds: int = 2,
                   batch_size: int = 8, lr: float = 0.05, seed: int = 0, cache: bool = True,
-                  cache_root=None) -> BriefLPS:
+                  cache_root=None, progress: bool = False) -> BriefLPS:
     """Train one LPS branch per conv layer for a few epochs (cached on disk).
 
     Each branch is trained alone (as in the paper's Fig. 3b) on the models of
@@ -288,6 +304,8 @@ def train_briefly(ms, epochs: int = 4, second_order_filters: int = 8, heldout_se
         model set's preset and these settings).
     cache_root : path, optional
         Folder of the cache (default ``data/``).
+    progress : bool
+        Show a progress bar over the layers while training.
 
     Returns
     -------
@@ -299,10 +317,10 @@ def train_briefly(ms, epochs: int = 4, second_order_filters: int = 8, heldout_se
     if cache:
         from .book import cached_json
 
-        result = cached_json("brief-lps", settings, lambda: _train_branches(ms, settings),
+        result = cached_json("brief-lps", settings, lambda: _train_branches(ms, settings, progress),
                              preset=ms.preset, root=cache_root)
     else:
-        result = _train_branches(ms, settings)
+        result = _train_branches(ms, settings, progress)
     shapes = layer_shapes(ms.conv_weights)
     net = SecondOrderNet(shapes, len(ms.preset.tasks), {n: 1.0 for n in ms.layers},
                          second_order_filters=second_order_filters, seed=seed)

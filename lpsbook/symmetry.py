@@ -451,3 +451,34 @@ def compare_outputs(net, state_a, state_b, x) -> dict:
 def layer_similarities(state_a, state_b, keys) -> list:
     """:func:`filter_similarity` of every key in ``keys``, as a list of floats."""
     return [filter_similarity(state_a, state_b, k) for k in keys]
+
+
+def matched_similarities(reference_state, stacked_state, spec, keys, seed=0):
+    """Per-layer filter similarity of several models to a reference, before and after weight matching.
+
+    Parameters
+    ----------
+    reference_state : dict of str to Tensor
+    stacked_state : dict of str to Tensor
+        The other models' state dicts stacked on a leading axis, ``{key: [n, ...]}``
+        (e.g. ``ModelSet.subset(rows).state``).
+    spec : PermutationSpec
+    keys : sequence of str
+        The weights to compare (e.g. the 19 conv layers).
+    seed : int
+        Seed of :func:`weight_matching`.
+
+    Returns
+    -------
+    stored, matched : ndarray [n, len(keys)]
+        :func:`filter_similarity` of every model and key, in the model's own
+        order and after :func:`weight_matching` to the reference.
+    """
+    n = len(next(iter(stacked_state.values())))
+    stored, matched = [], []
+    for i in range(n):
+        state = {k: v[i] for k, v in stacked_state.items()}
+        perms = weight_matching(reference_state, state, spec, seed=seed)
+        stored.append(layer_similarities(reference_state, state, keys))
+        matched.append(layer_similarities(reference_state, permute_state(state, perms, spec), keys))
+    return np.asarray(stored), np.asarray(matched)

@@ -59,8 +59,8 @@ def _tile_ticks(n: int, k: int, gap: int, labels=None) -> dict:
             "tickfont": {"size": FONT_SMALL}}
 
 
-def _filter_trace(weights, zmax, showscale=False, colorbar=None, name="") -> go.Heatmap:
-    return go.Heatmap(z=filter_grid(weights), zmin=-zmax, zmax=zmax, zmid=0, colorscale=WEIGHT_SCALE,
+def _filter_trace(weights, zmax, showscale=False, colorbar=None, name="", gap=1) -> go.Heatmap:
+    return go.Heatmap(z=filter_grid(weights, gap), zmin=-zmax, zmax=zmax, zmid=0, colorscale=WEIGHT_SCALE,
                       showscale=showscale, colorbar=colorbar, name=name, hoverongaps=False,
                       hovertemplate="weight %{z:.3f}<extra>" + name + "</extra>")
 
@@ -146,7 +146,7 @@ def logits_scatter(reference, others: dict, title=None) -> go.Figure:
 
 
 def layer_similarity_figure(layers, series: dict, title=None,
-                            yaxis_title="mean cosine similarity of filters") -> go.Figure:
+                            yaxis_title="mean cosine similarity of filters", errors: dict | None = None) -> go.Figure:
     """A per-layer quantity for several comparisons, as lines over the layers.
 
     Parameters
@@ -156,6 +156,8 @@ def layer_similarity_figure(layers, series: dict, title=None,
     series : dict {name: sequence of float}
         One value per layer for every comparison.
     title, yaxis_title : str
+    errors : dict {name: sequence of float}, optional
+        Error bar half-widths (e.g. standard deviations) for some series.
 
     Returns
     -------
@@ -163,7 +165,10 @@ def layer_similarity_figure(layers, series: dict, title=None,
         One line per entry of ``series``.
     """
     names = [str(n).removesuffix(".weight") for n in layers]
-    fig = go.Figure([go.Scatter(x=names, y=list(map(float, v)), mode="lines+markers", name=k)
+    errors = errors or {}
+    fig = go.Figure([go.Scatter(x=names, y=list(map(float, v)), mode="lines+markers", name=k,
+                                error_y={"type": "data", "array": list(map(float, errors[k])), "thickness": 1}
+                                if k in errors else None)
                      for k, v in series.items()])
     fig.add_hline(y=0, line={"color": "gray", "width": 1})
     fig.update_layout(title=title, yaxis_title=yaxis_title, xaxis_title="conv layer", height=450,
@@ -210,15 +215,33 @@ _VIEW_TITLES = ("trained filters, stored order", "aligned order (sorted by s[·,
                 "scores s[g, g′] ({eq})", "each row sorted over g (Eq. 8)")
 
 
-def _view_panels(view, zmax=None, title=None):
-    """The four traces of an AlignedView and the layout that labels them (flattened keys)."""
+def _tile_lines(g: int, c: int, k: int) -> go.Scatter:
+    """White lines between the k x k tiles of a gap-free filter grid (one cheap trace)."""
+    xs, ys = [], []
+    for i in range(1, g):
+        xs += [i * k - 0.5, i * k - 0.5, None]
+        ys += [-0.5, c * k - 0.5, None]
+    for j in range(1, c):
+        xs += [-0.5, g * k - 0.5, None]
+        ys += [j * k - 0.5, j * k - 0.5, None]
+    return go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 1.5}, hoverinfo="skip",
+                      showlegend=False, name="tile borders")
+
+
+def _view_panels(view, zmax=None, title=None, gap=1):
+    """The traces of an AlignedView and the layout that labels them (flattened keys).
+
+    With ``gap=1`` the filter grids have blank lines between tiles (4 traces);
+    with ``gap=0`` they are drawn without them, and two line traces mark the
+    tiles instead (6 traces, about half the data).
+    """
     g, c, k = view.raw.shape[:3]
     zmax = zmax or _zmax(view.raw)
     s = view.scores.T  # [g', g]
     lo, hi = float(s.min()), float(s.max())
     traces = [
-        _filter_trace(view.raw, zmax, name="stored order"),
-        _filter_trace(view.aligned, zmax, showscale=True, name="aligned order",
+        _filter_trace(view.raw, zmax, name="stored order", gap=gap),
+        _filter_trace(view.aligned, zmax, showscale=True, name="aligned order", gap=gap,
                       colorbar={"title": {"text": "weight"}, "len": 0.4, "y": 0.8, "x": 1.02}),
         go.Heatmap(z=s, zmin=lo, zmax=hi, colorscale=SCORE_SCALE, showscale=False, name="s",
                    hovertemplate="g=%{x}, g′=%{y}: %{z:.3f}<extra>s[g, g′]</extra>"),
@@ -239,13 +262,18 @@ def _view_panels(view, zmax=None, title=None):
         "annotations[2].text": _VIEW_TITLES[2].format(eq="Eq. 6" if view.channel_alignment else "Eq. 7"),
         "annotations[1].text": _VIEW_TITLES[1].replace("g′", f"g′={view.reference}"),
     }
-    for axis, ticks in (("xaxis", _tile_ticks(g, k, 1)), ("yaxis", _tile_ticks(c, k, 1)),
-                        ("xaxis2", _tile_ticks(g, k, 1, view.order)), ("yaxis2", _tile_ticks(c, k, 1))):
+    for axis, ticks in (("xaxis", _tile_ticks(g, k, gap)), ("yaxis", _tile_ticks(c, k, gap)),
+                        ("xaxis2", _tile_ticks(g, k, gap, view.order)), ("yaxis2", _tile_ticks(c, k, gap))):
         layout[f"{axis}.tickvals"] = ticks["tickvals"]
         layout[f"{axis}.ticktext"] = ticks["ticktext"]
     if title is not None:
         layout["title.text"] = title
+    if gap == 0:
+        traces += [_tile_lines(g, c, k), _tile_lines(g, c, k)]
     return traces, layout
+
+
+_PANEL_CELLS = [(1, 1), (1, 2), (2, 1), (2, 2), (1, 1), (1, 2)]  # where each trace of _view_panels goes
 
 
 def _view_subplots():
@@ -276,7 +304,7 @@ def alignment_view_figure(view, title=None) -> go.Figure:
     """
     fig = _view_subplots()
     traces, layout = _view_panels(view, title=title)
-    for trace, (r, c) in zip(traces, [(1, 1), (1, 2), (2, 1), (2, 2)]):
+    for trace, (r, c) in zip(traces, _PANEL_CELLS):
         fig.add_trace(trace, row=r, col=c)
     fig.plotly_relayout(layout)
     fig.update_layout(height=720, margin={"t": 90})
@@ -376,6 +404,9 @@ def second_order_filters_figure(phi, title=None) -> go.Figure:
     return fig
 
 
+TRACES_PER_STATE = 6
+
+
 def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
     """The aligned-filter explorer as one self-contained plotly figure (works without a kernel).
 
@@ -395,8 +426,11 @@ def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
     Returns
     -------
     plotly.graph_objects.Figure
-        ``4 * len(views)`` heatmap traces, one dropdown menu with a button per
-        model, one slider per model with a step per layer.
+        ``TRACES_PER_STATE * len(views)`` traces (per state: the four
+        heatmaps of :func:`alignment_view_figure`, drawn without blank lines
+        to halve the data, and two line traces marking the tiles), one
+        dropdown menu with a button per model, one slider per model with a
+        step per layer.
     """
     models = list(dict.fromkeys(m for m, _ in views))
     layers = list(dict.fromkeys(l for _, l in views))
@@ -404,18 +438,20 @@ def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
     if missing:
         raise ValueError(f"views lack the (model, layer) pairs {missing[:3]}")
     fig = _view_subplots()
-    layouts, n = {}, 4 * len(models) * len(layers)
+    per = TRACES_PER_STATE
+    layouts, n = {}, per * len(models) * len(layers)
     for m in models:
         for l in layers:
             name = f"{title} · " if title else ""
-            traces, layouts[(m, l)] = _view_panels(views[(m, l)], title=f"{name}{m} · {l.removesuffix('.weight')}")
-            for trace, (r, c) in zip(traces, [(1, 1), (1, 2), (2, 1), (2, 2)]):
+            traces, layouts[(m, l)] = _view_panels(views[(m, l)], title=f"{name}{m} · {l.removesuffix('.weight')}",
+                                                   gap=0)
+            for trace, (r, c) in zip(traces, _PANEL_CELLS):
                 trace.visible = m == models[0] and l == layers[0]
                 fig.add_trace(trace, row=r, col=c)
 
     def visible(m, l):
-        start = 4 * (models.index(m) * len(layers) + layers.index(l))
-        return [start <= i < start + 4 for i in range(n)]
+        start = per * (models.index(m) * len(layers) + layers.index(l))
+        return [start <= i < start + per for i in range(n)]
 
     sliders = []
     for mi, m in enumerate(models):

@@ -60,3 +60,31 @@ def test_unknown_experiment_is_refused(tiny_modelset_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["experiment", "telepathy", "--modelset", str(tiny_modelset_dir), "--out", str(tmp_path / "x")])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_path, monkeypatch):
+    from lpsbook.lps import LPSConfig
+
+    calls = []
+    real = experiments.make_method
+
+    def counting(name, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 3 and not getattr(counting, "resumed", False):
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(experiments, "make_method", counting)
+    ckpt = tmp_path / "run.partial"
+    kwargs = dict(methods=("random prediction", "only one FC layer"), seeds=2,
+                  config=LPSConfig(epochs=2, batch_size=4, lr=0.01, milestones=()), checkpoint=ckpt)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.classification(tiny_modelset, **kwargs)
+    assert ckpt.exists() and len(json.loads(ckpt.read_text())["done"]) == 2
+    counting.resumed = True
+    result = experiments.classification(tiny_modelset, **kwargs)
+    assert len(calls) == 3 + 2, "the two finished fits were run again"
+    assert [len(r["top1"]["values"]) for r in result["results"].values()] == [2, 2]
+    assert not ckpt.exists()
+    fresh = experiments.classification(tiny_modelset, **{**kwargs, "checkpoint": None})
+    assert fresh["results"] == result["results"]

@@ -170,8 +170,9 @@ def test_alignment_explorer_figure_menus_and_sliders(tiny_modelset, brief):
     views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (0, 1), (2, 0)], layers)
     fig = viz.alignment_explorer_figure(views, title="explore")
     models = list(dict.fromkeys(m for m, _ in views))
-    assert len(fig.data) == 4 * len(models) * len(layers)
-    assert sum(bool(t.visible) for t in fig.data) == 4
+    per = viz.TRACES_PER_STATE
+    assert len(fig.data) == per * len(models) * len(layers)
+    assert sum(bool(t.visible) for t in fig.data) == per
     (menu,) = fig.layout.updatemenus
     assert [b.label for b in menu.buttons] == models
     assert len(fig.layout.sliders) == len(models)
@@ -182,10 +183,11 @@ def test_alignment_explorer_figure_menus_and_sliders(tiny_modelset, brief):
         assert [switch[f"sliders[{k}].visible"] for k in range(len(models))] == [k == mi for k in range(len(models))]
         for li, step in enumerate(slider.steps):
             shown = [i for i, v in enumerate(step.args[0]["visible"]) if v]
-            start = 4 * (mi * len(layers) + li)
-            assert shown == list(range(start, start + 4))
+            start = per * (mi * len(layers) + li)
+            assert shown == list(range(start, start + per))
             view = views[(models[mi], layers[li])]
-            np.testing.assert_array_equal(fig.data[start + 1].z, viz.filter_grid(view.aligned))
+            np.testing.assert_array_equal(fig.data[start + 1].z, viz.filter_grid(view.aligned, gap=0))
+            np.testing.assert_array_equal(fig.data[start + 3].z, view.sorted_scores.T)
             assert step.args[1]["xaxis2.ticktext"] == [str(i) for i in view.order]
 
 
