@@ -256,6 +256,14 @@ class BriefLPS:
     seconds: float
     settings: dict
 
+    def describe(self) -> str:
+        """The training settings in two short lines."""
+        s = self.settings
+        return (f"{len(self.heldout_top1)} branches, each trained alone: {s['epochs']} epochs, batch "
+                f"{s['batch_size']}, lr {s['lr']} (/10 from epoch {s['milestones'][0]}), "
+                f"g′ = {s['second_order_filters']}\n"
+                f"held out: the last {s['heldout_seeds']} seeds of every task")
+
 
 def _train_branches(ms, settings: dict, progress: bool = False) -> dict:
     from tqdm.auto import tqdm
@@ -479,20 +487,22 @@ class AlignedFilterExplorer:
 
     def _show(self):
         from IPython import get_ipython
-        from IPython.display import display
 
-        if get_ipython() is None:  # plain Python (e.g. tests): keep the state, draw nothing
+        shell = get_ipython()
+        if shell is None:  # plain Python (e.g. tests): keep the state, draw nothing
             return
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
+        # Set the Output widget's outputs directly rather than `with output: display(...)`:
+        # the figure then lives in the widget's state, and never leaks into the
+        # output of the cell that changed a control when no front end routes it.
+        data = self.figure._repr_mimebundle_()  # plotly's bundle for the active renderers; publishes nothing
+        self.output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
 
     def describe(self) -> str:
         """One line on what is shown (handy in a notebook without a live view)."""
         v = self.view
         return (f"{task_label(self.modelset, self.task.value)}, seed {self.seed.value}, "
-                f"{short_layer(v.layer)}: {v.filters} filters x {v.raw.shape[1]} channels; "
-                f"ordered by phi filter {v.reference}: {v.order.tolist()}")
+                f"{short_layer(v.layer)}: {v.filters} filters x {v.raw.shape[1]} channels\n"
+                f"  stored indices in the order of phi filter {v.reference}: {v.order.tolist()}")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

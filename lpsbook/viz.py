@@ -224,7 +224,7 @@ def _tile_lines(g: int, c: int, k: int) -> go.Scatter:
     for j in range(1, c):
         xs += [-0.5, g * k - 0.5, None]
         ys += [j * k - 0.5, j * k - 0.5, None]
-    return go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 1.5}, hoverinfo="skip",
+    return go.Scatter(x=xs, y=ys, mode="lines", line={"color": "white", "width": 2}, hoverinfo="skip",
                       showlegend=False, name="tile borders")
 
 
@@ -362,8 +362,7 @@ def score_matrices_figure(views: dict, title=None) -> go.Figure:
     labels = list(views)
     lo = min(float(v.scores.min()) for v in views.values())
     hi = max(float(v.scores.max()) for v in views.values())
-    fig = make_subplots(rows=2, cols=len(labels), horizontal_spacing=0.03, vertical_spacing=0.2,
-                        row_titles=["s[g, g′], stored order", "sorted over g (Eq. 8)"],
+    fig = make_subplots(rows=2, cols=len(labels), horizontal_spacing=0.03, vertical_spacing=0.22,
                         column_titles=labels)
     for j, lab in enumerate(labels, start=1):
         v = views[lab]
@@ -373,10 +372,11 @@ def score_matrices_figure(views: dict, title=None) -> go.Figure:
                                      colorbar={"title": {"text": "score"}} if show else None,
                                      hovertemplate=f"{xname}=%{{x}}, g′=%{{y}}: %{{z:.3f}}<extra>{lab}</extra>"),
                           row=i, col=j)
-            fig.update_xaxes(title_text="filter g" if i == 1 else "rank", row=i, col=j)
+            fig.update_xaxes(title_text="filter g (stored)" if i == 1 else "rank after sort", row=i, col=j)
             fig.update_yaxes(autorange="reversed", showticklabels=j == 1, row=i, col=j)
-    fig.update_yaxes(title_text="g′", col=1)
-    fig.update_layout(title=title, height=520, margin={"t": 110})
+    fig.update_yaxes(title_text="before: g′", row=1, col=1)
+    fig.update_yaxes(title_text="Eq. 8: g′", row=2, col=1)
+    fig.update_layout(title=title, height=540, margin={"t": 110})
     fig.update_annotations(font={"size": 11})
     return fig
 
@@ -466,9 +466,12 @@ def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
         buttons.append({"method": "update", "label": m,
                         "args": [{"visible": visible(m, layers[0])}, {**layouts[(m, layers[0])], **switch}]})
     fig.plotly_relayout(layouts[(models[0], layers[0])])
-    fig.update_layout(sliders=sliders, height=820, margin={"t": 130},
-                      updatemenus=[{"buttons": buttons, "direction": "down", "x": 0, "xanchor": "left",
-                                    "y": 1.16, "yanchor": "top", "showactive": True}])
+    fig.update_layout(sliders=sliders, height=860, margin={"t": 170},
+                      title={"y": 0.985, "yanchor": "top"},
+                      updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.09, "xanchor": "left",
+                                    "y": 1.2, "yanchor": "top", "showactive": True}])
+    fig.add_annotation(text="model:", x=0, xref="paper", xanchor="left", y=1.185, yref="paper",
+                       yanchor="top", showarrow=False, font={"size": 13})
     return fig
 
 
