@@ -204,16 +204,22 @@ def _relabel(labels):
     return torch.searchsorted(uniq, labels), len(uniq)
 
 
+def _fit_retrieval_split(ms, method, seed, cfg, device):
+    """``method`` trained on the training tasks of retrieval split ``seed``: (method, query rows, gallery rows)."""
+    train, query, gallery = retrieval_split(ms, seed)
+    y, n = _relabel(ms.task_ids[train])
+    m = make_method(method, ms, n, cfg, seed, device)
+    m.fit(_state(ms, train), y, n)
+    return m, query, gallery
+
+
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
               device="cpu", checkpoint=None) -> dict:
     """Task retrieval on tasks unseen in training: rank-1/5/10 and mAP."""
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
-        train, query, gallery = retrieval_split(ms, seed)
-        y, n = _relabel(labels[train])
-        m = make_method(method, ms, n, cfg, seed, device)
-        m.fit(_state(ms, train), y, n)
+        m, query, gallery = _fit_retrieval_split(ms, method, seed, cfg, device)
         return retrieval_metrics(m.embed(_state(ms, query)), labels[query],
                                  m.embed(_state(ms, gallery)), labels[gallery], ks=(1, 5, 10))
 
@@ -279,10 +285,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
-        train, query, gallery = retrieval_split(ms, seed)
-        y, n = _relabel(labels[train])
-        m = make_method(method, ms, n, cfg, seed, device)
-        m.fit(_state(ms, train), y, n)
+        m, query, gallery = _fit_retrieval_split(ms, method, seed, cfg, device)
         held = np.concatenate([query, gallery])
         tasks, sim = task_similarity(m.embed(_state(ms, held)), labels[held])
         tasks = tasks.tolist()

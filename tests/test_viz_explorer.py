@@ -258,3 +258,35 @@ def test_layer_similarities_of_identical_states():
     state = ResNet20(4, 1).state_dict()
     sims = symmetry.layer_similarities(state, state, conv_layers())
     assert len(sims) == 19 and np.allclose(sims, 1.0)
+
+
+def test_score_matrices_match_the_branch_for_a_batch(tiny_modelset, brief):
+    layer = "layer2.2.conv1.weight"
+    thetas = tiny_modelset.conv_weights[layer]
+    raw, srt = explorer.score_matrices(brief.net, layer, thetas, chunk=4)
+    branch = brief.net.branches[brief.net.names.index(layer)]
+    with torch.no_grad():
+        expected = branch.similarity(thetas.float()).double()
+    torch.testing.assert_close(srt, expected, rtol=1e-4, atol=1e-5)
+    view = explorer.branch_view(brief.net, layer, thetas[5])
+    np.testing.assert_allclose(raw[5].numpy(), view.scores, atol=1e-12)
+
+
+def test_alignment_agreement_table(tiny_modelset, brief):
+    rows = [0, 1, 3, 4, 6, 7]
+    table = explorer.alignment_agreement(tiny_modelset, brief.net, layers=conv_layers()[:3], rows=rows)
+    assert list(table.index) == ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
+    assert set(table.columns) == {"1-NN stored order", "1-NN sorted", "gap stored order", "gap sorted"}
+    assert ((table[["1-NN stored order", "1-NN sorted"]] >= 0) & (table[["1-NN stored order", "1-NN sorted"]] <= 1)).all().all()
+    assert table.attrs["chance"] == pytest.approx(1 / 5)  # each model has 1 same-task partner among 5 others
+
+
+def test_matched_similarities_recover_scrambled_copies(tiny_modelset):
+    spec, ref = symmetry.resnet20_spec(), tiny_modelset.state_dict(0)
+    g = torch.Generator().manual_seed(3)
+    copies = [symmetry.permute_state(ref, symmetry.random_permutations(spec, ref, g), spec) for _ in range(2)]
+    stacked = {k: torch.stack([c[k] for c in copies]) for k in ref}
+    stored, matched = symmetry.matched_similarities(ref, stacked, spec, conv_layers())
+    assert stored.shape == matched.shape == (2, 19)
+    np.testing.assert_allclose(matched, 1.0, atol=1e-6)
+    assert (stored < 0.999).any()
