@@ -20,7 +20,6 @@ Every method has::
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
+from .training import one_thread
 from .symmetry import perm_sizes, permute_state, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -82,22 +82,6 @@ def _check_labels(labels, m: int, num_classes: int) -> torch.Tensor:
     return labels
 
 
-@contextmanager
-def _one_thread(device: torch.device):
-    """Run torch on one CPU thread inside the block (then restore the setting).
-
-    The baselines' networks are tiny: more intra-op threads only add
-    synchronisation, which on a loaded CPU made training ~100x slower.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Method:
@@ -192,7 +176,7 @@ class FlatFC(_Method):
         self.mean = x.mean(0)
         std = x.std(0, correction=0)
         self.std = torch.where(std > 1e-12, std, torch.ones_like(std))
-        with _one_thread(self.device):
+        with one_thread(self.device):
             self._train(self._features(state), y, int(num_classes))
         self.num_classes = int(num_classes)
         return self

@@ -22,7 +22,6 @@ Three pieces:
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 
 from .errors import LpsbookError
 from .lps import LPSConfig, SecondOrderNet, layer_shapes
+from .training import one_thread
 
 
 @dataclass
@@ -129,15 +129,6 @@ def branch_view(net: SecondOrderNet, layer: str, theta, reference: int = 0) -> A
     return aligned_view(theta, branch.phi.detach(), branch.align_channels, reference, layer)
 
 
-@contextmanager
-def _one_thread():
-    """Run small CPU work on one thread: on a busy 2-core machine, two threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def short_layer(name: str) -> str:
@@ -214,7 +205,7 @@ def alignment_agreement(ms, net: SecondOrderNet, layers=None, rows=None) -> "pan
     same = tasks[:, None] == tasks[None, :]
     off = ~torch.eye(len(idx), dtype=torch.bool)
     out = []
-    with _one_thread():
+    with one_thread():
         for layer in layers or net.names:
             row = {"layer": short_layer(layer)}
             for name, s in zip(("stored order", "sorted"), score_matrices(net, layer, ms.conv_weights[layer][idx])):
@@ -279,7 +270,7 @@ def _train_branches(ms, settings: dict, progress: bool = False) -> dict:
                        milestones=tuple(settings["milestones"]), seed=settings["seed"])
     train, test = torch.from_numpy(~held), torch.from_numpy(held)
     start, state, top1 = time.perf_counter(), {}, {}
-    with _one_thread():
+    with one_thread():
         for name in tqdm(ms.layers, desc="LPS branches", disable=not progress, leave=False):
             net = SecondOrderNet(shapes, len(ms.preset.tasks), {name: 1.0},
                                  second_order_filters=settings["second_order_filters"], seed=settings["seed"])

@@ -13,7 +13,7 @@ reference the packed trainer is tested against, and the benchmark's baseline.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +22,24 @@ import torch.nn.functional as F
 from .data import Dataset, SampleStream, augment_batch, normalise, pad_images
 from .nets import PackedResNet20, ResNet20, init_state
 from .presets import Preset
+
+
+@contextmanager
+def one_thread(device=None):
+    """Run torch on one CPU thread inside the block (then restore the setting).
+
+    Small networks (baselines, single branches): more intra-op threads only add
+    synchronisation, which on a loaded CPU made training ~100x slower.
+    """
+    if device is not None and torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass

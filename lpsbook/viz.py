@@ -52,10 +52,12 @@ def filter_grid(weights, gap: int = 1) -> np.ndarray:
     return grid.reshape(c * (kh + gap), g * (kw + gap))[: c * (kh + gap) - gap, : g * (kw + gap) - gap]
 
 
-def _tile_ticks(n: int, k: int, gap: int, labels=None) -> dict:
+def _tile_ticks(n: int, k: int, gap: int, labels=None, most: int = 16) -> dict:
+    """Tick at the centre of every tile, labelled (every tile up to ``most`` tiles, else every 2nd, ...)."""
     labels = list(range(n)) if labels is None else list(labels)
-    return {"tickvals": [i * (k + gap) + (k - 1) / 2 for i in range(n)],
-            "ticktext": [str(int(v)) if isinstance(v, (int, np.integer)) else str(v) for v in labels],
+    step = -(-n // most)
+    return {"tickvals": [i * (k + gap) + (k - 1) / 2 for i in range(0, n, step)],
+            "ticktext": [str(int(v)) if isinstance(v, (int, np.integer)) else str(v) for v in labels[::step]],
             "tickfont": {"size": FONT_SMALL}}
 
 
