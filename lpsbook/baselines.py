@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
-from .training import one_thread
+from .training import minibatch_sgd, one_thread
 from .symmetry import perm_sizes, permute_state, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -189,18 +189,8 @@ class FlatFC(_Method):
                               weight_decay=self.weight_decay)
         milestones = sorted({max(1, round(f * self.epochs)) for f in (0.4, 0.8)})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
-        gen = torch.Generator().manual_seed(self.seed)
-        for _ in range(self.epochs):
-            order = torch.randperm(len(y), generator=gen).to(self.device)
-            for i in range(0, len(y), self.batch_size):
-                idx = order[i:i + self.batch_size]
-                loss = F.cross_entropy(self.linear(x[idx]), y[idx])
-                if not torch.isfinite(loss):
-                    raise LpsbookError(f"FlatFC training diverged (loss {loss.item()}); lower lr (now {self.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
+        minibatch_sgd(lambda idx: F.cross_entropy(self.linear(x[idx]), y[idx]), len(y), self.epochs,
+                      self.batch_size, self.seed, opt, sched, self.device, "FlatFC")
 
     @torch.no_grad()
     def scores(self, state):

@@ -216,3 +216,17 @@ def cost_table(result: dict):
 
     cost = result["cost_seconds_per_100_pairs"]
     return pd.DataFrame({"seconds per 100 model pairs": cost}).sort_values("seconds per 100 model pairs")
+
+
+def method_rows(classification: dict, retrieval: dict) -> dict:
+    """{method: {metric: %}} of the main metrics of both protocols, for a bar chart."""
+    return {m: {"classification top-1 %": 100 * classification["results"][m]["top1"]["mean"],
+                "retrieval rank-1 %": 100 * retrieval["results"][m]["rank1"]["mean"],
+                "retrieval mAP %": 100 * retrieval["results"][m]["mAP"]["mean"]}
+            for m in classification["results"] if m in retrieval["results"]}
+
+
+def similarity_rows(result: dict) -> dict:
+    """{measure: {metric: mean}} of the weights-or-activations comparison, for a bar chart."""
+    return {m: {k: v["mean"] for k, v in r.items() if k != "related_rank1_chance"}
+            for m, r in result["results"].items()}

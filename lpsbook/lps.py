@@ -205,7 +205,7 @@ class SecondOrderNet(nn.Module):
     def fit(self, weights: dict, labels: torch.Tensor, num_classes: int | None = None,
             config: LPSConfig = LPSConfig(), device="cpu", progress: bool = False) -> "SecondOrderNet":
         """Train on models ``weights`` (``{layer: [M, ...]}``) with task ``labels [M]``."""
-        from tqdm.auto import tqdm
+        from .training import minibatch_sgd
 
         labels = torch.as_tensor(labels, dtype=torch.long)
         m = len(labels)
@@ -223,18 +223,8 @@ class SecondOrderNet(nn.Module):
         opt = torch.optim.SGD(self.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(config.milestones), gamma=0.1)
-        gen = torch.Generator().manual_seed(config.seed)
-        for _ in tqdm(range(config.epochs), desc=f"{self.name} epochs", disable=not progress, leave=False):
-            order = torch.randperm(m, generator=gen).to(device)
-            for i in range(0, m, config.batch_size):
-                idx = order[i:i + config.batch_size]
-                loss = self.loss({n: v[idx] for n, v in data.items()}, y[idx])
-                if not torch.isfinite(loss):
-                    raise LpsbookError(f"second-order training diverged (loss {loss.item()}); lower lr (now {config.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
+        minibatch_sgd(lambda idx: self.loss({n: v[idx] for n, v in data.items()}, y[idx]), m, config.epochs,
+                      config.batch_size, config.seed, opt, sched, device, f"second-order ({self.name})", progress)
         self.eval()
         return self
 

@@ -42,6 +42,30 @@ def one_thread(device=None):
         torch.set_num_threads(before)
 
 
+def minibatch_sgd(loss_of, n: int, epochs: int, batch_size: int, seed: int, opt, sched, device,
+                  what: str, progress: bool = False):
+    """Epochs of SGD over ``n`` items in seeded random mini-batches.
+
+    ``loss_of(indices)`` returns the loss of a batch; ``sched`` steps once
+    per epoch.  A non-finite loss stops training with an LpsbookError.
+    """
+    from tqdm.auto import tqdm
+
+    from .errors import LpsbookError
+
+    gen = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc=f"{what} epochs", disable=not progress, leave=False):
+        order = torch.randperm(n, generator=gen).to(device)
+        for i in range(0, n, batch_size):
+            loss = loss_of(order[i:i + batch_size])
+            if not torch.isfinite(loss):
+                raise LpsbookError(f"{what} training diverged (loss {loss.item()}); lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+
+
 @dataclass
 class TrainedModel:
     """One trained model: its (task, seed), weights and accuracies."""
