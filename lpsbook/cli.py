@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ex.add_argument("--seeds", type=int, default=None, help="training seeds of the second-order network")
     ex.add_argument("--epochs", type=int, default=None, help="epochs of the second-order network")
+    ex.add_argument("--layers", default=None, metavar="I,J,...",
+                    help="branches/ablation: 1-based conv layers to train (default: all)")
+    ex.add_argument("--second-order-filters", type=int, default=None, metavar="G",
+                    help="branches/ablation: second-order filters per branch (default: the layer's filter count)")
     ex.add_argument("--data-dir", default=None)
     return p
 
@@ -66,8 +70,9 @@ def _modelset(args):
 def _experiment(args):
     from . import experiments
 
-    experiments.run_cli(args.name, args.modelset, args.out, device=args.device,
-                        seeds=args.seeds, epochs=args.epochs, data_dir=args.data_dir)
+    experiments.run_cli(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
+                        epochs=args.epochs, data_dir=args.data_dir, layers=args.layers,
+                        second_order_filters=args.second_order_filters)
     print(f"results written to {args.out}")
 
 

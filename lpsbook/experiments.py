@@ -496,7 +496,8 @@ PROTOCOLS = {"similarity": similarity, "classification": classification, "retrie
              "branches": branches, "ablation": ablation}
 
 
-def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None):
+def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None,
+            layers=None, second_order_filters=None):
     """Load a model set, run protocol ``name``, write its JSON to ``out``."""
     from pathlib import Path
 
@@ -514,6 +515,16 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
         scale = epochs / cfg.epochs
         kwargs["config"] = replace(cfg, epochs=epochs,
                                    milestones=tuple(max(1, round(m * scale)) for m in cfg.milestones))
+    if name in ("branches", "ablation"):
+        if layers:
+            try:
+                kwargs["layers"] = [ms.layers[int(i) - 1] for i in str(layers).split(",")]
+                assert all(int(i) >= 1 for i in str(layers).split(","))
+            except (ValueError, IndexError, AssertionError):
+                raise LpsbookError(f"--layers must list conv layers 1..{len(ms.layers)} like 1,2,5; got {layers!r}") from None
+        kwargs["second_order_filters"] = second_order_filters
+    elif layers or second_order_filters:
+        raise LpsbookError("--layers and --second-order-filters apply to the branches and ablation experiments only")
     if name != "similarity":
         kwargs["checkpoint"] = Path(str(out) + ".partial")
     result = PROTOCOLS[name](ms, **kwargs)

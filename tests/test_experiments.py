@@ -62,6 +62,18 @@ def test_unknown_experiment_is_refused(tiny_modelset_dir, tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_layer_selection_for_branches(tiny_modelset_dir, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    args = ["experiment", "branches", "--modelset", str(tiny_modelset_dir), "--out", str(out), "--seeds", "1",
+            "--epochs", "1"]
+    assert cli.main(args + ["--layers", "1,3", "--second-order-filters", "2"]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["results"]["LPS"]) == ["conv1.weight", "layer1.0.conv2.weight"]
+    assert result["settings"]["second_order_filters"] == 2
+    assert cli.main(args + ["--layers", "0,40"]) == 2
+    assert "--layers must list conv layers 1..19" in capsys.readouterr().err
+
+
 def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_path, monkeypatch):
     from lpsbook.lps import LPSConfig
 
