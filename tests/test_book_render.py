@@ -260,7 +260,10 @@ def test_page_renders_offline(page_path, request):
             external.append(req_url)
             route.abort("blockedbyclient")
 
+    in_flight = set()
+
     def on_request_failed(req):
+        in_flight.discard(req.url)
         if is_local(req.url):
             problems.append(f"request failed: {req.url} ({req.failure})")
 
@@ -291,6 +294,8 @@ def test_page_renders_offline(page_path, request):
     try:
         context.route("**/*", block_external)
         page = context.new_page()
+        page.on("request", lambda req: in_flight.add(req.url))
+        page.on("requestfinished", lambda req: in_flight.discard(req.url))
         page.on("requestfailed", on_request_failed)
         page.on("response", on_response)
         page.on("console", on_console)
@@ -300,7 +305,10 @@ def test_page_renders_offline(page_path, request):
         try:
             page.wait_for_load_state("networkidle", timeout=RENDER_TIMEOUT_MS)
         except PlaywrightTimeout:
-            problems.append(f"network still busy {RENDER_TIMEOUT_MS} ms after load")
+            # Chromium's idle signal can be late on a loaded machine; what
+            # matters is that no request is left hanging.
+            if in_flight:
+                problems.append(f"requests still pending {RENDER_TIMEOUT_MS} ms after load: {sorted(in_flight)}")
         # MathJax 3 typesets asynchronously; wait for it if the page loads it.
         page.evaluate(
             "async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
