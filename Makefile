@@ -35,7 +35,7 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q tests -p no:cacheprovider
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
-	$(BIN)/python -m pytest -q --nbval book --sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(BIN)/python -m pytest -q --nbval book --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	LPSBOOK_RENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_book_render.py -p no:cacheprovider
 
 test-fast: setup
