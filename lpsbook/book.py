@@ -230,3 +230,53 @@ def similarity_rows(result: dict) -> dict:
     """{measure: {metric: mean}} of the weights-or-activations comparison, for a bar chart."""
     return {m: {k: v["mean"] for k, v in r.items() if k != "related_rank1_chance"}
             for m, r in result["results"].items()}
+
+
+def training_length_check(preset: Preset | None = None, every: int = 3, factor: int = 5, seeds: int = 3):
+    """Is the short CPU recipe why weights reveal so little? (cached; CPU presets only)
+
+    Takes every ``every``-th task of the preset, and compares task
+    classification on the book's models of those tasks with a model set of
+    the same tasks trained ``factor`` times longer (learning-rate steps
+    scaled alike).  Returns ``None`` on cifar100, whose recipe is the paper's.
+    """
+    from . import experiments
+    from . import modelset as ms_module
+
+    p = preset or current_preset()
+    if p.dataset == "cifar100":
+        return None
+    tasks = p.tasks[::every]
+    longer = p.with_(name=f"{p.name}-x{factor}", tasks=tasks, epochs=factor * p.epochs,
+                     milestones=tuple(factor * m for m in p.milestones))
+    methods = ("random prediction", "LPS", "weight statistics")
+
+    def compute():
+        ms = modelset(p)
+        rows = ms.meta["classes"].map(tuple).isin(tasks).to_numpy()
+        short = ms.subset(rows)
+        short.meta["task_id"] = short.meta["task_id"].rank(method="dense").astype(int) - 1
+        long = ms_module.ensure(longer)
+        out = {}
+        for label, s, preset_used in (("recipe of the book", short, p), (f"{factor}x longer", long, longer)):
+            r = experiments.classification(s, methods=methods, seeds=seeds, config=experiments.default_config(s))
+            r["epochs"], r["test_acc_mean"] = preset_used.epochs, float(s.meta["test_acc"].mean())
+            r["tasks"] = len(tasks)
+            out[label] = r
+        return out
+
+    return cached_json("training_length", {"every": every, "factor": factor, "seeds": seeds}, compute, preset=p)
+
+
+def training_length_table(check: dict):
+    """Top-1 (%) per method for both recipes, with each recipe's epochs and model accuracy."""
+    import pandas as pd
+
+    rows = {}
+    for label, r in check.items():
+        row = {"epochs": r["epochs"], "model test accuracy": round(r["test_acc_mean"], 4),
+               "tasks": r["tasks"], "chance top-1 %": round(100 / r["tasks"], 1)}
+        row.update({f"{m} top-1 %": f"{100 * v['top1']['mean']:.1f} +- {100 * v['top1']['std']:.1f}"
+                    for m, v in r["results"].items()})
+        rows[label] = row
+    return pd.DataFrame(rows).T

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load as st_load
@@ -342,7 +343,7 @@ class ModelSet:
 
     def subset(self, rows) -> "ModelSet":
         """The models at positions ``rows`` (a list or boolean mask)."""
-        idx = torch.as_tensor(rows)
+        idx = torch.tensor(np.asarray(rows))
         if idx.dtype == torch.bool:
             idx = torch.nonzero(idx).flatten()
         return ModelSet(self.path, self.preset, self.meta.iloc[idx.numpy()].reset_index(drop=True),
