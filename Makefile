@@ -31,11 +31,14 @@ browser:
 	bash scripts/install_browser.sh
 
 # Unit tests (fast and slow), then the book built as in CI, then nbval over
-# every chapter (on the cached model set) and the browser check of the pages.
+# every chapter (on the cached model set; the stored outputs come from another
+# model set, see scripts/store_outputs.py), the check that nbval fails when a
+# claim is broken, and the browser check of the pages.
 test: setup browser
 	$(BIN)/python -m pytest -q tests -p no:cacheprovider
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
 	$(BIN)/python -m pytest -q --nbval book --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	LPSBOOK_NBVAL_CHECK=1 $(BIN)/python -m pytest -q tests/test_nbval_portable.py -p no:cacheprovider
 	LPSBOOK_RENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_book_render.py -p no:cacheprovider
 
 test-fast: setup

@@ -21,10 +21,10 @@ def current_preset() -> Preset:
 
 
 def banner(preset: Preset | None = None) -> str:
-    """One line saying which preset a chapter ran on."""
+    """Which preset a chapter ran on, in two lines short enough for a narrow page."""
     p = preset or current_preset()
-    return (f"preset {p.name!r} ({p.hash}): {len(p.tasks)} tasks x {p.seeds} seeds = "
-            f"{p.num_models} ResNet-20 models of width {p.width} on {p.dataset}")
+    return (f"preset {p.name!r} ({p.hash}) on {p.dataset}\n"
+            f"{len(p.tasks)} tasks x {p.seeds} seeds = {p.num_models} ResNet-20s of width {p.width}")
 
 
 def modelset(preset: Preset | None = None, progress: bool = True):
@@ -88,6 +88,53 @@ def setup_plotly():
         pio.renderers["lpsbook"] = OfflineNotebookRenderer()
     pio.renderers.default = "plotly_mimetype+lpsbook"
     pio.renderers["lpsbook"].activate()
+
+
+def glue(**values):
+    """Hand numbers to the chapter's prose without showing them.
+
+    In a hidden cell, ``book.glue(acc=93.5)``; in the text,
+    ``{glue:text}`acc:.1f` %``. Values are passed as plain Python numbers.
+    Strings are glued as plain text (no quotes).
+    """
+    from myst_nb import glue as myst_glue
+
+    for name, value in values.items():
+        if hasattr(value, "item"):  # numpy / torch scalars
+            value = value.item()
+        if isinstance(value, str):
+            value = _PlainText(value)
+        myst_glue(name, value, display=False)
+
+
+class _PlainText(str):
+    """A string whose text/plain display is itself (a str's repr would add quotes)."""
+
+    def __repr__(self):
+        return str(self)
+
+
+def show(table, digits: int = 1):
+    """A results table for the page: numbers rounded, a dash where there is no value (e.g. the paper's)."""
+    return table.style.format(precision=digits, na_rep="—")
+
+
+CIFAR100_TRAIN_IMAGES_PER_CLASS = 500
+
+
+def steps_per_model(preset: Preset | None = None) -> int:
+    """SGD steps one model of ``preset`` is trained for (epochs x batches of its two-class task)."""
+    import math
+
+    p = preset or current_preset()
+    if p.dataset == "cifar100":
+        per_task = 2 * CIFAR100_TRAIN_IMAGES_PER_CLASS
+    else:
+        from .data import load_dataset
+
+        ds = load_dataset(p)
+        per_task = max(len(ds.task_indices(t, "train")) for t in p.tasks)
+    return p.epochs * math.ceil(per_task / p.batch_size)
 
 
 # --- the experiments as the book runs them -------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import LpsbookError
 
@@ -46,10 +47,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_data_dir(args):
+    """LpsbookError if ``--data-dir`` is given but cannot hold the dataset."""
+    if args.data_dir is None:
+        return
+    from .modelset import output_problem
+
+    path = Path(args.data_dir).expanduser()
+    if path.exists():
+        problem = None if path.is_dir() else f"{path} is a file, not a folder"
+    else:  # a missing folder is reported by the dataset loader, unless --download is to create it
+        problem = output_problem(path, folder=True) if getattr(args, "download", False) else None
+    if problem:
+        raise LpsbookError(f"--data-dir {problem}; point --data-dir at the folder that holds (or is to "
+                           "hold) cifar-100-python/.")
+
+
 def _modelset(args):
     from . import modelset
 
     if args.action == "build":
+        _check_data_dir(args)
         out = modelset.build(args.preset, args.out, device=args.device, shard=args.shard,
                              data_dir=args.data_dir, download=args.download, pack_size=args.pack_size)
         missing = len(modelset.pending_models(out, modelset.get_preset(args.preset)))
@@ -70,6 +88,7 @@ def _modelset(args):
 def _experiment(args):
     from . import experiments
 
+    _check_data_dir(args)
     experiments.run_cli(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
                         epochs=args.epochs, data_dir=args.data_dir, layers=args.layers,
                         second_order_filters=args.second_order_filters)
@@ -82,6 +101,11 @@ def main(argv=None) -> int:
         {"modelset": _modelset, "experiment": _experiment}[args.command](args)
     except LpsbookError as exc:
         print(f"lpsbook: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path problem no check caught (a race, a full disk): still no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"lpsbook: error: {where}{exc.strerror or exc}; check that path (its kind, permissions "
+              "and free space) and run the same command again.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lpsbook: interrupted; run the same command again to resume.", file=sys.stderr)

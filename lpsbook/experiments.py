@@ -125,9 +125,12 @@ class _Checkpoint:
         self.path, self.settings = (Path(path) if path else None), json.loads(json.dumps(settings, default=str))
         self.done = {}
         if self.path and self.path.exists():
-            saved = json.loads(self.path.read_text())
-            if saved.get("settings") == self.settings:
-                self.done = saved["done"]
+            try:
+                saved = json.loads(self.path.read_text())
+                if saved.get("settings") == self.settings:
+                    self.done = saved["done"]
+            except (ValueError, AttributeError, KeyError):
+                pass  # not a checkpoint (or a damaged one): start afresh, it is overwritten
 
     def get(self, key):
         return self.done.get(key)
@@ -498,13 +501,24 @@ PROTOCOLS = {"similarity": similarity, "classification": classification, "retrie
 
 def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None,
             layers=None, second_order_filters=None):
-    """Load a model set, run protocol ``name``, write its JSON to ``out``."""
+    """Load a model set, run protocol ``name``, write its JSON to ``out``.
+
+    Every path is checked before the (possibly long) run starts; a path that
+    cannot be used raises LpsbookError naming the argument.
+    """
     from pathlib import Path
 
     from . import modelset
+    from .data import load_dataset
     from .modelset import _write_atomic
     from .training import resolve_device
 
+    modelset.check_modelset_dir(modelset_dir, "--modelset")
+    out = Path(out).expanduser()
+    for path, arg in ((out, "--out"), (Path(f"{out}.partial"), f"--out {out}: its checkpoint")):
+        problem = modelset.output_problem(path, folder=False)
+        if problem:
+            raise LpsbookError(f"{arg} {problem}; give the path of a JSON file in a folder you can write to.")
     ms = modelset.load(modelset_dir)
     dev = resolve_device(device)
     kwargs = {"device": dev}
@@ -525,11 +539,17 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
         kwargs["second_order_filters"] = second_order_filters
     elif layers or second_order_filters:
         raise LpsbookError("--layers and --second-order-filters apply to the branches and ablation experiments only")
+    if data_dir is not None and name in ("transferability", "similarity"):
+        kwargs["dataset"] = load_dataset(ms.preset, data_dir)
     if name != "similarity":
         kwargs["checkpoint"] = Path(str(out) + ".partial")
+    try:  # before the run: the checkpoint is written beside the results
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LpsbookError(f"--out {out}: could not create {out.parent} ({exc.strerror or exc}); "
+                           "choose another --out.") from None
     result = PROTOCOLS[name](ms, **kwargs)
     result["modelset"] = str(modelset_dir)
     result["settings"]["device"] = str(dev)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(Path(out), json.dumps(result, indent=1).encode())
+    _write_atomic(out, json.dumps(result, indent=1).encode())
     return result

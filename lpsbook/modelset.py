@@ -15,10 +15,12 @@ several processes or machines can fill one folder.
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import json
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,39 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _os_fix(exc: OSError) -> str:
+    """What to do about an OSError met while writing the output of a command."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some disk space, then run the same command again to resume"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the folder writable or choose another --out"
+    return "choose another --out"
+
+
+def output_problem(path, folder: bool) -> str | None:
+    """Why nothing can be written at ``path``, or None if it looks writable.
+
+    ``path`` is the folder (``folder=True``) or file to write; it and its
+    missing parents may be created later.  Checks that nothing of the wrong
+    kind is in the way, then really writes (and removes) a temporary file in
+    the nearest existing folder, which ``os.access`` alone would not prove.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != folder:
+        return f"{path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}"
+    base = path if folder else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return f"{path} cannot be created because {base} is a file, not a folder"
+    try:
+        tempfile.TemporaryFile(dir=base).close()
+    except OSError as exc:
+        where = "" if base == path else f"{path} cannot be {'written' if path.exists() else 'created'}: "
+        return f"{where}{base} is not writable ({exc.strerror or exc})"
+    return None
+
+
 def _write_atomic(path: Path, data: bytes):
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -58,9 +93,11 @@ def _write_atomic(path: Path, data: bytes):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LpsbookError(f"could not write {path}: {exc.strerror or exc}. Free some disk space "
-                           "or choose another --out, then run the same command again to resume.") from None
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise LpsbookError(f"could not write {path} ({exc.strerror or exc}): {_os_fix(exc)}.") from None
 
 
 def _sealed(meta: dict) -> bytes:
@@ -101,11 +138,37 @@ def _set_header(preset: Preset) -> dict:
             "preset_hash": preset.hash, "architecture": "resnet20"}
 
 
+def check_modelset_dir(path, flag: str = "") -> Path:
+    """``path`` as a Path; LpsbookError unless it is a folder holding a model set's ``modelset.json``.
+
+    ``flag`` (e.g. ``"--modelset"``) names the argument in the message.
+    """
+    path, arg = Path(path).expanduser(), f"{flag} {path}".strip()
+    build = "build one with `lpsbook modelset build --preset NAME --out DIR`"
+    if not path.exists():
+        raise LpsbookError(f"{arg} does not exist; give the folder of a model set, or {build}.")
+    if not path.is_dir():
+        raise LpsbookError(f"{arg} is a file, not a model set folder; give the folder that holds {SET_FILE}.")
+    if not (path / SET_FILE).is_file():
+        raise LpsbookError(f"{arg} is not a model set: {SET_FILE} is missing ({build}).")
+    try:
+        assert _unseal(path / SET_FILE).get("kind") == "lpsbook-modelset"
+    except (LpsbookError, AssertionError):
+        raise LpsbookError(f"{arg} is not a model set: its {SET_FILE} is damaged or was not written by "
+                           f"lpsbook; delete it and run `lpsbook modelset build --preset NAME --out {path}` "
+                           "again, or give another folder.") from None
+    return path
+
+
 def _open_or_create(out: Path, preset: Preset):
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MODELS).mkdir(exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MODELS).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise LpsbookError(f"could not create the model set folder {out} ({exc.strerror or exc}): "
+                           f"{_os_fix(exc)}.") from None
     path = out / SET_FILE
-    if path.exists():
+    if path.is_file():
         header = _unseal(path)
         if header.get("preset_hash") != preset.hash:
             raise LpsbookError(
@@ -181,13 +244,17 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     from .training import resolve_device, train_pack, _Recipe
 
     preset = get_preset(preset)
-    out = Path(out)
+    out = Path(out).expanduser()
     k, n = shard if isinstance(shard, tuple) else parse_shard(shard)
-    _open_or_create(out, preset)
-    _clean_stale_temporaries(out / MODELS)
     order = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
     mine = {job for i, job in enumerate(order) if i % n == k}
     todo = [job for job in pending_models(out, preset) if job in mine]
+    if todo or not (out / SET_FILE).is_file():  # something to write: check first, not after training
+        problem = output_problem(out, folder=True)
+        if problem:
+            raise LpsbookError(f"--out {problem}; choose another --out (a folder, created if missing).")
+    _open_or_create(out, preset)
+    _clean_stale_temporaries(out / MODELS)
     if not todo:
         return out
     dev = resolve_device(device)
@@ -202,7 +269,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
         for start in range(0, len(todo), size):
             jobs = todo[start:start + size]
             attempt = 0
-            seeds = {job: job[1] for job in jobs}
+            seeds = {job: job[1] + preset.seed_offset for job in jobs}
             while jobs:
                 started = time.perf_counter()
                 results = train_pack(preset, dataset, [(t, seeds[(t, s)]) for t, s in jobs], dev,
@@ -221,7 +288,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
                         f"training diverged (NaN/inf loss) for {names} with {MAX_ATTEMPTS} different "
                         f"seeds; lower the preset's learning rate (now {preset.lr}).")
                 for job in retry:
-                    seeds[job] = job[1] + SEED_STRIDE * attempt
+                    seeds[job] = job[1] + preset.seed_offset + SEED_STRIDE * attempt
                 jobs = retry
     finally:
         bar.close()
@@ -234,10 +301,7 @@ def verify(path) -> dict:
     Returns a summary dict; raises LpsbookError naming every problem found
     (missing, corrupt, truncated or foreign files).
     """
-    path = Path(path)
-    if not (path / SET_FILE).exists():
-        raise LpsbookError(f"{path} is not a model set: {SET_FILE} is missing "
-                           "(build one with `lpsbook modelset build --preset NAME --out DIR`).")
+    path = check_modelset_dir(path)
     header = _unseal(path / SET_FILE)
     preset = Preset.from_dict(header["preset"])
     problems, expected = [], set()
@@ -262,8 +326,8 @@ def verify(path) -> dict:
                 problems.append(f"missing weights file {weights}")
             elif _sha256(weights.read_bytes()) != meta["weights_sha256"]:
                 problems.append(f"{weights} is corrupt or truncated (sha256 does not match)")
-    foreign = sorted(p.name for p in (path / MODELS).iterdir()
-                     if p.name not in expected and not p.name.endswith(".tmp"))
+    listing = (path / MODELS).iterdir() if (path / MODELS).is_dir() else ()
+    foreign = sorted(p.name for p in listing if p.name not in expected and not p.name.endswith(".tmp"))
     problems += [f"foreign file {path / MODELS / name} does not belong to this model set" for name in foreign]
     if problems:
         shown = "\n  ".join(problems[:20])
@@ -280,10 +344,7 @@ def _read_metadata(path: Path, preset: Preset) -> pd.DataFrame:
 
 def info(path) -> pd.DataFrame:
     """Per-task table of a (possibly incomplete) model set."""
-    path = Path(path)
-    header = _unseal(path / SET_FILE) if (path / SET_FILE).exists() else None
-    if header is None:
-        raise LpsbookError(f"{path} is not a model set ({SET_FILE} is missing)")
+    path = check_modelset_dir(path)
     rows = [_unseal(p) for p in sorted((path / MODELS).glob("t*_s*.json"))]
     if not rows:
         return pd.DataFrame(columns=["task_id", "classes", "models", "test_acc_mean", "test_acc_min"])
@@ -352,7 +413,7 @@ class ModelSet:
 
 def load(path, check: bool = True) -> ModelSet:
     """Load a complete model set (verifying every checksum unless ``check=False``)."""
-    path = Path(path)
+    path = check_modelset_dir(path)
     if check:
         verify(path)
     header = _unseal(path / SET_FILE)

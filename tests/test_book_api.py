@@ -11,7 +11,7 @@ def test_preset_from_environment(monkeypatch):
     assert book.current_preset().name == "digits"
     monkeypatch.setenv("LPSBOOK_PRESET", "cifar100")
     assert book.current_preset().name == "cifar100"
-    assert "cifar100" in book.banner() and "500 ResNet-20 models" in book.banner()
+    assert "cifar100" in book.banner() and "500 ResNet-20s" in book.banner()
     monkeypatch.setenv("LPSBOOK_PRESET", "imagenet")
     with pytest.raises(LpsbookError, match="unknown preset 'imagenet'"):
         book.current_preset()
@@ -40,3 +40,49 @@ def test_cifar100_runs_the_papers_protocol():
     assert branches["config"]["epochs"] == 300 and branches["config"]["milestones"] == [150, 225]
     assert "layers" not in branches  # all 19 branches
     assert book.experiment_settings("classification", p)["seeds"] == 3
+
+
+def test_preset_hash_covers_weights_not_speed():
+    digits = get_preset("digits")
+    assert digits.with_(pack_size_cpu=3).hash == digits.hash
+    assert digits.with_(seed_offset=1).hash != digits.hash
+    assert get_preset("digits-reseeded").hash != digits.hash
+
+
+def test_seed_offset_gives_other_weights_of_the_same_kind(tmp_path):
+    from lpsbook import modelset
+
+    tiny = get_preset("tiny").with_(tasks=((0, 1),), seeds=1, epochs=1)
+    a = modelset.load(modelset.build(tiny, tmp_path / "a", device="cpu", progress=False))
+    b = modelset.load(modelset.build(tiny.with_(seed_offset=7), tmp_path / "b", device="cpu", progress=False))
+    assert b.meta.loc[0, "train_seed"] == a.meta.loc[0, "train_seed"] + 7
+    wa, wb = a.conv_weights["conv1.weight"], b.conv_weights["conv1.weight"]
+    assert wa.shape == wb.shape and not (wa - wb).abs().max() < 1e-3
+
+
+def test_show_writes_a_dash_for_missing_values():
+    import pandas as pd
+
+    html = book.show(pd.DataFrame({"top1 paper": [79.8, float("nan")], "top1 ours": [1.234, 2.0]},
+                                  index=["LPS", "weight statistics"])).to_html()
+    assert "—" in html and "nan" not in html.lower() and "1.2" in html
+
+
+def test_steps_per_model_follows_the_recipe():
+    cifar = get_preset("cifar100")
+    assert book.steps_per_model(cifar) == cifar.epochs * 8  # 1000 images of a task, batches of 128
+    tiny = get_preset("tiny")
+    assert book.steps_per_model(tiny.with_(epochs=2 * tiny.epochs)) == 2 * book.steps_per_model(tiny)
+
+
+def test_banner_fits_a_narrow_page():
+    for name in ("digits", "cifar100", "tiny"):
+        assert max(len(line) for line in book.banner(get_preset(name)).splitlines()) <= 72
+
+
+def test_glue_hands_plain_text_to_the_prose():
+    text = book._PlainText("8 vs 9")
+    assert repr(text) == "8 vs 9"
+    from IPython.lib.pretty import pretty
+
+    assert pretty(text) == "8 vs 9"
