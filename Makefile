@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.lpsbook-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 JB_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book book-clean test test-fast browser clean
+.PHONY: setup book book-clean test test-fast browser clean data
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ book-clean: setup
 browser:
 	bash scripts/install_browser.sh
 
+# CIFAR-100 through torchvision (about 170 MB) into $LPSBOOK_DATA or data/
+# (needs internet; offline, point LPSBOOK_DATA at a copy of cifar100.npz).
+data: setup
+	$(BIN)/lpsbook data download
+
 # Unit tests (fast and slow), then the book built as in CI, then nbval over
 # every chapter (on the cached model set; the stored outputs come from another
 # model set, see scripts/store_outputs.py), the check that nbval fails when a
@@ -39,6 +44,7 @@ test: setup browser
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
 	$(BIN)/python -m pytest -q --nbval book --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	LPSBOOK_NBVAL_CHECK=1 $(BIN)/python -m pytest -q tests/test_nbval_portable.py -p no:cacheprovider
+	LPSBOOK_LIVE_CHECK=1 $(BIN)/python -m pytest -q tests/test_explorer_live.py -p no:cacheprovider
 	LPSBOOK_RENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_book_render.py -p no:cacheprovider
 
 test-fast: setup

@@ -1,8 +1,9 @@
 """What the book's chapters share: the preset they run on and a result cache.
 
 ``LPSBOOK_PRESET`` picks the preset (default ``digits``); results of
-expensive steps are cached under ``data/results/`` keyed by the preset's
-hash and the step's settings, so a rebuild of the book does not retrain.
+expensive steps are cached under ``$LPSBOOK_CACHE/results/`` (default
+``data/results/``) keyed by the preset's hash and the step's settings, so a
+rebuild of the book does not retrain.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .data import default_data_dir
+from .data import default_cache_dir
 from .presets import Preset, get_preset
 
 
@@ -42,7 +43,7 @@ def _key(preset: Preset, name: str, settings: dict) -> str:
 def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:
     """Where the cached result of (preset, name, settings) lives."""
     preset = preset or current_preset()
-    folder = Path(root or default_data_dir()) / "results"
+    folder = Path(root or default_cache_dir()) / "results"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{preset.name}-{name}-{_key(preset, name, settings)}.json"
 

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="model set folder (created if missing)")
     b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     b.add_argument("--shard", default=None, metavar="K/N", help="build only part K of N (0 <= K < N)")
-    b.add_argument("--data-dir", default=None, help="folder holding cifar-100-python/ (default: data/)")
+    b.add_argument("--data-dir", default=None,
+                   help="cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)")
     b.add_argument("--download", action="store_true", help="download the dataset if missing")
     b.add_argument("--pack-size", type=int, default=None, help="models trained together (default: automatic)")
     v = ms_sub.add_parser("verify", help="exit 0 only for a complete set whose checksums all match")
@@ -44,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--second-order-filters", type=int, default=None, metavar="G",
                     help="branches/ablation: second-order filters per branch (default: the layer's filter count)")
     ex.add_argument("--data-dir", default=None)
+
+    da = sub.add_parser("data", help="download or check CIFAR-100")
+    da_sub = da.add_subparsers(dest="action", required=True)
+    data_help = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
+    dd = da_sub.add_parser("download", help="download CIFAR-100 with torchvision (about 170 MB) into a folder")
+    dd.add_argument("--data-dir", default=None,
+                    help="folder to hold cifar-100-python/ (default: $LPSBOOK_DATA or data/)")
+    dc = da_sub.add_parser("check", help="load and validate CIFAR-100, print a one-line summary")
+    dc.add_argument("--data-dir", default=None, help=data_help)
     return p
 
 
@@ -55,12 +65,13 @@ def _check_data_dir(args):
 
     path = Path(args.data_dir).expanduser()
     if path.exists():
-        problem = None if path.is_dir() else f"{path} is a file, not a folder"
+        usable = path.is_dir() or (path.is_file() and path.suffix == ".npz")  # a folder, or the .npz itself
+        problem = None if usable else f"{path} is a file, not a folder or a .npz file"
     else:  # a missing folder is reported by the dataset loader, unless --download is to create it
         problem = output_problem(path, folder=True) if getattr(args, "download", False) else None
     if problem:
-        raise LpsbookError(f"--data-dir {problem}; point --data-dir at the folder that holds (or is to "
-                           "hold) cifar-100-python/.")
+        raise LpsbookError(f"--data-dir {problem}; point --data-dir at cifar100.npz or at the folder that "
+                           "holds (or is to hold) cifar100.npz or cifar-100-python/.")
 
 
 def _modelset(args):
@@ -95,10 +106,31 @@ def _experiment(args):
     print(f"results written to {args.out}")
 
 
+def _data(args):
+    import time
+
+    from . import data
+
+    if args.action == "download":
+        args.download = True
+        _check_data_dir(args)
+        root = data.download_cifar100(args.data_dir or data.default_data_dir())
+        start = time.perf_counter()
+        ds = data.load_cifar100_torchvision(root)
+    else:
+        _check_data_dir(args)
+        start = time.perf_counter()
+        ds = data.load_cifar100(args.data_dir or data.default_data_dir())
+    seconds = time.perf_counter() - start
+    print(f"CIFAR-100 ok: {ds.source}; {len(ds.train_images)} train + {len(ds.test_images)} test images "
+          f"of {tuple(ds.train_images.shape[1:])}, {len(ds.class_names)} classes, "
+          f"{len(ds.coarse_names)} superclasses; loaded in {seconds:.1f} s")
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"modelset": _modelset, "experiment": _experiment}[args.command](args)
+        {"modelset": _modelset, "experiment": _experiment, "data": _data}[args.command](args)
     except LpsbookError as exc:
         print(f"lpsbook: error: {exc}", file=sys.stderr)
         return 2

@@ -433,9 +433,9 @@ def load(path, check: bool = True) -> ModelSet:
 
 def cache_dir(preset: Preset, root=None) -> Path:
     """Where the book keeps the model set of ``preset`` (keyed by its hash)."""
-    from .data import default_data_dir
+    from .data import default_cache_dir
 
-    return Path(root or default_data_dir()) / "modelsets" / f"{preset.name}-{preset.hash}"
+    return Path(root or default_cache_dir()) / "modelsets" / f"{preset.name}-{preset.hash}"
 
 
 def ensure(preset, root=None, device="auto", data_dir=None, progress=True) -> ModelSet:
