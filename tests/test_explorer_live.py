@@ -23,7 +23,7 @@ The chapter runs on a copy of ``book/ch3_alignment.ipynb`` in a temporary
 folder, not in ``book/``: JupyterLab (autosave is off as well) then cannot
 write outputs into a notebook others are editing.  The kernel still imports
 this checkout's ``lpsbook`` and reads the model set from ``data/`` (or
-``$LPSBOOK_DATA``).
+``$LPSBOOK_CACHE``).
 
 Run it after the book has been built (``make test`` does), so that the model
 set and chapter 3's brief training are cached::
@@ -35,10 +35,11 @@ Environment variables:
 ``LPSBOOK_LIVE_CHECK=1``
     run the check; without it the test is skipped.  When it is set, a missing
     browser, Playwright or JupyterLab is a failure, not a skip.
-``LPSBOOK_PRESET``, ``LPSBOOK_DATA``
+``LPSBOOK_PRESET``, ``LPSBOOK_DATA``, ``LPSBOOK_CACHE``
     passed on to the kernel (the server inherits the environment), e.g.
-    ``LPSBOOK_PRESET=tiny LPSBOOK_DATA=/tmp/livecheck-data`` for a quick run
-    that builds the tiny model set in seconds.
+    ``LPSBOOK_PRESET=tiny LPSBOOK_CACHE=/tmp/livecheck-data`` for a quick run
+    that builds the tiny model set and its brief training there (under a
+    minute) instead of using the book's model set in ``data/``.
 ``LPSBOOK_CHROMIUM``
     the Chromium executable (default ``/usr/bin/chromium``, installed by
     ``scripts/install_browser.sh``).
@@ -444,10 +445,10 @@ def _wait_for_figure(page, predicate, what: str, lab: LabServer, timeout_s: floa
             return state
         page.wait_for_timeout(250)
     errors = page.evaluate("() => window.__lpsKernelErrors || []")
-    summary = {k: v for k, v in state.items() if k not in ("stored", "scores")}
+    summary = {k: v for k, v in state.items() if k not in ("stored", "scores", "storedTicks")}
     pytest.fail(
         f"after {timeout_s:.0f} s the explorer's figure does not show {what}.\n"
-        f"what it shows: {json.dumps(summary, ensure_ascii=False, indent=1)}\n"
+        f"what it shows: {json.dumps(summary, ensure_ascii=False)}\n"
         f"kernel errors: {_ANSI.sub('', chr(10).join(errors)) or 'none'}\n"
         f"--- JupyterLab/kernel log (tail) ---\n{lab.log_tail()}",
         pytrace=False,
