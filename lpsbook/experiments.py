@@ -357,6 +357,31 @@ def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, d
                           second_order_filters, checkpoint)
 
 
+def weight_movement(ms) -> "pandas.DataFrame":
+    """How far training moved each conv layer from its initialisation, per model.
+
+    The initial weights are re-created from each model's recorded training
+    seed (:func:`lpsbook.nets.init_state`). Returns one row per conv layer:
+    the mean, minimum and maximum over models of the relative Frobenius
+    change ``||W - W0|| / ||W0||``. A set whose weights barely moved cannot
+    say much about its tasks through its weights.
+    """
+    import pandas as pd
+
+    from .nets import init_state
+    from .training import model_rng_seed
+
+    rel = {name: [] for name in ms.layers}
+    for i, row in enumerate(ms.meta.itertuples()):
+        start = init_state(ms.preset.width, ms.preset.in_channels, model_rng_seed(row.task_id, row.train_seed))
+        for name in ms.layers:
+            w0 = start[name]
+            rel[name].append(((ms.conv_weights[name][i] - w0).norm() / w0.norm()).item())
+    return pd.DataFrame({"mean": {n: float(np.mean(v)) for n, v in rel.items()},
+                         "min": {n: float(np.min(v)) for n, v in rel.items()},
+                         "max": {n: float(np.max(v)) for n, v in rel.items()}}).rename_axis("layer")
+
+
 def table(result: dict, metrics=None) -> "pandas.DataFrame":
     """Results as a table in %: mean and standard deviation per method and metric, the paper's beside them."""
     import pandas as pd

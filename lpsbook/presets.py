@@ -51,6 +51,11 @@ class Preset:
         Models trained together in one step on a CPU (on CUDA the pack size
         is chosen from the free memory). A speed setting: it does not change
         the weights, so it is left out of :attr:`hash`.
+    cpu_bf16 : bool
+        On a CPU with native bfloat16 (AVX-512 BF16, AMX), train in bf16
+        autocast with channels_last (always done on CUDA). It changes the
+        weights' rounding, so it is part of :attr:`hash`; elsewhere the CPU
+        trains in float32.
     seed_offset : int
         Model (task, seed) is initialised and fed from the random stream of
         seed ``seed + seed_offset``: the same recipe with other seeds gives an
@@ -72,6 +77,7 @@ class Preset:
     flip: bool = True
     pack_size_cpu: int = 8
     seed_offset: int = 0
+    cpu_bf16: bool = False
 
     @property
     def in_channels(self) -> int:
@@ -97,7 +103,8 @@ class Preset:
     @property
     def hash(self) -> str:
         """sha256 (first 16 hex digits) of the canonical JSON of what determines the weights."""
-        d = {k: v for k, v in self.to_dict().items() if k not in SPEED_SETTINGS}
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in SPEED_SETTINGS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -108,6 +115,9 @@ class Preset:
 
 # Fields that change how fast a model set is built, not its weights.
 SPEED_SETTINGS = ("pack_size_cpu",)
+# Fields added after model sets were first published, with the value that means "as before":
+# hashed only when set otherwise, so existing model sets keep their hash.
+LATER_FIELDS = {"cpu_bf16": False}
 
 DIGITS_PAIRS = tuple(itertools.combinations(range(10), 2))
 

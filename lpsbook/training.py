@@ -12,9 +12,11 @@ reference the packed trainer is tested against, and the benchmark's baseline.
 """
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +89,25 @@ def resolve_device(device: str = "auto") -> torch.device:
 
         raise LpsbookError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     return torch.device(device)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def mixed_precision(preset: Preset, device) -> bool:
+    """Train in bfloat16 autocast with channels_last: always on CUDA; on a CPU when the
+    preset asks for it (``cpu_bf16``) and the CPU has native bf16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and preset.cpu_bf16 and cpu_has_native_bf16()
 
 
 def steps_per_epoch(preset: Preset, dataset: Dataset) -> int:
@@ -200,20 +221,20 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
     m = len(jobs)
     states = [init_state(preset.width, preset.in_channels, model_rng_seed(t, s)) for t, s in jobs]
     net = PackedResNet20.from_state_dicts(states, preset.width, preset.in_channels).to(device)
-    cuda = device.type == "cuda"
-    if cuda:
+    fast = mixed_precision(preset, device)
+    if fast:
         net = net.to(memory_format=torch.channels_last)
     streams = [recipe.stream(t, s) for t, s in jobs]
     positives = _positives(preset, task_ids, device)
     opt, sched = recipe.optimizer(net.parameters())
     total = recipe.total_steps if steps is None else steps
     bad = torch.zeros(m, dtype=torch.bool, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if fast else nullcontext()
     for _ in range(total):
         x, y = recipe.batch(streams, positives)
         b = x.shape[1]
         x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
-        if cuda:
+        if fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = net(x)  # [B, M, 2]

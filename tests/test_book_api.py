@@ -46,6 +46,7 @@ def test_preset_hash_covers_weights_not_speed():
     digits = get_preset("digits")
     assert digits.with_(pack_size_cpu=3).hash == digits.hash
     assert digits.with_(seed_offset=1).hash != digits.hash
+    assert digits.with_(cpu_bf16=True).hash != digits.hash  # bf16 rounds the weights differently
     assert get_preset("digits-reseeded").hash != digits.hash
 
 

@@ -100,3 +100,17 @@ def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_
     assert not ckpt.exists()
     fresh = experiments.classification(tiny_modelset, **{**kwargs, "checkpoint": None})
     assert fresh["results"] == result["results"]
+
+
+def test_weight_movement_is_measured_from_the_recorded_initialisation(tiny_modelset, tmp_path):
+    from lpsbook import experiments, modelset
+    from lpsbook.presets import get_preset
+
+    moved = experiments.weight_movement(tiny_modelset)
+    assert list(moved.index) == tiny_modelset.layers
+    assert (moved["min"] > 0).all() and (moved["min"] <= moved["mean"]).all()
+    # with a zero learning rate nothing moves: the initialisation is re-created exactly
+    frozen = get_preset("tiny").with_(tasks=((0, 1),), seeds=1, lr=0.0)
+    still = experiments.weight_movement(modelset.load(modelset.build(frozen, tmp_path / "frozen", device="cpu",
+                                                                      progress=False)))
+    assert still["max"].max() < 1e-6
