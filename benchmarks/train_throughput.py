@@ -2,6 +2,12 @@
 
     python benchmarks/train_throughput.py                      # digits recipe, CPU
     python benchmarks/train_throughput.py --preset cifar100 --synthetic --device cuda
+    python benchmarks/train_throughput.py --preset cifar100-small --cpu-paths --old-pack 8 --new-pack 1
+
+``--cpu-paths`` compares the CPU paths instead: float32 with the given old
+pack size (the path before bf16 on the CPU) against the preset's own path
+(bf16 autocast + channels_last where the CPU has native bf16) with the new
+pack size, on the same models and steps.
 
 Prints models/s for the packed trainer and for the plain loop on the same
 (task, seed) models, their ratio, and the projected time for the whole
@@ -45,7 +51,12 @@ def main():
     ap.add_argument("--loop-models", type=int, default=None, help="models for the plain loop (default: --models)")
     ap.add_argument("--steps", type=int, default=None, help="steps per model (default: the preset's schedule)")
     ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--cpu-paths", action="store_true", help="float32 (old) vs the preset's CPU path (new)")
+    ap.add_argument("--old-pack", type=int, default=8)
+    ap.add_argument("--new-pack", type=int, default=1)
     args = ap.parse_args()
+    if args.cpu_paths:
+        return compare_cpu_paths(args)
 
     preset = get_preset(args.preset)
     device = resolve_device(args.device)
@@ -79,6 +90,32 @@ def main():
           f"{full / packed / 60:.1f} min")
     print(f"alone  : {alone:8.3f} models/s  -> {full / alone / 60:.1f} min")
     print(f"ratio packed/alone: {packed / alone:.2f}x")
+
+
+def compare_cpu_paths(args):
+    from lpsbook.training import mixed_precision
+
+    new = get_preset(args.preset)
+    old = new.with_(cpu_bf16=False)
+    data = synthetic_like(new) if args.synthetic else load_dataset(new)
+    device = torch.device("cpu")
+    recipe = _Recipe(new, data, device)
+    steps = args.steps or recipe.total_steps
+    m = args.models or max(args.old_pack, args.new_pack)
+    jobs = [(i % len(new.tasks), i // len(new.tasks)) for i in range(m)]
+    print(f"preset {new.name}, {steps} steps per model, {m} models, threads {torch.get_num_threads()}; "
+          f"new path uses bf16 + channels_last: {mixed_precision(new, device)}")
+    rates = {}
+    for label, preset, pack in (("old: float32", old, args.old_pack), ("new", new, args.new_pack)):
+        train_pack(preset, data, jobs[:pack], device, steps=2, _recipe=recipe)  # warm-up
+        t = time.perf_counter()
+        for start in range(0, m, pack):
+            train_pack(preset, data, jobs[start:start + pack], device, steps=steps, _recipe=recipe)
+        rates[label] = m / (time.perf_counter() - t)
+        full = new.num_models * recipe.total_steps / steps / rates[label]
+        print(f"{label:14s} pack {pack:2d}: {rates[label]:8.4f} models/s -> {new.num_models} models of the "
+              f"full schedule in {full / 60:.1f} min")
+    print(f"ratio new/old: {rates['new'] / rates['old: float32']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -53,20 +53,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path(os.environ.get("LPSBOOK_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Pages Sphinx generates that hold no book content.
-SKIPPED_PAGES = {"genindex.html", "search.html"}
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+from browser_settings import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS  # noqa: E402
 # How long to wait for widgets, figures and math to render on one page (ms).
 RENDER_TIMEOUT_MS = 30_000
 

@@ -66,19 +66,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = REPO_ROOT / "book" / "ch3_alignment.ipynb"
 EXPLORER_MARK = "AlignedFilterExplorer("  # the text that finds the explorer's cell
-CHROMIUM = Path(os.environ.get("LPSBOOK_CHROMIUM", "/usr/bin/chromium"))
-# The same flags as tests/test_book_render.py.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+from browser_settings import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS  # noqa: E402
 
 # Timeouts (seconds).  Generous: 2 slow cores, a cold kernel, numba/torch imports.
 SERVER_START_S = 120

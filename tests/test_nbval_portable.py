@@ -145,29 +145,26 @@ def test_nbval_passes_on_another_model_set(tmp_path):
     assert "passed" in run.stdout
 
 
+def _break_claim(nb):
+    # the "mismatched" shuffle now moves the next conv too: the prose's claim
+    # that it changes the function no longer holds
+    cell = _one_cell(nb, 'keys=["layer1.0.conv1.weight"]')
+    cell.source = cell.source.replace(', keys=["layer1.0.conv1.weight"]', "")
+
+
+def _change_compared_output(nb):
+    cell = _one_cell(nb, "whole stage-1 stream")
+    text = cell.outputs[0]["text"]
+    assert "below 1e-4: True" in text
+    cell.outputs[0]["text"] = text.replace("below 1e-4: True", "below 1e-4: False")
+
+
 @pytest.mark.slow
 @needs_build
-def test_nbval_fails_when_a_claim_is_broken(tmp_path):
-    def break_claim(nb):
-        # the "mismatched" shuffle now moves the next conv too: the prose's claim
-        # that it changes the function no longer holds
-        cell = _one_cell(nb, 'keys=["layer1.0.conv1.weight"]')
-        cell.source = cell.source.replace(', keys=["layer1.0.conv1.weight"]', "")
-
-    run = _nbval(_copy(tmp_path, break_claim))
+@pytest.mark.parametrize("edit, reported", [(_break_claim, "the mismatched shuffle should move the logits"),
+                                            (_change_compared_output, "below 1e-4: False")],
+                         ids=["claim broken", "compared output changed"])
+def test_nbval_fails_when_the_book_is_wrong(tmp_path, edit, reported):
+    run = _nbval(_copy(tmp_path, edit))
     assert run.returncode != 0
-    assert "the mismatched shuffle should move the logits" in run.stdout
-
-
-@pytest.mark.slow
-@needs_build
-def test_nbval_fails_when_a_compared_output_changes(tmp_path):
-    def change_output(nb):
-        cell = _one_cell(nb, "whole stage-1 stream")
-        text = cell.outputs[0]["text"]
-        assert "below 1e-4: True" in text
-        cell.outputs[0]["text"] = text.replace("below 1e-4: True", "below 1e-4: False")
-
-    run = _nbval(_copy(tmp_path, change_output))
-    assert run.returncode != 0
-    assert "below 1e-4: False" in run.stdout
+    assert reported in run.stdout
