@@ -393,12 +393,12 @@ class ReBasinFlat(_Method):
         return self._align(state)
 
     def _align(self, state: dict) -> dict:
-        from tqdm.auto import tqdm
+        from .progress import bar as progress_bar
 
         m = self._check_state(state)
         aligned = {n: [] for n in self.layers}
         ref_key = _digest(self.ref) + (self.canonical_start, self.max_iter)
-        for i in tqdm(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
+        for i in progress_bar(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
             model = {k: v[i] for k, v in state.items()}
             key = ref_key + _digest(model)
             if key in _ALIGNED:

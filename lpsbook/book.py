@@ -206,6 +206,8 @@ def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
     p = preset or current_preset()
 
     def compute():
+        import warnings
+
         import umap
 
         from . import experiments
@@ -219,7 +221,11 @@ def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
         net.fit(experiments._state(ms, train), labels[train], config=experiments.default_config(ms))
         raw = ms.conv_weights[name].flatten(1).numpy()
         lps = net.embed(ms.conv_weights).numpy()
-        reducer = lambda x: umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x).tolist()
+        def reducer(x):
+            with warnings.catch_warnings():  # a fixed random_state runs UMAP on one thread, and says so
+                warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+                return umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x).tolist()
+
         return {"task_id": labels.tolist(), "held_out": sorted(int(i) for i in test),
                 "maps": {f"raw weights of {name}": reducer(raw), f"LPS features of {name}": reducer(lps)}}
 
@@ -227,12 +233,12 @@ def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
 
 
 def summary(result: dict, metric: str, scale: float = 100) -> str:
-    """One line per method: ``metric`` mean +- sd over seeds."""
+    """``metric`` mean +- sd over seeds: a heading line, then one line per method."""
     unit = " %" if scale == 100 else ""
-    parts = [f"{m}: {scale * r[metric]['mean']:.1f} +- {scale * r[metric]['std']:.1f}{unit}" if scale == 100
-             else f"{m}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
+    parts = [f"  {m}: {scale * r[metric]['mean']:.1f} +- {scale * r[metric]['std']:.1f}{unit}" if scale == 100
+             else f"  {m}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
              for m, r in result["results"].items() if metric in r]
-    return f"{result['experiment']} {metric}: " + "; ".join(parts)
+    return "\n".join([f"{result['experiment']} {metric}:"] + parts)
 
 
 def branch_summary(result: dict) -> str:

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import bar as progress_bar
 
 from .errors import LpsbookError
 from .lps import LPSConfig, SecondOrderNet, layer_shapes
@@ -154,7 +154,7 @@ def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None
     ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": list(methods), **settings})
     per_seed, extras = {}, {}
     jobs = [(m, s) for s in range(seeds) for m in methods]
-    for method, seed in tqdm(jobs, desc=kind, unit="fit"):
+    for method, seed in progress_bar(jobs, desc=kind, unit="fit"):
         key = f"{method}|{seed}"
         res = ckpt.get(key)
         if res is None:
@@ -258,7 +258,7 @@ def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, p
     targets = [data.task_indices(t, "test") for t in tasks]
     truth = [(data.test_labels[i] == t[1]).numpy() for i, t in zip(targets, tasks)]
     ari = np.zeros((len(tasks), len(tasks)))
-    for s in tqdm(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
+    for s in progress_bar(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
         row = np.flatnonzero((ms.meta["task_id"] == s).to_numpy() & (ms.meta["seed"] == source_seed).to_numpy())
         feats = penultimate_features(ms.model(int(row[0])), data.test_images, data.mean, data.std)
         for t, idx in enumerate(targets):
@@ -318,7 +318,7 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind, second_ord
     ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "layers": list(layers), "seeds": seeds,
                                     "lps": config.to_dict(), "g": second_order_filters})
     jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
-    for (label, filt, chan), layer, seed in tqdm(jobs, desc=kind, unit="fit"):
+    for (label, filt, chan), layer, seed in progress_bar(jobs, desc=kind, unit="fit"):
         key = f"{label}|{layer}|{seed}"
         if ckpt.get(key) is not None:
             results.setdefault(label, {}).setdefault(layer, []).append(ckpt.get(key))
@@ -420,7 +420,7 @@ def probe_features(ms, n_probe: int = 200, seed: int = 0, dataset=None, progress
     idx = torch.randperm(len(data.test_images), generator=g)[:n_probe]
     images = data.test_images[idx]
     return torch.stack([penultimate_features(ms.model(i), images, data.mean, data.std)
-                        for i in tqdm(range(len(ms)), desc="probe features", disable=not progress)])
+                        for i in progress_bar(range(len(ms)), desc="probe features", disable=not progress)])
 
 
 def task_folds(ms, folds: int, seed: int = 0) -> list:
@@ -480,7 +480,7 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
         parts = task_folds(ms, folds, seed)
         feats = probe_features(ms, n_probe, seed, dataset)
         n_pairs = len(ms) * (len(ms) - 1) / 2
-        for name in tqdm(measures, desc="activation measures"):
+        for name in progress_bar(measures, desc="activation measures"):
             t = time.time()
             mat = similarity_matrix(feats, name, device=device)
             cost.setdefault(name, []).append((time.time() - t) / n_pairs * 100)
@@ -490,7 +490,7 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
                     if s != u:
                         sim[(s, u)] = mat[labels == s][:, labels == u].mean().item()
             results.setdefault(name, []).append(_pair_metrics(sim, ari, parts, class_pairs))
-        for method in tqdm(methods, desc="parameter methods"):
+        for method in progress_bar(methods, desc="parameter methods"):
             sim, seconds = {}, 0.0
             for fold in parts:
                 held = np.flatnonzero(np.isin(labels.numpy(), fold))

@@ -257,7 +257,7 @@ class BriefLPS:
 
 
 def _train_branches(ms, settings: dict, progress: bool = False) -> dict:
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     seeds = ms.meta["seed"].to_numpy()
     held = seeds >= ms.preset.seeds - settings["heldout_seeds"]
@@ -271,7 +271,7 @@ def _train_branches(ms, settings: dict, progress: bool = False) -> dict:
     train, test = torch.from_numpy(~held), torch.from_numpy(held)
     start, state, top1 = time.perf_counter(), {}, {}
     with one_thread():
-        for name in tqdm(ms.layers, desc="LPS branches", disable=not progress, leave=False):
+        for name in progress_bar(ms.layers, desc="LPS branches", disable=not progress, leave=False):
             net = SecondOrderNet(shapes, len(ms.preset.tasks), {name: 1.0},
                                  second_order_filters=settings["second_order_filters"], seed=settings["seed"])
             net.fit({name: ms.conv_weights[name][train]}, labels[train], config=config)

@@ -237,7 +237,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     pack_size : int, optional
         Models trained together; by default from the preset and the device.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     from .data import load_dataset
     from .training import pack_size as auto_pack_size
@@ -263,7 +263,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     size = pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])
     packs = -(-len(todo) // size)
     size = -(-len(todo) // packs)  # balance the packs
-    bar = tqdm(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
+    bar = progress_bar(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
     try:
         for start in range(0, len(todo), size):

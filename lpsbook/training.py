@@ -51,12 +51,12 @@ def minibatch_sgd(loss_of, n: int, epochs: int, batch_size: int, seed: int, opt,
     ``loss_of(indices)`` returns the loss of a batch; ``sched`` steps once
     per epoch.  A non-finite loss stops training with an LpsbookError.
     """
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     from .errors import LpsbookError
 
     gen = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(epochs), desc=f"{what} epochs", disable=not progress, leave=False):
+    for _ in progress_bar(range(epochs), desc=f"{what} epochs", disable=not progress, leave=False):
         order = torch.randperm(n, generator=gen).to(device)
         for i in range(0, n, batch_size):
             loss = loss_of(order[i:i + batch_size])

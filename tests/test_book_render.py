@@ -54,6 +54,9 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 from browser_settings import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS  # noqa: E402
+
+# Pages Sphinx generates that hold no book content.
+SKIPPED_PAGES = {"genindex.html", "search.html"}
 # How long to wait for widgets, figures and math to render on one page (ms).
 RENDER_TIMEOUT_MS = 30_000
 
@@ -187,16 +190,23 @@ _RENDER_REPORT_JS = r"""
       'script[type="application/vnd.jupyter.widget-view+json"]'));
   const hasState = document.querySelector(
       'script[type="application/vnd.jupyter.widget-state+json"]') !== null;
-  const widgetsMissing = [];
+  const widgetsMissing = [], blankWidgets = [];
   views.forEach((tag, i) => {
     let modelId = '?';
     try { modelId = JSON.parse(tag.textContent).model_id; } catch (e) {}
     const area = tag.previousElementSibling;
-    const ok = area && area.classList.contains('widget-subarea')
-        && area.querySelector('.jupyter-widgets, [class*="widget-"]') !== null
-        && area.getBoundingClientRect().height > 0;
+    const widget = area && area.querySelector('.jupyter-widgets, [class*="widget-"]');
+    const removed = widget && getComputedStyle(widget).display === 'none';  // a closed transient bar
+    const ok = area && area.classList.contains('widget-subarea') && widget !== null
+        && (area.getBoundingClientRect().height > 0 || removed);
     if (!ok) widgetsMissing.push('widget view #' + i + ' (model ' + modelId + ')');
+    if (widget && getComputedStyle(widget).visibility === 'hidden' && widget.getBoundingClientRect().height > 0)
+      blankWidgets.push('widget view #' + i + ' (model ' + modelId + ')');
   });
+  // an output line wider than the page column gets a scrollbar and is cut off on a laptop screen
+  const cutOff = Array.from(document.querySelectorAll('.cell_output pre'))
+      .filter((e) => e.scrollWidth > e.clientWidth + 1)
+      .map((e) => e.textContent.split('\n').sort((a, b) => b.length - a.length)[0].slice(0, 80));
 
   const maths = Array.from(document.querySelectorAll('.math'));
   const mathMissing = maths.filter((m) => !m.querySelector('mjx-container'))
@@ -204,7 +214,7 @@ _RENDER_REPORT_JS = r"""
 
   return {
     nPlotly: plotly.length, plotlyMissing, rawLatex,
-    nViews: views.length, hasState, widgetsMissing,
+    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff,
     nMath: maths.length, mathMissing,
   };
 }
@@ -331,6 +341,8 @@ def test_page_renders_offline(page_path, request):
         for w in report["widgetsMissing"]
     ]
     problems += [f"math not typeset by MathJax: {m!r}" for m in report["mathMissing"]]
+    problems += [f"hidden widget leaves a blank band (e.g. a closed progress bar): {w}" for w in report["blankWidgets"]]
+    problems += [f"output line cut off at 1280 px (horizontal scrollbar): {t!r}" for t in report["cutOff"]]
 
     summary = (
         f"{report['nPlotly']} plotly figure(s), {report['nViews']} widget view(s), "

@@ -1,0 +1,27 @@
+"""Progress bars: a transient bar leaves no room behind in a notebook page."""
+import pytest
+
+
+def test_transient_widget_bar_takes_no_room_once_closed():
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from lpsbook import progress
+
+    class NotebookBar(progress.Bar, notebook_tqdm):  # what tqdm.auto gives inside a kernel
+        pass
+
+    kept = NotebookBar(range(3), leave=True, display=False)
+    gone = NotebookBar(range(3), leave=False, display=False)
+    for b in (kept, gone):
+        for _ in b:
+            pass
+    assert gone.container.layout.display == "none"
+    assert kept.container.layout.display != "none"
+
+
+def test_bar_counts_like_tqdm():
+    from lpsbook.progress import bar
+
+    b = bar(range(5), disable=True)
+    assert list(b) == list(range(5))
