@@ -9,6 +9,7 @@ not depend on which other models it is trained with.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -53,13 +54,14 @@ class Dataset:
     coarse_names: list | None = None
     source: str = ""
 
-    @property
+    @functools.cached_property
     def mean(self) -> torch.Tensor:
-        """Per-channel mean of the training images, on the 0..1 scale."""
+        """Per-channel mean of the training images, on the 0..1 scale (computed once)."""
         return self.train_images.float().mean(dim=(0, 2, 3)) / 255.0
 
-    @property
+    @functools.cached_property
     def std(self) -> torch.Tensor:
+        """Per-channel standard deviation of the training images, on the 0..1 scale (computed once)."""
         return self.train_images.float().std(dim=(0, 2, 3)) / 255.0
 
     def task_indices(self, task, split: str) -> torch.Tensor:

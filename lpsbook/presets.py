@@ -149,8 +149,8 @@ PRESETS = {
     "cifar100-small": Preset(
         name="cifar100-small", dataset="cifar100",
         tasks=tuple((2 * t, 2 * t + 1) for t in range(50)), seeds=10,
-        width=16, epochs=4, batch_size=128, lr=0.1, milestones=(3,),
-        crop_padding=4, flip=True, pack_size_cpu=1, cpu_bf16=True,
+        width=8, epochs=5, batch_size=64, lr=0.05, milestones=(3, 4),
+        crop_padding=4, flip=True, pack_size_cpu=8, cpu_bf16=True,
     ),
     "cifar100": Preset(
         name="cifar100", dataset="cifar100",

@@ -101,3 +101,27 @@ def test_sample_stream_is_reproducible_and_covers_each_epoch():
     assert torch.equal(first[0], b.take(10)[0])
     assert sorted(first[0].tolist()) == list(range(10, 20))
     assert not SampleStream(idx, 4, 1, True).take(10)[0].equal(first[0])
+
+
+def test_mixed_precision_only_where_asked_and_native():
+    from lpsbook.training import cpu_has_native_bf16, mixed_precision
+
+    tiny = get_preset("tiny")
+    assert not mixed_precision(tiny, "cpu")  # float32 unless the preset asks
+    assert mixed_precision(tiny.with_(cpu_bf16=True), "cpu") == cpu_has_native_bf16()
+    assert mixed_precision(tiny, "cuda")  # always on a GPU
+
+
+@pytest.mark.skipif(not __import__("lpsbook.training").training.cpu_has_native_bf16(),
+                    reason="this CPU has no native bf16")
+def test_bf16_path_learns_as_well_as_float32(digits):
+    """bf16 autocast + channels_last rounds differently (the weights differ), but the models
+    learn their tasks as well as in float32, and the weights stay float32."""
+    preset = get_preset("tiny").with_(cpu_bf16=True, epochs=6, milestones=(4,))
+    jobs = [(t, s) for t in range(3) for s in range(2)]
+    fast = train_pack(preset, digits, jobs)
+    exact = train_pack(preset.with_(cpu_bf16=False), digits, jobs)
+    assert all(v.dtype == torch.float32 for v in fast[0].state.values() if v.is_floating_point())
+    assert not torch.equal(fast[0].state["conv1.weight"], exact[0].state["conv1.weight"])
+    acc = lambda runs: sum(r.test_acc for r in runs) / len(runs)
+    assert acc(fast) > 0.8 and abs(acc(fast) - acc(exact)) < 0.05
