@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import pickle
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -224,12 +223,27 @@ def _torchvision_datasets():
     return import_torchvision().datasets
 
 
+# CIFAR-100's taxonomy (Krizhevsky 2009): the superclass of each fine class 0..99, and the
+# superclass names, in the standard order. tests/test_cifar_data.py checks it against the real data.
+CIFAR100_COARSE_OF_FINE = (
+    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15,
+    0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+    10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5, 8, 19,
+    18, 1, 2, 15, 6, 0, 17, 8, 14, 13)
+CIFAR100_COARSE_NAMES = (
+    "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
+    "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
+    "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
+    "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
+    "vehicles_1", "vehicles_2")
+
+
 def load_cifar100_torchvision(data_dir) -> Dataset:
     """CIFAR-100 from torchvision's ``cifar-100-python/{train,test,meta}`` under ``data_dir``.
 
     torchvision checks the files' md5 and reads images and fine labels; the
-    coarse labels and names are read from the same files as torchvision
-    reads them.
+    superclasses come from CIFAR-100's fixed taxonomy
+    (:data:`CIFAR100_COARSE_OF_FINE`), so lpsbook never unpickles anything.
     """
     root = Path(data_dir).expanduser()
     folder = root / CIFAR_FOLDER
@@ -243,19 +257,14 @@ def _read_torchvision(root: Path) -> Dataset:
     try:
         train = datasets.CIFAR100(str(root), train=True, download=False)
         test = datasets.CIFAR100(str(root), train=False, download=False)
-
-        def unpickle(name):  # as torchvision reads them (its md5 check passed above)
-            with open(folder / name, "rb") as f:
-                return pickle.load(f, encoding="latin1")
-
-        coarse_train = unpickle("train")["coarse_labels"]
-        coarse_test = unpickle("test")["coarse_labels"]
-        coarse_names = list(unpickle("meta")["coarse_label_names"])
-    except (RuntimeError, KeyError, pickle.UnpicklingError, EOFError) as exc:  # "Dataset not found or corrupted"
+    except RuntimeError as exc:  # "Dataset not found or corrupted"
         raise LpsbookError(
             f"CIFAR-100 files in {folder} could not be read ({type(exc).__name__}: {exc}). Delete the folder "
             "and download again (`lpsbook data download`, or --download)."
         ) from None
+    coarse = np.asarray(CIFAR100_COARSE_OF_FINE)
+    coarse_train, coarse_test = coarse[np.asarray(train.targets)], coarse[np.asarray(test.targets)]
+    coarse_names = list(CIFAR100_COARSE_NAMES)
     arrays = {"train_images": np.ascontiguousarray(train.data), "train_labels": np.asarray(train.targets),
               "train_coarse_labels": np.asarray(coarse_train),
               "test_images": np.ascontiguousarray(test.data), "test_labels": np.asarray(test.targets),

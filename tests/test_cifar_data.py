@@ -28,16 +28,16 @@ def _fresh_cache():
 
 
 def _arrays(train_per_class=3, test_per_class=1, seed=0) -> dict:
-    """CIFAR-100's arrays in the offline copy's format, random pixels; superclass = class // 5."""
+    """CIFAR-100's arrays in the offline copy's format: random pixels, the real taxonomy."""
     rng = np.random.default_rng(seed)
     out = {}
     for split, k in (("train", train_per_class), ("test", test_per_class)):
         labels = np.repeat(np.arange(100, dtype=np.int64), k)
         out[f"{split}_images"] = rng.integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8)
         out[f"{split}_labels"] = labels
-        out[f"{split}_coarse_labels"] = labels // 5
+        out[f"{split}_coarse_labels"] = np.asarray(data.CIFAR100_COARSE_OF_FINE, dtype=np.int64)[labels]
     out["class_names"] = np.array([f"class{c}" for c in range(100)])
-    out["coarse_names"] = np.array([f"super{c}" for c in range(20)])
+    out["coarse_names"] = np.array(data.CIFAR100_COARSE_NAMES)
     return out
 
 
@@ -443,6 +443,10 @@ def test_the_real_cifar100():
     pairs = torch.unique(fine * 20 + coarse)
     assert len(pairs) == 100, "a fine class maps to more than one superclass"
     assert torch.bincount(pairs % 20, minlength=20).tolist() == [5] * 20
+    # the taxonomy the torchvision source uses is the data's own
+    assert (pairs // 20).tolist() == list(range(100))
+    assert [int(p % 20) for p in pairs] == list(data.CIFAR100_COARSE_OF_FINE)
+    assert tuple(ds.coarse_names) == data.CIFAR100_COARSE_NAMES
     if ds.source.endswith("(sha256 matches SHA256SUMS)"):
         assert "cifar100.npz" in ds.source
     means = ds.train_images.sum(dim=(0, 2, 3), dtype=torch.float64) / (50000 * 32 * 32)
