@@ -272,6 +272,19 @@ def cost_table(result: dict):
     return pd.DataFrame({"seconds per 100 model pairs": cost}).sort_values("seconds per 100 model pairs")
 
 
+def means(result: dict, metric: str, scale: float = 1.0) -> dict:
+    """{method: scale x mean over seeds of ``metric``} of a protocol's result."""
+    return {m: scale * r[metric]["mean"] for m, r in result["results"].items() if metric in r}
+
+
+def measure_families(result: dict) -> tuple:
+    """(activation measures, weight methods) of a weights-or-activations result, in its order."""
+    from .experiments import ACTIVATION_MEASURES
+
+    methods = list(result["results"])
+    return [m for m in methods if m in ACTIVATION_MEASURES], [m for m in methods if m not in ACTIVATION_MEASURES]
+
+
 def method_rows(classification: dict, retrieval: dict) -> dict:
     """{method: {metric: %}} of the main metrics of both protocols, for a bar chart."""
     return {m: {"classification top-1 %": 100 * classification["results"][m]["top1"]["mean"],

@@ -87,3 +87,11 @@ def test_glue_hands_plain_text_to_the_prose():
     from IPython.lib.pretty import pretty
 
     assert pretty(text) == "8 vs 9"
+
+
+def test_means_and_measure_families_read_a_result():
+    result = {"results": {"rsa": {"rho": {"mean": 0.5, "std": 0.1}},
+                          "LPS": {"rho": {"mean": 0.1, "std": 0.0}, "top1": {"mean": 0.2, "std": 0.0}}}}
+    assert book.means(result, "rho") == {"rsa": 0.5, "LPS": 0.1}
+    assert book.means(result, "top1", 100) == {"LPS": 20.0}
+    assert book.measure_families(result) == (["rsa"], ["LPS"])
