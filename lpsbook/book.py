@@ -124,18 +124,19 @@ CIFAR100_TRAIN_IMAGES_PER_CLASS = 500
 
 
 def steps_per_model(preset: Preset | None = None) -> int:
-    """SGD steps one model of ``preset`` is trained for (epochs x batches of its two-class task)."""
+    """SGD steps one model of ``preset`` is trained for (epochs x batches of its two-class task).
+
+    CIFAR-100's count comes from its fixed size, so the data need not be present.
+    """
     import math
 
     p = preset or current_preset()
     if p.dataset == "cifar100":
-        per_task = 2 * CIFAR100_TRAIN_IMAGES_PER_CLASS
-    else:
-        from .data import load_dataset
+        return p.epochs * math.ceil(2 * CIFAR100_TRAIN_IMAGES_PER_CLASS / p.batch_size)
+    from .data import load_dataset
+    from .training import steps_per_epoch
 
-        ds = load_dataset(p)
-        per_task = max(len(ds.task_indices(t, "train")) for t in p.tasks)
-    return p.epochs * math.ceil(per_task / p.batch_size)
+    return p.epochs * steps_per_epoch(p, load_dataset(p))
 
 
 # --- the experiments as the book runs them -------------------------------------------------------

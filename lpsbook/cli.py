@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import LpsbookError
 
+DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity")
 
 
@@ -24,8 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="model set folder (created if missing)")
     b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     b.add_argument("--shard", default=None, metavar="K/N", help="build only part K of N (0 <= K < N)")
-    b.add_argument("--data-dir", default=None,
-                   help="cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)")
+    b.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     b.add_argument("--download", action="store_true", help="download the dataset if missing")
     b.add_argument("--pack-size", type=int, default=None, help="models trained together (default: automatic)")
     v = ms_sub.add_parser("verify", help="exit 0 only for a complete set whose checksums all match")
@@ -48,17 +48,17 @@ def _parser() -> argparse.ArgumentParser:
 
     da = sub.add_parser("data", help="download or check CIFAR-100")
     da_sub = da.add_subparsers(dest="action", required=True)
-    data_help = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
     dd = da_sub.add_parser("download", help="download CIFAR-100 with torchvision (about 170 MB) into a folder")
     dd.add_argument("--data-dir", default=None,
                     help="folder to hold cifar-100-python/ (default: $LPSBOOK_DATA or data/)")
     dc = da_sub.add_parser("check", help="load and validate CIFAR-100, print a one-line summary")
-    dc.add_argument("--data-dir", default=None, help=data_help)
+    dc.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     return p
 
 
-def _check_data_dir(args):
-    """LpsbookError if ``--data-dir`` is given but cannot hold the dataset."""
+def _check_data_dir(args, create: bool = False):
+    """LpsbookError if ``--data-dir`` is given but cannot hold the dataset (or, with ``create``,
+    cannot be created to receive it)."""
     if args.data_dir is None:
         return
     from .modelset import output_problem
@@ -67,8 +67,8 @@ def _check_data_dir(args):
     if path.exists():
         usable = path.is_dir() or (path.is_file() and path.suffix == ".npz")  # a folder, or the .npz itself
         problem = None if usable else f"{path} is a file, not a folder or a .npz file"
-    else:  # a missing folder is reported by the dataset loader, unless --download is to create it
-        problem = output_problem(path, folder=True) if getattr(args, "download", False) else None
+    else:  # a missing folder is reported by the dataset loader, unless a download is to create it
+        problem = output_problem(path, folder=True) if create else None
     if problem:
         raise LpsbookError(f"--data-dir {problem}; point --data-dir at cifar100.npz or at the folder that "
                            "holds (or is to hold) cifar100.npz or cifar-100-python/.")
@@ -78,7 +78,7 @@ def _modelset(args):
     from . import modelset
 
     if args.action == "build":
-        _check_data_dir(args)
+        _check_data_dir(args, create=args.download)
         out = modelset.build(args.preset, args.out, device=args.device, shard=args.shard,
                              data_dir=args.data_dir, download=args.download, pack_size=args.pack_size)
         missing = len(modelset.pending_models(out, modelset.get_preset(args.preset)))
@@ -112,8 +112,7 @@ def _data(args):
     from . import data
 
     if args.action == "download":
-        args.download = True
-        _check_data_dir(args)
+        _check_data_dir(args, create=True)
         root = data.download_cifar100(args.data_dir or data.default_data_dir())
         start = time.perf_counter()
         ds = data.load_cifar100_torchvision(root)

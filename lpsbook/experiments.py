@@ -23,11 +23,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from .progress import bar as progress_bar
 
 from .errors import LpsbookError
 from .lps import LPSConfig, SecondOrderNet, layer_shapes
 from .metrics import retrieval_metrics, spearman, topk_accuracy
+from .progress import bar as progress_bar
 
 PAPER = {
     "classification": {"random prediction": (2.0, 9.6, 18.3), "only one FC layer": (5.3, 17.5, 29.3),

@@ -152,11 +152,13 @@ def check_modelset_dir(path, flag: str = "") -> Path:
     if not (path / SET_FILE).is_file():
         raise LpsbookError(f"{arg} is not a model set: {SET_FILE} is missing ({build}).")
     try:
-        assert _unseal(path / SET_FILE).get("kind") == "lpsbook-modelset"
-    except (LpsbookError, AssertionError):
+        ours = _unseal(path / SET_FILE).get("kind") == "lpsbook-modelset"
+    except LpsbookError:
+        ours = False
+    if not ours:
         raise LpsbookError(f"{arg} is not a model set: its {SET_FILE} is damaged or was not written by "
                            f"lpsbook; delete it and run `lpsbook modelset build --preset NAME --out {path}` "
-                           "again, or give another folder.") from None
+                           "again, or give another folder.")
     return path
 
 
