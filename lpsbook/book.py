@@ -1,6 +1,8 @@
 """What the book's chapters share: the preset they run on and a result cache.
 
-``LPSBOOK_PRESET`` picks the preset (default ``digits``); results of
+``LPSBOOK_PRESET`` picks the preset; without it the book runs on
+``cifar100-small`` when CIFAR-100 is found (``$LPSBOOK_DATA``, see
+``lpsbook data check``) and on ``digits`` otherwise.  Results of
 expensive steps are cached under ``$LPSBOOK_CACHE/results/`` (default
 ``data/results/``) keyed by the preset's hash and the step's settings, so a
 rebuild of the book does not retrain.
@@ -16,16 +18,33 @@ from .data import default_cache_dir
 from .presets import Preset, get_preset
 
 
+def cifar100_found() -> bool:
+    """Whether CIFAR-100 is where the package looks for it (``$LPSBOOK_DATA`` or ``data/``)."""
+    from .data import cifar100_source, default_data_dir
+    from .errors import LpsbookError
+
+    try:
+        cifar100_source(default_data_dir())
+    except LpsbookError:
+        return False
+    return True
+
+
 def current_preset() -> Preset:
-    """The preset named by ``$LPSBOOK_PRESET`` (default ``digits``)."""
-    return get_preset(os.environ.get("LPSBOOK_PRESET", "digits"))
+    """The preset named by ``$LPSBOOK_PRESET``; else ``cifar100-small`` when CIFAR-100 is found, else ``digits``."""
+    name = os.environ.get("LPSBOOK_PRESET") or ("cifar100-small" if cifar100_found() else "digits")
+    return get_preset(name)
 
 
 def banner(preset: Preset | None = None) -> str:
-    """Which preset a chapter ran on, in two lines short enough for a narrow page."""
+    """Which preset a chapter ran on, in short lines (and why, when the book fell back to digits)."""
     p = preset or current_preset()
-    return (f"preset {p.name!r} ({p.hash}) on {p.dataset}\n"
-            f"{len(p.tasks)} tasks x {p.seeds} seeds = {p.num_models} ResNet-20s of width {p.width}")
+    lines = [f"preset {p.name!r} ({p.hash}) on {p.dataset}",
+             f"{len(p.tasks)} tasks x {p.seeds} seeds = {p.num_models} ResNet-20s of width {p.width}"]
+    if p.dataset == "digits" and not os.environ.get("LPSBOOK_PRESET"):
+        lines.append("CIFAR-100 not found, so this runs on digits: `make data` downloads it "
+                     "(or set LPSBOOK_DATA to a copy of cifar100.npz)")
+    return "\n".join(lines)
 
 
 def modelset(preset: Preset | None = None, progress: bool = True):
@@ -142,12 +161,12 @@ def steps_per_model(preset: Preset | None = None) -> int:
 # --- the experiments as the book runs them -------------------------------------------------------
 
 def experiment_settings(name: str, preset: Preset | None = None) -> dict:
-    """Settings of experiment ``name`` in the book: the paper's protocol on cifar100; on the CPU
-    presets fewer seeds, epochs and branches so the whole book builds in minutes."""
+    """Settings of experiment ``name`` in the book: the paper's protocol on its recipe (cifar100);
+    on the CPU presets fewer seeds, epochs and branches so the whole book builds in minutes."""
     from .experiments import EXTRA_METHODS, PAPER_METHODS, PARAMETER_METHODS
 
     p = preset or current_preset()
-    full = p.dataset == "cifar100"
+    full = p.follows_paper
     every = {"classification": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3},
              "retrieval": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3},
              "transferability": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3 if full else 2},
@@ -190,11 +209,22 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
         if "methods" in kwargs:
             kwargs["methods"] = tuple(kwargs["methods"])
         kwargs["device"] = resolve_device("auto")
+        if name in ("transferability", "similarity"):  # both compare with the same measured transfer
+            kwargs["ari"] = transfer_matrix(p)
         if name != "similarity":  # finished fits survive an interruption
             kwargs["checkpoint"] = result_path(name, settings, p).with_suffix(".partial")
         return experiments.PROTOCOLS[name](ms, **kwargs)
 
     return cached_json(name, settings, compute, preset=p)
+
+
+def transfer_matrix(preset: Preset | None = None) -> list:
+    """Measured transfer between every pair of tasks (cached): :func:`lpsbook.experiments.transfer_ari`."""
+    from . import experiments
+
+    p = preset or current_preset()
+    return cached_json("transfer_ari", {"source_seed": 0, "kmeans_seed": 0},
+                       lambda: experiments.transfer_ari(modelset(p)).tolist(), preset=p)
 
 
 def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
@@ -306,13 +336,13 @@ def training_length_check(preset: Preset | None = None, every: int = 3, factor: 
     Takes every ``every``-th task of the preset, and compares task
     classification on the book's models of those tasks with a model set of
     the same tasks trained ``factor`` times longer (learning-rate steps
-    scaled alike).  Returns ``None`` on cifar100, whose recipe is the paper's.
+    scaled alike).  Returns ``None`` on the paper's recipe (cifar100).
     """
     from . import experiments
     from . import modelset as ms_module
 
     p = preset or current_preset()
-    if p.dataset == "cifar100":
+    if p.follows_paper:
         return None
     tasks = p.tasks[::every]
     longer = p.with_(name=f"{p.name}-x{factor}", tasks=tasks, epochs=factor * p.epochs,
@@ -347,4 +377,173 @@ def training_length_table(check: dict):
         row.update({f"{m} top-1 %": f"{100 * v['top1']['mean']:.1f} +- {100 * v['top1']['std']:.1f}"
                     for m, v in r["results"].items()})
         rows[label] = row
+    return pd.DataFrame(rows).T
+
+
+def weight_movement(preset: Preset | None = None) -> dict:
+    """Per layer, how far training moved the weights from their initialisation (cached; see
+    :func:`lpsbook.experiments.weight_movement`): ``{"mean": {layer: x}, "min": ..., "max": ...}``."""
+    from . import experiments
+
+    p = preset or current_preset()
+    return cached_json("weight_movement", {}, lambda: experiments.weight_movement(modelset(p)).to_dict(), preset=p)
+
+
+def contrast_with_digits(preset: Preset | None = None):
+    """The book's CIFAR set beside the digits set: the same classification protocol, and the facts
+    that differ between the two (images, task overlap, training, weight movement).
+
+    A table with one column per model set, or ``None`` when the book itself runs on digits.
+    """
+    import pandas as pd
+
+    from .data import load_dataset
+
+    p = preset or current_preset()
+    if p.dataset == "digits":
+        return None
+    columns = {}
+    for q in (p, get_preset("digits")):
+        data, ms, cls, moved = load_dataset(q), modelset(q), experiment("classification", q), weight_movement(q)
+        shape = tuple(data.train_images.shape[1:])
+        tasks = [set(t) for t in q.tasks]
+        shared = sum(bool(a & b) for i, a in enumerate(tasks) for b in tasks[i + 1:])
+        top1, chance = means(cls, "top1", 100), 100 / len(q.tasks)
+        columns[f"{q.name} ({q.dataset})"] = {
+            "image": f"{shape[1]}x{shape[2]}, {'colour' if shape[0] == 3 else 'grey'}",
+            "training images per task": len(data.task_indices(q.tasks[0], "train")),
+            "task pairs sharing a class %": 100 * shared / (len(tasks) * (len(tasks) - 1) / 2),
+            "SGD steps per model": steps_per_model(q),
+            "model test accuracy %": 100 * ms.meta["test_acc"].mean(),
+            "conv1 weight change (relative)": moved["mean"][ms.layers[0]],
+            "last conv weight change (relative)": moved["mean"][ms.layers[-1]],
+            "chance top-1 %": chance,
+            "LPS top-1 %": top1["LPS"],
+            "LPS top-1 / chance": top1["LPS"] / chance,
+            "weight statistics top-1 %": top1["weight statistics"],
+        }
+    return pd.DataFrame(columns)
+
+
+def chance_topk(preset: Preset | None = None, ks=(1, 5, 10)) -> dict:
+    """Chance level (%) of top-k task classification: k in the number of tasks."""
+    p = preset or current_preset()
+    return {f"top{k}": 100 * min(k, len(p.tasks)) / len(p.tasks) for k in ks}
+
+
+def _spread(result: dict, method: str, metric: str, scale: float = 100) -> tuple:
+    r = result["results"][method][metric]
+    return scale * r["mean"], scale * r["std"]
+
+
+def paper_claims(cls: dict, ret: dict, preset: Preset | None = None):
+    """The paper's claims about Tables 1-2, each with its number, ours (mean +- sd over splits) and a verdict.
+
+    The verdicts are decided by fixed rules, with the spread over splits as the margin:
+
+    * *far above chance*: LPS top-1 minus two sd is above three times chance;
+    * *beats the symmetry-blind baselines*: LPS top-1 minus its sd is above the
+      better of one FC layer and Frobenius+FC plus that one's sd (spreads do not overlap);
+    * *baselines near chance*: both of those are below five times chance;
+    * *retrieval above random*: the same non-overlap rule on rank-1 against random prediction;
+    * *the paper's level*: LPS top-1 plus two sd reaches the paper's 79.8 % less five points.
+    """
+    import pandas as pd
+
+    from .experiments import PAPER
+
+    p = preset or current_preset()
+    chance = 100 / len(p.tasks)
+    lps, lps_sd = _spread(cls, "LPS", "top1")
+    blind = max(("only one FC layer", "Frobenius+FC w/o alignment"), key=lambda m: _spread(cls, m, "top1")[0])
+    base, base_sd = _spread(cls, blind, "top1")
+    r_lps, r_lps_sd = _spread(ret, "LPS", "rank1")
+    r_rand, r_rand_sd = _spread(ret, "random prediction", "rank1")
+    paper_cls, paper_ret = PAPER["classification"], PAPER["retrieval"]
+    rows = [
+        ("LPS reads the task of held-out models far above chance (Table 1)",
+         f"{paper_cls['LPS'][0]:.1f} % top-1, chance 2.0 %", f"{lps:.1f} ± {lps_sd:.1f} %, chance {chance:.1f} %",
+         lps - 2 * lps_sd > 3 * chance),
+        ("LPS beats the baselines that ignore the symmetry (Table 1)",
+         f"{paper_cls['LPS'][0]:.1f} vs at most {paper_cls['Frobenius+FC w/o alignment'][0]:.1f} %",
+         f"{lps:.1f} ± {lps_sd:.1f} vs {base:.1f} ± {base_sd:.1f} % ({blind})", lps - lps_sd > base + base_sd),
+        ("those baselines stay near chance (Table 1)",
+         f"at most {paper_cls['Frobenius+FC w/o alignment'][0]:.1f} %", f"at most {base:.1f} %", base < 5 * chance),
+        ("LPS retrieves the query's task first far more often than random (Table 2)",
+         f"{paper_ret['LPS'][0]:.1f} vs {paper_ret['random prediction'][0]:.1f} % rank-1",
+         f"{r_lps:.1f} ± {r_lps_sd:.1f} vs {r_rand:.1f} ± {r_rand_sd:.1f} %", r_lps - r_lps_sd > r_rand + r_rand_sd),
+        ("LPS reaches the paper's level (Table 1)", f"{paper_cls['LPS'][0]:.1f} % top-1", f"{lps:.1f} ± {lps_sd:.1f} %",
+         lps + 2 * lps_sd >= paper_cls["LPS"][0] - 5),
+    ]
+    table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
+    table["holds"] = table["holds"].map({True: "yes", False: "no"})
+    return table
+
+
+def figure3_claims(tr: dict, br: dict, ab: dict, preset: Preset | None = None):
+    """The paper's claims about its Figure 3, each with what we measured and a verdict by a fixed rule.
+
+    * (a) *LPS similarity rises with transfer*: LPS's mean per-target Spearman
+      with measured transfer, minus its sd over splits, is above 0.1;
+    * (b) *the first branch carries the most*: branch 1's top-1 is at least
+      every other measured branch's;
+    * (b) *the deepest branches are at chance*: measured branches from layer 13
+      on average below twice chance;
+    * (c) *each alignment matters*: with the sort over filters (or the max over
+      channels) switched off, top-1 averaged over the ablated branches drops
+      by more than one point.
+    """
+    import pandas as pd
+
+    p = preset or current_preset()
+    chance = 100 / len(p.tasks)
+    rho, rho_sd = _spread(tr, "LPS", "spearman_per_target", scale=1)
+    per_branch = {layer: 100 * v["mean"] for layer, v in br["results"]["LPS"].items()}
+    layers = list(per_branch)
+    first, rest = per_branch[layers[0]], max(per_branch[layer] for layer in layers[1:])
+    deep = [per_branch[layer] for i, layer in enumerate(layers) if _layer_number(layer) >= 13]
+    deep_mean = sum(deep) / len(deep) if deep else float("nan")
+    ablated = {variant: sum(100 * v["mean"] for v in per_layer.values()) / len(per_layer)
+               for variant, per_layer in ab["results"].items()}
+    drop_f = ablated["both on"] - ablated["filter alignment off"]
+    drop_c = ablated["both on"] - ablated["channel alignment off"]
+    rows = [
+        ("(a) LPS similarity rises with transfer", "roughly proportional",
+         f"Spearman {rho:+.2f} ± {rho_sd:.2f}", rho - rho_sd > 0.1),
+        ("(b) the first branch carries the most", "79.8 % top-1 at branch 1",
+         f"{first:.1f} % at branch 1, best other {rest:.1f} %", first >= rest),
+        ("(b) the deepest branches are at chance", "branches 13-19 at chance",
+         f"{deep_mean:.1f} % (chance {chance:.1f} %)", deep_mean < 2 * chance),
+        ("(c) filter alignment matters", "accuracy drops without it",
+         f"{drop_f:+.1f} points without it", drop_f > 1),
+        ("(c) channel alignment matters", "accuracy drops without it",
+         f"{drop_c:+.1f} points without it", drop_c > 1),
+    ]
+    table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
+    table["holds"] = table["holds"].map({True: "yes", False: "no"})
+    return table
+
+
+def _layer_number(layer: str) -> int:
+    """1-based position of a conv layer of ResNet-20 in forward order (conv1 is 1)."""
+    if layer.startswith("conv1"):
+        return 1
+    stage, block, conv = layer.split(".")[:3]
+    return 2 + 6 * (int(stage.removeprefix("layer")) - 1) + 2 * int(block) + int(conv.removeprefix("conv")) - 1
+
+
+def relation_table(tr: dict, sim: dict):
+    """Per weight-based method: Spearman with measured transfer (transferability protocol), and how well its
+    similarity singles out related tasks (similarity protocol: ROC AUC, rank-1 with its chance rate)."""
+    import pandas as pd
+
+    rows = {}
+    for m, r in tr["results"].items():
+        row = {"transfer Spearman (per target)": r["spearman_per_target"]["mean"],
+               "transfer Spearman sd": r["spearman_per_target"]["std"]}
+        if m in sim["results"]:
+            s = sim["results"][m]
+            row.update({"related AUC": s["related_auc"]["mean"], "related rank-1 %": 100 * s["related_rank1"]["mean"],
+                        "rank-1 chance %": 100 * s["related_rank1_chance"]["mean"]})
+        rows[m] = row
     return pd.DataFrame(rows).T

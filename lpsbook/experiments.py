@@ -40,8 +40,8 @@ EXTRA_METHODS = ("weight statistics", "re-basin + FC")
 
 
 def default_config(ms) -> LPSConfig:
-    """Second-order training settings: the paper's on cifar100, a faster mini-batch recipe otherwise."""
-    if ms.preset.dataset == "cifar100":
+    """Second-order training settings: the paper's on its recipe (cifar100), a faster mini-batch one otherwise."""
+    if ms.preset.follows_paper:
         return LPSConfig.paper()
     return LPSConfig(epochs=60, batch_size=8, lr=0.05, milestones=(30, 45))
 
@@ -237,8 +237,9 @@ def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024
     from .data import normalise
 
     net.eval()
-    return torch.cat([net.features(normalise(images[i:i + batch], mean, std))
-                      for i in range(0, len(images), batch)])
+    with torch.inference_mode():
+        return torch.cat([net.features(normalise(images[i:i + batch], mean, std))
+                          for i in range(0, len(images), batch)])
 
 
 def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
@@ -276,15 +277,17 @@ def task_similarity(embeddings: torch.Tensor, task_ids: torch.Tensor) -> tuple:
 
 
 def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
-                    config: LPSConfig | None = None, device="cpu", dataset=None, checkpoint=None) -> dict:
+                    config: LPSConfig | None = None, device="cpu", dataset=None, checkpoint=None,
+                    ari: np.ndarray | None = None) -> dict:
     """Spearman correlation between each method's task similarity and measured transfer (ARI).
 
     As in the paper, similarities come from the retrieval setting: the
     method is trained on 80 % of the tasks and compares pairs of the held-out
     tasks.  Reported: Spearman over all held-out (source, target) pairs, and
     the mean over targets of the per-target Spearman (as the DDS paper does).
+    ``ari`` is :func:`transfer_ari`'s matrix when it was computed before.
     """
-    ari = transfer_ari(ms, dataset)
+    ari = transfer_ari(ms, dataset) if ari is None else np.asarray(ari)
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
@@ -430,8 +433,22 @@ def task_folds(ms, folds: int, seed: int = 0) -> list:
     return [sorted(part.tolist()) for part in np.array_split(tasks, folds)]
 
 
-def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, class_pairs) -> dict:
-    """Compare task similarities with transfer (ARI) and with shared classes, within folds."""
+def related_groups(tasks, data) -> tuple[list, str]:
+    """What makes two tasks related, per task: ``([set per task], description)``.
+
+    With superclasses (CIFAR-100's 20 coarse labels), two tasks are related
+    when a class of one shares its superclass with a class of the other (their
+    classes are disjoint); without them (digits), when they share a class.
+    """
+    if data.coarse_train_labels is None:
+        return [set(t) for t in tasks], "share a class"
+    fine, coarse = data.train_labels.numpy(), data.coarse_train_labels.numpy()
+    coarse_of = {int(c): int(coarse[np.flatnonzero(fine == c)[0]]) for c in np.unique(fine)}
+    return [{coarse_of[c] for c in t} for t in tasks], "share a superclass"
+
+
+def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, groups) -> dict:
+    """Compare task similarities with transfer (ARI) and with relatedness (``groups`` overlap), within folds."""
     from sklearn.metrics import roc_auc_score
 
     per_target, hits, chance, s_all, related = [], [], [], [], []
@@ -441,7 +458,7 @@ def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, class_pairs) 
             sources = [s for s in fold if s != t]
             sims = [sim[(s, t)] for s in sources]
             per_target.append(spearman(sims, [ari[s, t] for s in sources]))
-            rel = [bool(set(class_pairs[s]) & set(class_pairs[t])) for s in sources]
+            rel = [bool(groups[s] & groups[t]) for s in sources]
             if any(rel):
                 hits.append(rel[int(np.argmax(sims))])
                 chance.append(np.mean(rel))
@@ -456,7 +473,7 @@ def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, class_pairs) 
 
 def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,
                n_probe: int = 200, config: LPSConfig | None = None, device="cpu", seeds: int = 1,
-               dataset=None) -> dict:
+               dataset=None, ari: np.ndarray | None = None) -> dict:
     """Weights or activations: every measure's task similarity against the same ground truth.
 
     Tasks are split into ``folds`` groups; parameter methods are trained on
@@ -464,32 +481,35 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
     setting); activation measures need no training and compare the models'
     features on ``n_probe`` shared test images.  For each measure: the mean
     over targets of the Spearman correlation between similarity and measured
-    transfer (ARI), rank-1 retrieval of a task sharing a class, and the ROC
-    AUC of related vs unrelated pairs, all on the same within-fold pairs;
-    plus the cost in seconds per 100 model pairs.
+    transfer (ARI), rank-1 retrieval of a related task (see
+    :func:`related_groups`), and the ROC AUC of related vs unrelated pairs,
+    all on the same within-fold pairs; plus the cost in seconds per 100 model
+    pairs. ``ari`` is :func:`transfer_ari`'s matrix when it was computed before.
     """
+    from .data import load_dataset
     from .similarity import similarity_matrix
 
     t0 = time.time()
     config = config or default_config(ms)
-    ari = transfer_ari(ms, dataset)
+    data = dataset or load_dataset(ms.preset)
+    ari = transfer_ari(ms, data) if ari is None else np.asarray(ari)
     labels = ms.task_ids
-    class_pairs = [tuple(c) for c in ms.preset.tasks]
+    groups, relation = related_groups(ms.preset.tasks, data)
     results, cost = {}, {}
     for seed in range(seeds):
         parts = task_folds(ms, folds, seed)
-        feats = probe_features(ms, n_probe, seed, dataset)
+        feats = probe_features(ms, n_probe, seed, data)
         n_pairs = len(ms) * (len(ms) - 1) / 2
         for name in progress_bar(measures, desc="activation measures"):
             t = time.time()
             mat = similarity_matrix(feats, name, device=device)
             cost.setdefault(name, []).append((time.time() - t) / n_pairs * 100)
             sim = {}
-            for s in range(len(class_pairs)):
-                for u in range(len(class_pairs)):
+            for s in range(len(groups)):
+                for u in range(len(groups)):
                     if s != u:
                         sim[(s, u)] = mat[labels == s][:, labels == u].mean().item()
-            results.setdefault(name, []).append(_pair_metrics(sim, ari, parts, class_pairs))
+            results.setdefault(name, []).append(_pair_metrics(sim, ari, parts, groups))
         for method in progress_bar(methods, desc="parameter methods"):
             sim, seconds = {}, 0.0
             for fold in parts:
@@ -510,9 +530,10 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
             pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
             cost.setdefault(method, []).append(seconds / pairs * 100)
             usable = [[t for t in f if any((s, t) in sim for s in f)] for f in parts]
-            results.setdefault(method, []).append(_pair_metrics(sim, ari, usable, class_pairs))
+            results.setdefault(method, []).append(_pair_metrics(sim, ari, usable, groups))
     out = {"experiment": "similarity", "preset": ms.preset.name, "preset_hash": ms.preset.hash,
-           "models": len(ms), "settings": {"folds": folds, "n_probe": n_probe, "seeds": seeds,
+           "models": len(ms), "related": relation,
+           "settings": {"folds": folds, "n_probe": n_probe, "seeds": seeds,
                                           "lps": config.to_dict(), "device": str(device)},
            "results": _collect(results),
            "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in cost.items()},

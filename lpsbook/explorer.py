@@ -338,9 +338,21 @@ def model_index(ms, task_id: int, seed: int) -> int:
 
 
 def task_label(ms, task_id: int) -> str:
-    """``"task 3 (0 vs 4)"``: a task and its two classes."""
+    """``"task 3 (0 vs 4)"``, ``"task 1 (baby vs bear)"``: a task and its two classes, by name."""
+    return f"task {task_id} ({task_names(ms, task_id)})"
+
+
+def task_names(ms, task_id: int) -> str:
+    """``"baby vs bear"``: the names of a task's two classes (their indices when the data are absent)."""
+    from .data import load_dataset
+    from .errors import LpsbookError
+
     a, b = ms.preset.tasks[task_id]
-    return f"task {task_id} ({a} vs {b})"
+    try:
+        names = load_dataset(ms.preset).class_names
+    except LpsbookError:
+        return f"{a} vs {b}"
+    return f"{names[a]} vs {names[b]}"
 
 
 def explorer_views(ms, net: SecondOrderNet, models, layers=None, reference: int = 0) -> dict:

@@ -513,13 +513,19 @@ def model_map(embeddings: dict, task_labels, title="Models in two dimensions (UM
     return fig
 
 
-def paper_vs_ours(table, metrics, title):
-    """Grouped bars: each method's metrics, the paper's beside ours (with our spread as error bars)."""
+def paper_vs_ours(table, metrics, title, chance: dict | None = None):
+    """Grouped bars: each method's metrics, the paper's beside ours (with our spread as error bars).
+
+    ``chance`` ({metric: %}, optional) draws each metric's chance level as a dashed line.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
     for c, metric in enumerate(metrics, start=1):
+        if chance and metric in chance:
+            fig.add_hline(y=chance[metric], line={"dash": "dash", "color": "gray", "width": 1}, row=1, col=c,
+                          annotation_text=f"chance {chance[metric]:.0f} %", annotation_position="top left")
         paper = table[f"{metric} paper"]
         fig.add_trace(go.Bar(x=table.index, y=paper, name="paper (CIFAR-100)", marker_color="#9aa5b1",
                              showlegend=c == 1), row=1, col=c)
@@ -549,11 +555,18 @@ def similarity_vs_transfer(pairs: dict, title="Task similarity vs transferabilit
     return fig
 
 
-def per_branch(result, paper_top1_first=79.8, title="Top-1 task classification, one branch at a time"):
-    """Line plot of top-1 per branch (and per alignment variant) with the spread over seeds."""
+def per_branch(result, paper_top1_first=79.8, title="Top-1 task classification, one branch at a time",
+               chance: float | None = None):
+    """Line plot of top-1 per branch (and per alignment variant) with the spread over seeds.
+
+    ``chance`` (%, optional) is drawn as a dashed line.
+    """
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    if chance is not None:
+        fig.add_hline(y=chance, line={"dash": "dash", "color": "gray", "width": 1},
+                      annotation_text=f"chance {chance:.1f} %", annotation_position="top left")
     for label, per_layer in result["results"].items():
         layers = list(per_layer)
         fig.add_trace(go.Scatter(x=list(range(1, len(layers) + 1)) if len(layers) == 19 else
@@ -574,4 +587,22 @@ def metric_bars(rows: dict, metric_names, title):
     for metric in metric_names:
         fig.add_trace(go.Bar(x=methods, y=[rows[m][metric] for m in methods], name=metric))
     fig.update_layout(title=title, barmode="group", height=430)
+    return fig
+
+
+def weight_movement(moved: dict, title="How far training moved each conv layer from its initialisation"):
+    """Per conv layer, the relative change ``||W - W0|| / ||W0||``: mean over models with its range.
+
+    ``moved`` is ``{"mean": {layer: x}, "min": {...}, "max": {...}}`` (see ``book.weight_movement``).
+    """
+    import plotly.graph_objects as go
+
+    layers = list(moved["mean"])
+    mean = np.array([moved["mean"][n] for n in layers])
+    low, high = mean - np.array([moved["min"][n] for n in layers]), np.array([moved["max"][n] for n in layers]) - mean
+    fig = go.Figure(go.Scatter(x=[n.removesuffix(".weight") for n in layers], y=mean, mode="lines+markers",
+                               name="mean over models (bars: min to max)",
+                               error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low}))
+    fig.update_layout(title=title, yaxis_title="||W − W0|| / ||W0||", xaxis_title="conv layer", height=420,
+                      xaxis={"tickangle": -45}, yaxis={"rangemode": "tozero"})
     return fig

@@ -1,6 +1,6 @@
 """Execute chapters and keep only the outputs nbval should compare strictly.
 
-    python scripts/store_outputs.py [--preset digits-reseeded] book/ch1_permutation_symmetry.ipynb [...]
+    python scripts/store_outputs.py [--preset cifar100-small-reseeded] book/ch1_permutation_symmetry.ipynb [...]
 
 A cell keeps its outputs (and so is compared by ``pytest --nbval``) when all
 of them are plain text (streams or ``text/plain`` results) and the cell has
@@ -11,11 +11,12 @@ outputs and without an execution count, so nbval runs it but does not compare
 it. The book itself re-executes every chapter when it is built.
 
 The chapters are executed on the preset given by ``--preset`` (default
-``digits-reseeded``: the book's digits recipe with other seeds), and the
-notebook's metadata records it. ``make test`` then runs nbval on the book's
-own model set (``digits``), so every CI run compares outputs stored from one
-model set against a run on another: a strictly compared output that depended
-on trained weights would fail there, on any machine.
+``cifar100-small-reseeded``: the book's CIFAR-100 recipe with other seeds),
+and the notebook's metadata records it. ``make test`` then runs nbval on the
+book's own model set (``cifar100-small``, or ``digits`` where CIFAR-100 is
+absent), so every CI run compares outputs stored from one model set against a
+run on another: a strictly compared output that depended on trained weights
+(or on the data) would fail there, on any machine.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def strict(cell) -> bool:
     return True
 
 
-def store(path: Path, preset_name: str, timeout: int = 3600):
+def store(path: Path, preset_name: str, timeout: int = 7200):
     from lpsbook.presets import get_preset
 
     preset = get_preset(preset_name)
@@ -75,7 +76,7 @@ def store(path: Path, preset_name: str, timeout: int = 3600):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="digits-reseeded")
+    parser.add_argument("--preset", default="cifar100-small-reseeded")
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args()
     for nb_path in args.notebooks:

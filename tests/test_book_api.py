@@ -6,9 +6,16 @@ from lpsbook.errors import LpsbookError
 from lpsbook.presets import get_preset
 
 
-def test_preset_from_environment(monkeypatch):
+def test_preset_from_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LPSBOOK_PRESET", raising=False)
+    monkeypatch.setenv("LPSBOOK_DATA", str(tmp_path))  # no CIFAR-100 there: the book falls back to digits
     assert book.current_preset().name == "digits"
+    assert "CIFAR-100 not found" in book.banner() and "make data" in book.banner()
+    (tmp_path / "cifar100.npz").write_bytes(b"")  # found (its contents are checked when it is loaded)
+    assert book.current_preset().name == "cifar100-small"
+    assert "not found" not in book.banner()
+    monkeypatch.setenv("LPSBOOK_PRESET", "digits")  # asked for: no excuse in the banner
+    assert book.current_preset().name == "digits" and "not found" not in book.banner()
     monkeypatch.setenv("LPSBOOK_PRESET", "cifar100")
     assert book.current_preset().name == "cifar100"
     assert "cifar100" in book.banner() and "500 ResNet-20s" in book.banner()
@@ -40,6 +47,23 @@ def test_cifar100_runs_the_papers_protocol():
     assert branches["config"]["epochs"] == 300 and branches["config"]["milestones"] == [150, 225]
     assert "layers" not in branches  # all 19 branches
     assert book.experiment_settings("classification", p)["seeds"] == 3
+
+
+def test_only_the_papers_recipe_gets_the_papers_protocol():
+    paper = get_preset("cifar100")
+    assert paper.follows_paper and paper.with_(seed_offset=7, pack_size_cpu=2).follows_paper
+    assert not paper.with_(epochs=5).follows_paper
+    for name in ("cifar100-small", "cifar100-small-reseeded", "digits", "tiny"):
+        p = get_preset(name)
+        assert not p.follows_paper
+        assert "layers" in book.experiment_settings("branches", p)  # the CPU subset of branches
+        assert book.experiment_settings("branches", p)["config"]["epochs"] < 300
+
+
+def test_cifar100_small_reseeded_is_a_twin():
+    a, b = get_preset("cifar100-small"), get_preset("cifar100-small-reseeded")
+    assert a.hash != b.hash and a.seed_offset != b.seed_offset
+    assert a.with_(name=b.name, seed_offset=b.seed_offset) == b
 
 
 def test_preset_hash_covers_weights_not_speed():

@@ -114,3 +114,24 @@ def test_weight_movement_is_measured_from_the_recorded_initialisation(tiny_model
     still = experiments.weight_movement(modelset.load(modelset.build(frozen, tmp_path / "frozen", device="cpu",
                                                                       progress=False)))
     assert still["max"].max() < 1e-6
+
+
+def test_related_tasks_share_a_class_or_a_superclass():
+    from lpsbook.data import CIFAR100_COARSE_OF_FINE, Dataset, load_digits
+
+    digits = load_digits()
+    groups, relation = experiments.related_groups([(0, 1), (1, 2), (3, 4)], digits)
+    assert relation == "share a class" and groups == [{0, 1}, {1, 2}, {3, 4}]
+    # a CIFAR-like dataset: fine labels with their superclasses (the real taxonomy)
+    fine = torch.arange(100).repeat(2)
+    coarse = torch.tensor(CIFAR100_COARSE_OF_FINE)[fine]
+    images = torch.zeros(len(fine), 3, 4, 4, dtype=torch.uint8)
+    data = Dataset("fake", images, fine, images, fine, [str(i) for i in range(100)],
+                   coarse_train_labels=coarse, coarse_test_labels=coarse, coarse_names=[str(i) for i in range(20)])
+    tasks = [(2 * t, 2 * t + 1) for t in range(50)]
+    groups, relation = experiments.related_groups(tasks, data)
+    assert relation == "share a superclass"
+    assert groups[0] == {CIFAR100_COARSE_OF_FINE[0], CIFAR100_COARSE_OF_FINE[1]}
+    related = [(a, b) for a in range(50) for b in range(a + 1, 50) if groups[a] & groups[b]]
+    assert 0 < len(related) < 50 * 49 / 2  # disjoint classes, yet some tasks are related and most are not
+    assert all(not set(tasks[a]) & set(tasks[b]) for a, b in related)
