@@ -41,9 +41,9 @@ def banner(preset: Preset | None = None) -> str:
     p = preset or current_preset()
     lines = [f"preset {p.name!r} ({p.hash}) on {p.dataset}",
              f"{len(p.tasks)} tasks x {p.seeds} seeds = {p.num_models} ResNet-20s of width {p.width}"]
-    if p.dataset == "digits" and not os.environ.get("LPSBOOK_PRESET"):
-        lines.append("CIFAR-100 not found, so this runs on digits: `make data` downloads it "
-                     "(or set LPSBOOK_DATA to a copy of cifar100.npz)")
+    if p.dataset == "digits" and not os.environ.get("LPSBOOK_PRESET") and not cifar100_found():
+        lines += ["CIFAR-100 not found, so this runs on digits:",
+                  "`make data` downloads it (or set LPSBOOK_DATA to cifar100.npz)"]
     return "\n".join(lines)
 
 
@@ -178,9 +178,9 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
     else:
         quick = {"epochs": 20, "batch_size": 8, "lr": 0.05, "milestones": [10, 15]}
         # every other branch; g' = 8 keeps the width-32 stage affordable on a CPU
-        every["branches"] = {"seeds": 1, "config": quick, "second_order_filters": 8,
+        every["branches"] = {"seeds": 2, "config": quick, "second_order_filters": 8,
                              "layers": [1, 2, 4, 7, 10, 13, 16, 19]}
-        every["ablation"] = {"seeds": 1, "config": quick, "second_order_filters": 8,
+        every["ablation"] = {"seeds": 2, "config": quick, "second_order_filters": 8,
                              "layers": [2, 4, 6, 8, 10, 12, 14]}
     return every[name]
 
@@ -223,7 +223,7 @@ def transfer_matrix(preset: Preset | None = None) -> list:
     from . import experiments
 
     p = preset or current_preset()
-    return cached_json("transfer_ari", {"source_seed": 0, "kmeans_seed": 0},
+    return cached_json("transfer_ari", {"source_seed": 0, "kmeans_seed": 0, "bf16": experiments.features_in_bf16(p)},
                        lambda: experiments.transfer_ari(modelset(p)).tolist(), preset=p)
 
 

@@ -232,14 +232,34 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
 # --- transferability ---------------------------------------------------------------------------
 
 @torch.no_grad()
-def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024) -> torch.Tensor:
-    """Globally pooled last-stage features of one first-order network."""
+def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024,
+                         bf16: bool = False) -> torch.Tensor:
+    """Globally pooled last-stage features of one first-order network (float32).
+
+    ``bf16``: compute in bfloat16 autocast with channels_last, as the model set
+    was trained (see :func:`lpsbook.training.mixed_precision`); on a CPU with
+    native bf16 this is about five times faster, and the features differ from
+    float32's by well under 1 % of their scale.
+    """
+    import contextlib
+
     from .data import normalise
 
     net.eval()
-    with torch.inference_mode():
-        return torch.cat([net.features(normalise(images[i:i + batch], mean, std))
-                          for i in range(0, len(images), batch)])
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    net = net.to(memory_format=layout)
+    device = next(net.parameters()).device
+    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), cast:
+        return torch.cat([net.features(normalise(images[i:i + batch], mean, std).contiguous(memory_format=layout))
+                          .float() for i in range(0, len(images), batch)])
+
+
+def features_in_bf16(preset) -> bool:
+    """Whether the features of a preset's models are computed in bf16 (as they were trained, on this CPU)."""
+    from .training import mixed_precision
+
+    return mixed_precision(preset, "cpu")
 
 
 def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
@@ -259,9 +279,10 @@ def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, p
     targets = [data.task_indices(t, "test") for t in tasks]
     truth = [(data.test_labels[i] == t[1]).numpy() for i, t in zip(targets, tasks)]
     ari = np.zeros((len(tasks), len(tasks)))
+    bf16 = features_in_bf16(ms.preset)
     for s in progress_bar(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
         row = np.flatnonzero((ms.meta["task_id"] == s).to_numpy() & (ms.meta["seed"] == source_seed).to_numpy())
-        feats = penultimate_features(ms.model(int(row[0])), data.test_images, data.mean, data.std)
+        feats = penultimate_features(ms.model(int(row[0])), data.test_images, data.mean, data.std, bf16=bf16)
         for t, idx in enumerate(targets):
             pred = KMeans(2, n_init=4, random_state=kmeans_seed).fit_predict(feats[idx].numpy())
             ari[s, t] = adjusted_rand_score(truth[t], pred)
@@ -422,7 +443,8 @@ def probe_features(ms, n_probe: int = 200, seed: int = 0, dataset=None, progress
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(data.test_images), generator=g)[:n_probe]
     images = data.test_images[idx]
-    return torch.stack([penultimate_features(ms.model(i), images, data.mean, data.std)
+    bf16 = features_in_bf16(ms.preset)
+    return torch.stack([penultimate_features(ms.model(i), images, data.mean, data.std, bf16=bf16)
                         for i in progress_bar(range(len(ms)), desc="probe features", disable=not progress)])
 
 

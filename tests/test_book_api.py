@@ -119,3 +119,44 @@ def test_means_and_measure_families_read_a_result():
     assert book.means(result, "rho") == {"rsa": 0.5, "LPS": 0.1}
     assert book.means(result, "top1", 100) == {"LPS": 20.0}
     assert book.measure_families(result) == (["rsa"], ["LPS"])
+
+
+def _result(values: dict) -> dict:
+    """A protocol result with the given {method: {metric: (mean, sd)}}."""
+    return {"results": {m: {k: {"mean": v[0], "std": v[1]} for k, v in per.items()} for m, per in values.items()}}
+
+
+def test_paper_claims_follow_their_rules():
+    p = get_preset("cifar100-small")  # 50 tasks: chance 2 %
+    cls = _result({"LPS": {"top1": (0.30, 0.05)}, "only one FC layer": {"top1": (0.06, 0.02)},
+                   "Frobenius+FC w/o alignment": {"top1": (0.05, 0.01)}})
+    ret = _result({"LPS": {"rank1": (0.55, 0.15)}, "random prediction": {"rank1": (0.10, 0.10)}})
+    claims = book.paper_claims(cls, ret, p)["holds"].tolist()
+    assert claims == ["yes", "yes", "yes", "yes", "no"]
+    # LPS at chance: the first two claims fail, the last too; overlapping retrieval spreads fail
+    cls["results"]["LPS"]["top1"] = {"mean": 0.03, "std": 0.01}
+    ret["results"]["LPS"]["rank1"] = {"mean": 0.25, "std": 0.10}
+    assert book.paper_claims(cls, ret, p)["holds"].tolist() == ["no", "no", "yes", "no", "no"]
+    cls["results"]["LPS"]["top1"] = {"mean": 0.78, "std": 0.02}  # the paper's level
+    assert book.paper_claims(cls, ret, p)["holds"].tolist()[4] == "yes"
+
+
+def test_figure3_claims_follow_their_rules():
+    p = get_preset("cifar100-small")
+    tr = _result({"LPS": {"spearman_per_target": (0.4, 0.1)}})
+    layers = ["conv1.weight", "layer1.0.conv1.weight", "layer3.0.conv1.weight", "layer3.2.conv2.weight"]
+    br = {"results": {"LPS": {n: {"mean": m, "std": 0.0} for n, m in zip(layers, (0.3, 0.1, 0.02, 0.03))}}}
+    ab = {"results": {v: {n: {"mean": m, "std": 0.0} for n in layers[1:]}
+                      for v, m in (("both on", 0.10), ("filter alignment off", 0.05),
+                                   ("channel alignment off", 0.095), ("both off", 0.04))}}
+    assert book.figure3_claims(tr, br, ab, p)["holds"].tolist() == ["yes", "yes", "yes", "yes", "no"]
+    tr["results"]["LPS"]["spearman_per_target"] = {"mean": 0.05, "std": 0.2}
+    br["results"]["LPS"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
+    assert book.figure3_claims(tr, br, ab, p)["holds"].tolist()[:2] == ["no", "no"]
+
+
+def test_layer_numbers_follow_the_forward_order():
+    from lpsbook.nets import ResNet20
+
+    convs = [n for n in ResNet20(width=4).state_dict() if n.endswith("weight") and "conv" in n]
+    assert [book._layer_number(n) for n in convs] == list(range(1, 20))
