@@ -146,13 +146,15 @@ def test_figure3_claims_follow_their_rules():
     tr = _result({"LPS": {"spearman_per_target": (0.4, 0.1)}})
     layers = ["conv1.weight", "layer1.0.conv1.weight", "layer3.0.conv1.weight", "layer3.2.conv2.weight"]
     br = {"results": {"LPS": {n: {"mean": m, "std": 0.0} for n, m in zip(layers, (0.3, 0.1, 0.02, 0.03))}}}
-    ab = {"results": {v: {n: {"mean": m, "std": 0.0} for n in layers[1:]}
+    ab = {"results": {v: {n: {"mean": m * (2 if n == layers[0] else 1), "std": 0.0} for n in layers}
                       for v, m in (("both on", 0.10), ("filter alignment off", 0.05),
-                                   ("channel alignment off", 0.095), ("both off", 0.04))}}
+                                   ("channel alignment off", 0.097), ("both off", 0.04))}}
     assert book.figure3_claims(tr, br, ab, p)["holds"].tolist() == ["yes", "yes", "yes", "yes", "no"]
     tr["results"]["LPS"]["spearman_per_target"] = {"mean": 0.05, "std": 0.2}
     br["results"]["LPS"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
     assert book.figure3_claims(tr, br, ab, p)["holds"].tolist()[:2] == ["no", "no"]
+    ab["results"]["both on"][layers[0]]["std"] = 0.2  # a drop within the spread does not count
+    assert book.figure3_claims(tr, br, ab, p)["holds"].tolist()[3] == "no"
 
 
 def test_layer_numbers_follow_the_forward_order():
