@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.lpsbook-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 JB_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book book-clean test test-fast browser clean data
+.PHONY: setup book book-clean test test-fast browser clean data modelset
 
 setup: $(STAMP)
 
@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-book: setup
+# The book's model set (cifar100-small when CIFAR-100 is found, else digits), built or
+# resumed before the chapters run, so that no chapter waits half an hour on it.
+modelset: setup
+	$(BIN)/python -c "from lpsbook import book; book.modelset()"
+
+book: setup modelset
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
 
-book-clean: setup
+book-clean: setup modelset
 	rm -rf _build/.jupyter_cache
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS) --all
 
@@ -41,6 +46,7 @@ data: setup
 # claim is broken, and the browser check of the pages.
 test: setup browser
 	$(BIN)/python -m pytest -q tests -p no:cacheprovider
+	$(MAKE) --no-print-directory modelset
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
 	$(BIN)/python -m pytest -q --nbval book --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	LPSBOOK_NBVAL_CHECK=1 $(BIN)/python -m pytest -q tests/test_nbval_portable.py -p no:cacheprovider

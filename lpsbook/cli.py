@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .errors import LpsbookError
+from .presets import PRESETS
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity")
@@ -21,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     ms = sub.add_parser("modelset", help="build, verify or describe a model set")
     ms_sub = ms.add_subparsers(dest="action", required=True)
     b = ms_sub.add_parser("build", help="train every model of a preset (resumable)")
-    b.add_argument("--preset", required=True, help="tiny, digits or cifar100")
+    b.add_argument("--preset", required=True, help=", ".join(PRESETS))
     b.add_argument("--out", required=True, help="model set folder (created if missing)")
     b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     b.add_argument("--shard", default=None, metavar="K/N", help="build only part K of N (0 <= K < N)")

@@ -523,15 +523,15 @@ def paper_vs_ours(table, metrics, title, chance: dict | None = None):
 
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
     for c, metric in enumerate(metrics, start=1):
-        if chance and metric in chance:
-            fig.add_hline(y=chance[metric], line={"dash": "dash", "color": "gray", "width": 1}, row=1, col=c,
-                          annotation_text=f"chance {chance[metric]:.0f} %", annotation_position="top left")
         paper = table[f"{metric} paper"]
         fig.add_trace(go.Bar(x=table.index, y=paper, name="paper (CIFAR-100)", marker_color="#9aa5b1",
                              showlegend=c == 1), row=1, col=c)
         fig.add_trace(go.Bar(x=table.index, y=table[f"{metric} ours"], name="ours",
                              error_y=dict(type="data", array=table[f"{metric} ours sd"]),
                              marker_color="#1f77b4", showlegend=c == 1), row=1, col=c)
+        if chance and metric in chance:  # after the bars: plotly skips lines on empty subplots
+            fig.add_hline(y=chance[metric], line={"dash": "dash", "color": "gray", "width": 1}, row=1, col=c,
+                          annotation_text=f"chance {chance[metric]:.0f} %", annotation_position="top left")
     fig.update_yaxes(title_text="%", range=[0, 100], row=1, col=1)
     fig.update_layout(title=title, barmode="group", height=430)
     return fig

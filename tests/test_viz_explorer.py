@@ -290,3 +290,27 @@ def test_matched_similarities_recover_scrambled_copies(tiny_modelset):
     assert stored.shape == matched.shape == (2, 19)
     np.testing.assert_allclose(matched, 1.0, atol=1e-6)
     assert (stored < 0.999).any()
+
+
+def test_weight_movement_figure_shows_every_layer_with_its_range():
+    from lpsbook import viz
+
+    moved = {"mean": {"conv1.weight": 1.0, "layer1.0.conv1.weight": 0.5},
+             "min": {"conv1.weight": 0.8, "layer1.0.conv1.weight": 0.4},
+             "max": {"conv1.weight": 1.3, "layer1.0.conv1.weight": 0.7}}
+    trace = viz.weight_movement(moved).data[0]
+    assert list(trace.x) == ["conv1", "layer1.0.conv1"] and list(trace.y) == [1.0, 0.5]
+    assert list(trace.error_y.arrayminus) == pytest.approx([0.2, 0.1])
+    assert list(trace.error_y.array) == pytest.approx([0.3, 0.2])
+
+
+def test_chance_lines_are_drawn():
+    import pandas as pd
+
+    from lpsbook import viz
+
+    table = pd.DataFrame({"top1 paper": [2.0], "top1 ours": [1.5], "top1 ours sd": [0.5]}, index=["random prediction"])
+    fig = viz.paper_vs_ours(table, ["top1"], "t", chance={"top1": 2.0})
+    assert [s.y0 for s in fig.layout.shapes] == [2.0]
+    result = {"results": {"LPS": {"conv1.weight": {"mean": 0.3, "std": 0.0}}}}
+    assert [s.y0 for s in viz.per_branch(result, chance=2.0).layout.shapes] == [2.0]
