@@ -24,7 +24,7 @@ import torch
 
 from lpsbook.data import Dataset, load_dataset
 from lpsbook.presets import get_preset
-from lpsbook.training import _Recipe, pack_size, resolve_device, train_alone, train_pack
+from lpsbook.training import Recipe, pack_size, resolve_device, train_alone, train_pack
 
 
 def synthetic_like(preset) -> Dataset:
@@ -64,24 +64,24 @@ def main():
     if device.type == "cuda":
         data = data.to(device)
         torch.backends.cudnn.benchmark = True
-    recipe = _Recipe(preset, data, device)
+    recipe = Recipe(preset, data, device)
     steps = args.steps or recipe.total_steps
     m = args.models or pack_size(preset, device, data.train_images.shape[-1])
     jobs = [(i % len(preset.tasks), i // len(preset.tasks)) for i in range(m)]
     print(f"device {device}, preset {preset.name}, {steps} steps per model, pack of {m}, "
           f"threads {torch.get_num_threads()}")
 
-    train_pack(preset, data, jobs[:2], device, steps=2, _recipe=recipe)  # warm-up
+    train_pack(preset, data, jobs[:2], device, steps=2, recipe=recipe)  # warm-up
     sync(device)
     t = time.perf_counter()
-    train_pack(preset, data, jobs, device, steps=steps, _recipe=recipe)
+    train_pack(preset, data, jobs, device, steps=steps, recipe=recipe)
     sync(device)
     packed = m / (time.perf_counter() - t)
 
     loop_jobs = jobs[: args.loop_models or m]
     t = time.perf_counter()
     for task, seed in loop_jobs:
-        train_alone(preset, data, task, seed, device, steps=steps, _recipe=recipe)
+        train_alone(preset, data, task, seed, device, steps=steps, recipe=recipe)
     sync(device)
     alone = len(loop_jobs) / (time.perf_counter() - t)
 
@@ -99,7 +99,7 @@ def compare_cpu_paths(args):
     old = new.with_(cpu_bf16=False)
     data = synthetic_like(new) if args.synthetic else load_dataset(new)
     device = torch.device("cpu")
-    recipe = _Recipe(new, data, device)
+    recipe = Recipe(new, data, device)
     steps = args.steps or recipe.total_steps
     m = args.models or max(args.old_pack, args.new_pack)
     jobs = [(i % len(new.tasks), i // len(new.tasks)) for i in range(m)]
@@ -107,10 +107,10 @@ def compare_cpu_paths(args):
           f"new path uses bf16 + channels_last: {mixed_precision(new, device)}")
     rates = {}
     for label, preset, pack in (("old: float32", old, args.old_pack), ("new", new, args.new_pack)):
-        train_pack(preset, data, jobs[:pack], device, steps=2, _recipe=recipe)  # warm-up
+        train_pack(preset, data, jobs[:pack], device, steps=2, recipe=recipe)  # warm-up
         t = time.perf_counter()
         for start in range(0, m, pack):
-            train_pack(preset, data, jobs[start:start + pack], device, steps=steps, _recipe=recipe)
+            train_pack(preset, data, jobs[start:start + pack], device, steps=steps, recipe=recipe)
         rates[label] = m / (time.perf_counter() - t)
         full = new.num_models * recipe.total_steps / steps / rates[label]
         print(f"{label:14s} pack {pack:2d}: {rates[label]:8.4f} models/s -> {new.num_models} models of the "

@@ -69,13 +69,13 @@ def result_path(name: str, settings: dict, preset: Preset | None = None, root=No
 
 def cached_json(name: str, settings: dict, compute, preset: Preset | None = None, root=None):
     """``compute()`` once per (preset, name, settings); its JSON result is kept on disk."""
-    from .modelset import _write_atomic
+    from .modelset import write_atomic
 
     path = result_path(name, settings, preset, root)
     if path.exists():
         return json.loads(path.read_text())
     result = compute()
-    _write_atomic(path, json.dumps(result, indent=1, default=float).encode())
+    write_atomic(path, json.dumps(result, indent=1, default=float).encode())
     return json.loads(path.read_text())
 
 
@@ -250,7 +250,7 @@ def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
         train, test = experiments.classification_split(ms, 0)
         labels = ms.task_ids
         net = SecondOrderNet(layer_shapes(ms.conv_weights), int(labels.max()) + 1, {name: 1.0})
-        net.fit(experiments._state(ms, train), labels[train], config=experiments.default_config(ms))
+        net.fit(ms.state_of(train), labels[train], config=experiments.default_config(ms))
         raw = ms.conv_weights[name].flatten(1).numpy()
         lps = net.embed(ms.conv_weights).numpy()
         def reducer(x):

@@ -99,11 +99,6 @@ def _collect(per_seed: dict) -> dict:
     return {m: {k: _summary([r[k] for r in runs]) for k in runs[0]} for m, runs in per_seed.items()}
 
 
-def _state(ms, rows) -> dict:
-    idx = torch.as_tensor(rows, dtype=torch.long)
-    return {k: v[idx] for k, v in ms.state.items()}
-
-
 def classification_split(ms, seed: int, train_per_task: int | None = None):
     """Rows of training and test models: per task, ``train_per_task`` random models train."""
     k = train_per_task or max(1, round(0.8 * ms.preset.seeds))
@@ -138,9 +133,9 @@ class _Checkpoint:
     def put(self, key, value):
         self.done[key] = value
         if self.path:
-            from .modelset import _write_atomic
+            from .modelset import write_atomic
 
-            _write_atomic(self.path, json.dumps({"settings": self.settings, "done": self.done}).encode())
+            write_atomic(self.path, json.dumps({"settings": self.settings, "done": self.done}).encode())
 
     def finish(self):
         if self.path:
@@ -180,8 +175,8 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
     def evaluate(method, seed, cfg):
         train, test = classification_split(ms, seed)
         m = make_method(method, ms, n_tasks, cfg, seed, device)
-        m.fit(_state(ms, train), labels[train], n_tasks)
-        return topk_accuracy(m.scores(_state(ms, test)), labels[test], ks=(1, 5, 10))
+        m.fit(ms.state_of(train), labels[train], n_tasks)
+        return topk_accuracy(m.scores(ms.state_of(test)), labels[test], ks=(1, 5, 10))
 
     return _run("classification", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
 
@@ -212,7 +207,7 @@ def _fit_retrieval_split(ms, method, seed, cfg, device):
     train, query, gallery = retrieval_split(ms, seed)
     y, n = _relabel(ms.task_ids[train])
     m = make_method(method, ms, n, cfg, seed, device)
-    m.fit(_state(ms, train), y, n)
+    m.fit(ms.state_of(train), y, n)
     return m, query, gallery
 
 
@@ -223,8 +218,8 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
 
     def evaluate(method, seed, cfg):
         m, query, gallery = _fit_retrieval_split(ms, method, seed, cfg, device)
-        return retrieval_metrics(m.embed(_state(ms, query)), labels[query],
-                                 m.embed(_state(ms, gallery)), labels[gallery], ks=(1, 5, 10))
+        return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
+                                 m.embed(ms.state_of(gallery)), labels[gallery], ks=(1, 5, 10))
 
     return _run("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
 
@@ -314,7 +309,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     def evaluate(method, seed, cfg):
         m, query, gallery = _fit_retrieval_split(ms, method, seed, cfg, device)
         held = np.concatenate([query, gallery])
-        tasks, sim = task_similarity(m.embed(_state(ms, held)), labels[held])
+        tasks, sim = task_similarity(m.embed(ms.state_of(held)), labels[held])
         tasks = tasks.tolist()
         xs, ys, per_target = [], [], []
         for j, t in enumerate(tasks):
@@ -351,8 +346,8 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind, second_ord
         net = SecondOrderNet(layer_shapes(ms.conv_weights), n_tasks, {layer: 1.0},
                              second_order_filters=second_order_filters,
                              align_filters=filt, align_channels=chan, seed=seed)
-        net.fit(_state(ms, train), labels[train], config=replace(config, seed=seed), device=device)
-        acc = topk_accuracy(net.scores(_state(ms, test)), labels[test], ks=(1,))["top1"]
+        net.fit(ms.state_of(train), labels[train], config=replace(config, seed=seed), device=device)
+        acc = topk_accuracy(net.scores(ms.state_of(test)), labels[test], ks=(1,))["top1"]
         ckpt.put(key, acc)
         results.setdefault(label, {}).setdefault(layer, []).append(acc)
     summary = {label: {layer: _summary(v) for layer, v in per.items()} for label, per in results.items()}
@@ -540,9 +535,9 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
                 y, n = _relabel(labels[train])
                 if n < 2 or len(fold) < 2:
                     continue  # too few tasks to train on or to compare (tiny model sets)
-                m = make_method(method, ms, n, config, seed, device).fit(_state(ms, train), y, n)
+                m = make_method(method, ms, n, config, seed, device).fit(ms.state_of(train), y, n)
                 t = time.time()
-                emb = m.embed(_state(ms, held))
+                emb = m.embed(ms.state_of(held))
                 mat = emb @ emb.t()
                 seconds += time.time() - t
                 tasks, tsim = task_similarity(emb, labels[held])
@@ -578,7 +573,7 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
 
     from . import modelset
     from .data import load_dataset
-    from .modelset import _write_atomic
+    from .modelset import write_atomic
     from .training import resolve_device
 
     modelset.check_modelset_dir(modelset_dir, "--modelset")
@@ -619,5 +614,5 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
     result = PROTOCOLS[name](ms, **kwargs)
     result["modelset"] = str(modelset_dir)
     result["settings"]["device"] = str(dev)
-    _write_atomic(out, json.dumps(result, indent=1).encode())
+    write_atomic(out, json.dumps(result, indent=1).encode())
     return result

@@ -83,7 +83,7 @@ def output_problem(path, folder: bool) -> str | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes):
+def write_atomic(path: Path, data: bytes):
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -178,7 +178,7 @@ def _open_or_create(out: Path, preset: Preset):
                 f"(hash {header.get('preset_hash')}), not {preset.name!r} (hash {preset.hash}); "
                 "choose another --out.")
     else:
-        _write_atomic(path, _sealed(_set_header(preset)))
+        write_atomic(path, _sealed(_set_header(preset)))
 
 
 def _clean_stale_temporaries(folder: Path):
@@ -196,7 +196,7 @@ def _clean_stale_temporaries(folder: Path):
 def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device, seconds: float):
     stem = model_stem(trained.task_id, trained.seed)
     blob = st_save({k: v.contiguous() for k, v in trained.state.items()})
-    _write_atomic(out / MODELS / f"{stem}.safetensors", blob)
+    write_atomic(out / MODELS / f"{stem}.safetensors", blob)
     a, b = preset.tasks[trained.task_id]
     meta = {
         "task_id": trained.task_id, "classes": [a, b],
@@ -209,7 +209,7 @@ def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, de
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weights_file": f"{stem}.safetensors", "weights_sha256": _sha256(blob),
     }
-    _write_atomic(out / MODELS / f"{stem}.json", _sealed(meta))
+    write_atomic(out / MODELS / f"{stem}.json", _sealed(meta))
 
 
 def pending_models(out, preset) -> list:
@@ -243,7 +243,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
 
     from .data import load_dataset
     from .training import pack_size as auto_pack_size
-    from .training import resolve_device, train_pack, _Recipe
+    from .training import Recipe, resolve_device, train_pack
 
     preset = get_preset(preset)
     out = Path(out).expanduser()
@@ -261,7 +261,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
         return out
     dev = resolve_device(device)
     dataset = load_dataset(preset, data_dir, download)
-    recipe = _Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
+    recipe = Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
     size = pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])
     packs = -(-len(todo) // size)
     size = -(-len(todo) // packs)  # balance the packs
@@ -275,7 +275,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
             while jobs:
                 started = time.perf_counter()
                 results = train_pack(preset, dataset, [(t, seeds[(t, s)]) for t, s in jobs], dev,
-                                     progress=bar if attempt == 0 else None, _recipe=recipe)
+                                     progress=bar if attempt == 0 else None, recipe=recipe)
                 retry, seconds = [], (time.perf_counter() - started) / len(jobs)
                 for (t, s), res in zip(jobs, results):
                     res.seed = s
@@ -403,6 +403,11 @@ class ModelSet:
         net = ResNet20(self.preset.width, self.preset.in_channels)
         net.load_state_dict(self.state_dict(i))
         return net.eval()
+
+    def state_of(self, rows) -> dict:
+        """The stacked weights ``{name: [len(rows), ...]}`` of the models at positions ``rows``."""
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        return {k: v[idx] for k, v in self.state.items()}
 
     def subset(self, rows) -> "ModelSet":
         """The models at positions ``rows`` (a list or boolean mask)."""

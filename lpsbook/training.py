@@ -127,8 +127,8 @@ def pack_size(preset: Preset, device: torch.device, image_size: int) -> int:
     return max(1, min(preset.num_models, int(0.6 * free / per_model)))
 
 
-class _Recipe:
-    """Data, schedule and batch assembly shared by the packed and the plain loop."""
+class Recipe:
+    """Data, schedule and batch assembly of a preset on a device, shared by the packed and the plain loop."""
 
     def __init__(self, preset: Preset, dataset: Dataset, device: torch.device):
         self.preset, self.dataset, self.device = preset, dataset, device
@@ -201,7 +201,7 @@ def evaluate_packed(net: PackedResNet20, preset: Preset, dataset: Dataset, task_
 
 
 def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=None,
-               steps: int | None = None, _recipe: _Recipe | None = None) -> list:
+               steps: int | None = None, recipe: Recipe | None = None) -> list:
     """Train the models ``jobs = [(task_id, seed), ...]`` together.
 
     Parameters
@@ -210,13 +210,15 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
         Train for this many steps instead of the preset's full schedule.
     progress : tqdm, optional
         Advanced by ``len(jobs) / steps`` after every step, so it counts models.
+    recipe : Recipe, optional
+        The preset's data and schedule on ``device``, when several packs share one.
 
     Returns
     -------
     list of TrainedModel, in the order of ``jobs``.
     """
     device = torch.device(device)
-    recipe = _recipe or _Recipe(preset, dataset, device)
+    recipe = recipe or Recipe(preset, dataset, device)
     task_ids = [t for t, _ in jobs]
     m = len(jobs)
     states = [init_state(preset.width, preset.in_channels, model_rng_seed(t, s)) for t, s in jobs]
@@ -255,10 +257,10 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
 
 
 def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, device="cpu",
-                steps: int | None = None, _recipe: _Recipe | None = None) -> ResNet20:
+                steps: int | None = None, recipe: Recipe | None = None) -> ResNet20:
     """Train one ResNet-20 with a plain loop and the same recipe as :func:`train_pack`."""
     device = torch.device(device)
-    recipe = _recipe or _Recipe(preset, dataset, device)
+    recipe = recipe or Recipe(preset, dataset, device)
     net = ResNet20(preset.width, preset.in_channels)
     net.load_state_dict(init_state(preset.width, preset.in_channels, model_rng_seed(task_id, seed)))
     net.to(device).train()

@@ -5,7 +5,7 @@ import torch
 from lpsbook.data import SampleStream, augment_batch, load_digits, pad_images
 from lpsbook.nets import PackedResNet20, ResNet20, conv_layers, init_state
 from lpsbook.presets import get_preset
-from lpsbook.training import _Recipe, model_rng_seed, train_alone, train_pack
+from lpsbook.training import Recipe, model_rng_seed, train_alone, train_pack
 
 JOBS = [(0, 0), (1, 1), (2, 2), (0, 5)]
 
@@ -49,10 +49,10 @@ def test_packed_equals_alone_float64(digits):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        recipe = _Recipe(preset, digits, torch.device("cpu"))
-        packed = train_pack(preset, digits, JOBS, steps=6, _recipe=recipe)
+        recipe = Recipe(preset, digits, torch.device("cpu"))
+        packed = train_pack(preset, digits, JOBS, steps=6, recipe=recipe)
         for (t, s), res in zip(JOBS, packed):
-            alone = train_alone(preset, digits, t, s, steps=6, _recipe=recipe).state_dict()
+            alone = train_alone(preset, digits, t, s, steps=6, recipe=recipe).state_dict()
             assert _max_diff(alone, res.state) < 1e-9, (t, s)
             # and training really moved the weights
             assert _max_diff(alone, init_state(preset.width, 1, model_rng_seed(t, s))) > 1e-3
@@ -62,10 +62,10 @@ def test_packed_equals_alone_float64(digits):
 
 def test_packed_equals_alone_float32_first_steps(digits):
     preset = get_preset("tiny")
-    recipe = _Recipe(preset, digits, torch.device("cpu"))
-    packed = train_pack(preset, digits, JOBS, steps=2, _recipe=recipe)
+    recipe = Recipe(preset, digits, torch.device("cpu"))
+    packed = train_pack(preset, digits, JOBS, steps=2, recipe=recipe)
     for (t, s), res in zip(JOBS, packed):
-        alone = train_alone(preset, digits, t, s, steps=2, _recipe=recipe).state_dict()
+        alone = train_alone(preset, digits, t, s, steps=2, recipe=recipe).state_dict()
         assert _max_diff(alone, res.state) < 1e-4
 
 
