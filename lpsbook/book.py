@@ -4,8 +4,9 @@
 ``cifar100-small`` when CIFAR-100 is found (``$LPSBOOK_DATA``, see
 ``lpsbook data check``) and on ``digits`` otherwise.  Results of
 expensive steps are cached under ``$LPSBOOK_CACHE/results/`` (default
-``data/results/``) keyed by the preset's hash and the step's settings, so a
-rebuild of the book does not retrain.
+``data/results/``) keyed by the preset's hash, the step's settings and the
+package's code version, so a rebuild of the book does not retrain and a
+change in the code is never hidden by an old result.
 """
 from __future__ import annotations
 
@@ -55,7 +56,10 @@ def modelset(preset: Preset | None = None, progress: bool = True):
 
 
 def _key(preset: Preset, name: str, settings: dict) -> str:
-    text = json.dumps({"preset": preset.hash, "name": name, "settings": settings}, sort_keys=True, default=str)
+    from . import code_version
+
+    text = json.dumps({"preset": preset.hash, "name": name, "settings": settings, "code": code_version()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

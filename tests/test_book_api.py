@@ -39,6 +39,18 @@ def test_cached_json_computes_once_per_settings(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_cached_results_are_not_served_to_another_code_version(tmp_path, monkeypatch):
+    import lpsbook
+
+    calls = []
+    tiny = get_preset("tiny")
+    compute = lambda: calls.append(1) or {"n": len(calls)}  # noqa: E731
+    assert len(lpsbook.code_version()) == 12
+    book.cached_json("thing", {}, compute, preset=tiny, root=tmp_path)
+    monkeypatch.setattr(lpsbook, "code_version", lambda: "another")
+    assert book.cached_json("thing", {}, compute, preset=tiny, root=tmp_path) == {"n": 2}
+
+
 def test_cifar100_runs_the_papers_protocol():
     p = get_preset("cifar100")
     assert (p.epochs, p.batch_size, p.lr, p.milestones, p.weight_decay, p.momentum) == (160, 128, 0.1, (80, 120), 1e-4, 0.9)
