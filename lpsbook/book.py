@@ -402,6 +402,7 @@ def contrast_with_digits(preset: Preset | None = None):
     """
     import pandas as pd
 
+    from . import experiments
     from .data import load_dataset
 
     p = preset or current_preset()
@@ -411,13 +412,12 @@ def contrast_with_digits(preset: Preset | None = None):
     for q in (p, get_preset("digits")):
         data, ms, cls, moved = load_dataset(q), modelset(q), experiment("classification", q), weight_movement(q)
         shape = tuple(data.train_images.shape[1:])
-        tasks = [set(t) for t in q.tasks]
-        shared = sum(bool(a & b) for i, a in enumerate(tasks) for b in tasks[i + 1:])
+        shared = experiments.related_pairs([set(t) for t in q.tasks])
         top1, chance = means(cls, "top1", 100), 100 / len(q.tasks)
         columns[f"{q.name} ({q.dataset})"] = {
             "image": f"{shape[1]}x{shape[2]}, {'colour' if shape[0] == 3 else 'grey'}",
             "training images per task": len(data.task_indices(q.tasks[0], "train")),
-            "task pairs sharing a class %": 100 * shared / (len(tasks) * (len(tasks) - 1) / 2),
+            "task pairs sharing a class %": 100 * shared / (len(q.tasks) * (len(q.tasks) - 1) / 2),
             "SGD steps per model": steps_per_model(q),
             "model test accuracy %": 100 * ms.meta["test_acc"].mean(),
             "conv1 weight change (relative)": moved["mean"][ms.layers[0]],
@@ -453,8 +453,6 @@ def paper_claims(cls: dict, ret: dict, preset: Preset | None = None):
     * *retrieval above random*: the same non-overlap rule on rank-1 against random prediction;
     * *the paper's level*: LPS top-1 plus two sd reaches the paper's 79.8 % less five points.
     """
-    import pandas as pd
-
     from .experiments import PAPER
 
     p = preset or current_preset()
@@ -480,9 +478,7 @@ def paper_claims(cls: dict, ret: dict, preset: Preset | None = None):
         ("LPS reaches the paper's level (Table 1)", f"{paper_cls['LPS'][0]:.1f} % top-1", f"{lps:.1f} ± {lps_sd:.1f} %",
          lps + 2 * lps_sd >= paper_cls["LPS"][0] - 5),
     ]
-    table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
-    table["holds"] = table["holds"].map({True: "yes", False: "no"})
-    return table
+    return _verdict_table(rows)
 
 
 def figure3_claims(tr: dict, br: dict, ab: dict, preset: Preset | None = None):
@@ -500,8 +496,6 @@ def figure3_claims(tr: dict, br: dict, ab: dict, preset: Preset | None = None):
       (the paper finds the drop on branches 2-19; where those sit at chance,
       as on our CPU model sets, only the best branch can show one).
     """
-    import pandas as pd
-
     p = preset or current_preset()
     chance = 100 / len(p.tasks)
     rho, rho_sd = _spread(tr, "LPS", "spearman_per_target", scale=1)
@@ -528,6 +522,13 @@ def figure3_claims(tr: dict, br: dict, ab: dict, preset: Preset | None = None):
         ("(c) channel alignment matters", "accuracy drops without it (branches 2-19)",
          f"{-drop_c:+.1f} points without it{where}", drop_c > margin),
     ]
+    return _verdict_table(rows)
+
+
+def _verdict_table(rows: list):
+    """(claim, paper, ours, holds) rows as a table indexed by claim, with "yes"/"no" verdicts."""
+    import pandas as pd
+
     table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
     table["holds"] = table["holds"].map({True: "yes", False: "no"})
     return table

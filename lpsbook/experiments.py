@@ -464,6 +464,11 @@ def related_groups(tasks, data) -> tuple[list, str]:
     return [{coarse_of[c] for c in t} for t in tasks], "share a superclass"
 
 
+def related_pairs(groups) -> int:
+    """How many pairs of tasks are related, given :func:`related_groups`' sets (or the tasks' class sets)."""
+    return sum(bool(a & b) for i, a in enumerate(groups) for b in groups[i + 1:])
+
+
 def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, groups) -> dict:
     """Compare task similarities with transfer (ARI) and with relatedness (``groups`` overlap), within folds."""
     from sklearn.metrics import roc_auc_score

@@ -133,5 +133,6 @@ def test_related_tasks_share_a_class_or_a_superclass():
     assert relation == "share a superclass"
     assert groups[0] == {CIFAR100_COARSE_OF_FINE[0], CIFAR100_COARSE_OF_FINE[1]}
     related = [(a, b) for a in range(50) for b in range(a + 1, 50) if groups[a] & groups[b]]
+    assert experiments.related_pairs(groups) == len(related)
     assert 0 < len(related) < 50 * 49 / 2  # disjoint classes, yet some tasks are related and most are not
     assert all(not set(tasks[a]) & set(tasks[b]) for a, b in related)
