@@ -29,6 +29,7 @@ import torch
 
 from .errors import LpsbookError
 from .lps import LPSConfig, SecondOrderNet, layer_shapes
+from .nets import short_layer
 from .training import one_thread
 
 
@@ -129,11 +130,6 @@ def branch_view(net: SecondOrderNet, layer: str, theta, reference: int = 0) -> A
     return aligned_view(theta, branch.phi.detach(), branch.align_channels, reference, layer)
 
 
-
-
-def short_layer(name: str) -> str:
-    """``"layer2.0.conv1.weight"`` -> ``"layer2.0.conv1"``."""
-    return name.removesuffix(".weight")
 
 
 @torch.no_grad()
@@ -329,32 +325,6 @@ def train_briefly(ms, epochs: int = 5, second_order_filters: int = 8, heldout_se
     return BriefLPS(net, result["heldout_top1"], 1.0 / len(ms.preset.tasks), result["seconds"], settings)
 
 
-def model_index(ms, task_id: int, seed: int) -> int:
-    """Row of model (task, seed) in ``ms``."""
-    rows = np.flatnonzero((ms.meta["task_id"].to_numpy() == task_id) & (ms.meta["seed"].to_numpy() == seed))
-    if len(rows) != 1:
-        raise LpsbookError(f"the model set has no model of task {task_id} with seed {seed}")
-    return int(rows[0])
-
-
-def task_label(ms, task_id: int) -> str:
-    """``"task 3 (0 vs 4)"``, ``"task 1 (baby vs bear)"``: a task and its two classes, by name."""
-    return f"task {task_id} ({task_names(ms, task_id)})"
-
-
-def task_names(ms, task_id: int) -> str:
-    """``"baby vs bear"``: the names of a task's two classes (their indices when the data are absent)."""
-    from .data import load_dataset
-    from .errors import LpsbookError
-
-    a, b = ms.preset.tasks[task_id]
-    try:
-        names = load_dataset(ms.preset).class_names
-    except LpsbookError:
-        return f"{a} vs {b}"
-    return f"{names[a]} vs {names[b]}"
-
-
 def explorer_views(ms, net: SecondOrderNet, models, layers=None, reference: int = 0) -> dict:
     """:func:`branch_view` of every (model, layer): ``{(model label, layer): AlignedView}``.
 
@@ -371,8 +341,8 @@ def explorer_views(ms, net: SecondOrderNet, models, layers=None, reference: int 
     layers = list(layers or net.names)
     views = {}
     for task_id, seed in models:
-        i = model_index(ms, task_id, seed)
-        label = f"{task_label(ms, task_id)}, seed {seed}"
+        i = ms.index_of(task_id, seed)
+        label = f"{ms.task_label(task_id)}, seed {seed}"
         for layer in layers:
             views[(label, layer)] = branch_view(net, layer, ms.conv_weights[layer][i], reference)
     return views
@@ -433,7 +403,7 @@ class AlignedFilterExplorer:
         tasks = sorted(set(int(t) for t in meta["task_id"]))
         task = tasks[0] if task is None else task
         style = {"description_width": "initial"}
-        self.task = w.Dropdown(options=[(task_label(modelset, t), t) for t in tasks], value=task,
+        self.task = w.Dropdown(options=[(modelset.task_label(t), t) for t in tasks], value=task,
                                description="task", style=style)
         self.seed = w.Dropdown(options=self._seeds(task), description="model (seed)", style=style)
         if seed is not None:
@@ -481,10 +451,10 @@ class AlignedFilterExplorer:
             self.reference.max = self._filters(self.layer.value) - 1
         finally:
             self._busy = False
-        self.model_index = model_index(self.modelset, self.task.value, self.seed.value)
+        self.model_index = self.modelset.index_of(self.task.value, self.seed.value)
         theta = self.modelset.conv_weights[self.layer.value][self.model_index]
         self.view = branch_view(self.net, self.layer.value, theta, self.reference.value)
-        title = f"{task_label(self.modelset, self.task.value)}, seed {self.seed.value} · {short_layer(self.layer.value)}"
+        title = f"{self.modelset.task_label(self.task.value)}, seed {self.seed.value} · {short_layer(self.layer.value)}"
         self.figure = viz.alignment_view_figure(self.view, title=title)
         self._show()
 
@@ -503,7 +473,7 @@ class AlignedFilterExplorer:
     def describe(self) -> str:
         """One line on what is shown (handy in a notebook without a live view)."""
         v = self.view
-        return (f"{task_label(self.modelset, self.task.value)}, seed {self.seed.value}, "
+        return (f"{self.modelset.task_label(self.task.value)}, seed {self.seed.value}, "
                 f"{short_layer(v.layer)}: {v.filters} filters x {v.raw.shape[1]} channels\n"
                 f"  stored indices in the order of phi filter {v.reference}: {v.order.tolist()}")
 

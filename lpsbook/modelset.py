@@ -398,6 +398,37 @@ class ModelSet:
     def state_dict(self, i: int) -> dict:
         return {k: v[i].clone() for k, v in self.state.items()}
 
+    def index_of(self, task_id: int, seed: int) -> int:
+        """Row of model (task, seed)."""
+        rows = np.flatnonzero((self.meta["task_id"].to_numpy() == task_id) & (self.meta["seed"].to_numpy() == seed))
+        if len(rows) != 1:
+            raise LpsbookError(f"the model set has no model of task {task_id} with seed {seed}")
+        return int(rows[0])
+
+    def task_names(self, task_id: int) -> str:
+        """``"baby vs bear"``: the names of a task's two classes (their indices when the data are absent)."""
+        from .data import load_dataset
+
+        a, b = self.preset.tasks[task_id]
+        try:
+            names = load_dataset(self.preset).class_names
+        except LpsbookError:
+            return f"{a} vs {b}"
+        return f"{names[a]} vs {names[b]}"
+
+    def task_label(self, task_id: int) -> str:
+        """``"task 3 (0 vs 4)"``, ``"task 1 (baby vs bear)"``: a task and its two classes, by name."""
+        return f"task {task_id} ({self.task_names(task_id)})"
+
+    def test_set(self, task_id: int) -> tuple:
+        """The normalised test images of a task and their 0/1 labels (1 = the task's second class)."""
+        from .data import load_dataset, normalise
+
+        ds = load_dataset(self.preset)
+        task = self.preset.tasks[task_id]
+        idx = ds.task_indices(task, "test")
+        return normalise(ds.test_images[idx], ds.mean, ds.std), (ds.test_labels[idx] == task[1]).long()
+
     def model(self, i: int) -> ResNet20:
         """Model ``i`` rebuilt as an nn.Module in eval mode."""
         net = ResNet20(self.preset.width, self.preset.in_channels)

@@ -160,3 +160,8 @@ def init_state(width, in_channels, seed, num_classes=2) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ResNet20(width, in_channels, num_classes).state_dict()
+
+
+def short_layer(name: str) -> str:
+    """``"layer2.0.conv1.weight"`` -> ``"layer2.0.conv1"``."""
+    return name.removesuffix(".weight")
