@@ -1,12 +1,9 @@
-"""Baseline similarity methods, with the interface of the LPS second-order network.
+"""Baseline similarity methods that read the weights.
 
-Every method has::
-
-    fit(state, labels, num_classes) -> self   # state = {key: [models, ...]}
-    scores(state) -> [models, num_classes]    # class scores, for top-k task classification
-    embed(state)  -> [models, d]              # unit rows: cosine similarity = dot product
-
-``state`` is a stacked state dict like :attr:`lpsbook.modelset.ModelSet.state`.
+Every method has the interface of :class:`lpsbook.estimator.SimilarityMethod`
+(``fit(models, task_labels)``, ``scores``, ``predict``, ``embed``,
+``task_similarity``); ``models`` is a stacked state dict like
+:attr:`lpsbook.modelset.ModelSet.state`.
 
 * :class:`RandomPrediction`: the paper's chance level.
 * :class:`FlatFC`: the paper's "only one FC layer": a linear classifier on
@@ -27,20 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
+from .estimator import SimilarityMethod, num_models
 from .training import minibatch_sgd, one_thread
 from .symmetry import perm_sizes, permute_state, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
-
-
-def _num_models(state: dict) -> int:
-    if not state:
-        raise LpsbookError("state is empty: give a stacked state dict {key: [models, ...]}")
-    counts = {v.shape[0] for v in state.values()}
-    if len(counts) != 1:
-        raise LpsbookError(f"state: every tensor must have the same number of models (axis 0), got {sorted(counts)}")
-    return counts.pop()
 
 
 def _check_layers(state: dict, layers) -> list:
@@ -69,31 +58,11 @@ def flatten_layers(state: dict, layers) -> torch.Tensor:
         ``[models, features]``, float32.
     """
     layers = _check_layers(state, layers)
-    m = _num_models({n: state[n] for n in layers})
+    m = num_models({n: state[n] for n in layers})
     return torch.cat([state[n].reshape(m, -1).float() for n in layers], dim=1)
 
 
-def _check_labels(labels, m: int, num_classes: int) -> torch.Tensor:
-    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
-    if labels.numel() != m:
-        raise LpsbookError(f"labels has {labels.numel()} entries but state holds {m} models; give one label per model")
-    if num_classes < 1 or labels.min() < 0 or labels.max() >= num_classes:
-        raise LpsbookError(f"labels must lie in 0..num_classes-1 = 0..{num_classes - 1}")
-    return labels
-
-
-
-
-class _Method:
-    name = "method"
-    num_classes = None
-
-    def _require_fit(self, what: str):
-        if self.num_classes is None:
-            raise LpsbookError(f"{type(self).__name__}.{what}() called before fit(): fit the method first")
-
-
-class RandomPrediction(_Method):
+class RandomPrediction(SimilarityMethod):
     """Chance level: random class scores and random unit embeddings.
 
     Parameters
@@ -103,30 +72,23 @@ class RandomPrediction(_Method):
         in turn, so two calls (e.g. queries, then gallery) never share rows.
     """
 
-    name = "random prediction"
-
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def fit(self, state, labels, num_classes):
-        _check_labels(labels, _num_models(state), num_classes)
-        self.num_classes = int(num_classes)
-        self._gen = torch.Generator().manual_seed(self.seed)
-        return self
+    def _fit(self, models, y, n_classes):
+        self.generator_ = torch.Generator().manual_seed(self.seed)
 
-    def scores(self, state):
-        """Uniform random scores, ``[models, num_classes]``."""
-        self._require_fit("scores")
-        return torch.rand(_num_models(state), self.num_classes, generator=self._gen)
+    def _scores(self, models):
+        """Uniform random scores, ``[models, classes]``."""
+        return torch.rand(num_models(models), len(self.classes_), generator=self.generator_)
 
-    def embed(self, state):
-        """Random directions, uniform on the sphere, ``[models, max(num_classes, 2)]``."""
-        self._require_fit("embed")
-        z = torch.randn(_num_models(state), max(self.num_classes, 2), generator=self._gen)
+    def _embed(self, models):
+        """Random directions, uniform on the sphere, ``[models, max(classes, 2)]``."""
+        z = torch.randn(num_models(models), max(len(self.classes_), 2), generator=self.generator_)
         return F.normalize(z, dim=1)
 
 
-class FlatFC(_Method):
+class FlatFC(SimilarityMethod):
     """The paper's "only one FC layer": a linear classifier on flattened weights.
 
     The weights of ``layers`` are flattened and concatenated, *standardised*
@@ -153,8 +115,6 @@ class FlatFC(_Method):
     L2-normalised logits, as the authors' retrieval code does.
     """
 
-    name = "only one FC layer"
-
     def __init__(self, layers=("conv1.weight",), epochs: int = 100, lr: float = 1e-2, batch_size: int = 16,
                  momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu"):
         self.layers = tuple(layers)
@@ -164,45 +124,38 @@ class FlatFC(_Method):
 
     def _features(self, state) -> torch.Tensor:
         x = flatten_layers(state, self.layers)
-        if x.shape[1] != self.mean.numel():
+        if x.shape[1] != self.mean_.numel():
             raise LpsbookError(f"layers {list(self.layers)} have {x.shape[1]} values per model here but "
-                               f"{self.mean.numel()} in training: same architecture needed")
-        return ((x - self.mean) / self.std).to(self.device)
+                               f"{self.mean_.numel()} in training: same architecture needed")
+        return ((x - self.mean_) / self.std_).to(self.device)
 
-    def fit(self, state, labels, num_classes):
-        """Train on ``state`` (``[models, ...]`` per key) with task ``labels``."""
-        x = flatten_layers(state, self.layers)
-        y = _check_labels(labels, x.shape[0], num_classes).to(self.device)
-        self.mean = x.mean(0)
+    def _fit(self, models, y, n_classes):
+        x = flatten_layers(models, self.layers)
+        self.mean_ = x.mean(0)
         std = x.std(0, correction=0)
-        self.std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        self.std_ = torch.where(std > 1e-12, std, torch.ones_like(std))
         with one_thread(self.device):
-            self._train(self._features(state), y, int(num_classes))
-        self.num_classes = int(num_classes)
-        return self
+            self._train(self._features(models), y.to(self.device), n_classes)
 
     def _train(self, x, y, num_classes):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.linear = nn.Linear(x.shape[1], num_classes).to(self.device)
-        opt = torch.optim.SGD(self.linear.parameters(), lr=self.lr, momentum=self.momentum,
+            self.linear_ = nn.Linear(x.shape[1], num_classes).to(self.device)
+        opt = torch.optim.SGD(self.linear_.parameters(), lr=self.lr, momentum=self.momentum,
                               weight_decay=self.weight_decay)
         milestones = sorted({max(1, round(f * self.epochs)) for f in (0.4, 0.8)})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
-        minibatch_sgd(lambda idx: F.cross_entropy(self.linear(x[idx]), y[idx]), len(y), self.epochs,
+        minibatch_sgd(lambda idx: F.cross_entropy(self.linear_(x[idx]), y[idx]), len(y), self.epochs,
                       self.batch_size, self.seed, opt, sched, self.device, "FlatFC")
 
     @torch.no_grad()
-    def scores(self, state):
-        """Logits ``[models, num_classes]``."""
-        self._require_fit("scores")
-        return self.linear(self._features(state)).cpu()
+    def _scores(self, models):
+        """Logits ``[models, classes]``."""
+        return self.linear_(self._features(models)).cpu()
 
-    @torch.no_grad()
-    def embed(self, state):
-        """L2-normalised logits ``[models, num_classes]``."""
-        self._require_fit("embed")
-        return F.normalize(self.scores(state), dim=1)
+    def _embed(self, models):
+        """L2-normalised logits ``[models, classes]``."""
+        return F.normalize(self._scores(models), dim=1)
 
 
 def parameter_keys(state: dict) -> list:
@@ -223,7 +176,7 @@ def weight_statistics(state: dict, layers) -> torch.Tensor:
         ``[models, 9 * len(layers)]``, float64.
     """
     layers = _check_layers(state, layers)
-    m = _num_models({n: state[n] for n in layers})
+    m = num_models({n: state[n] for n in layers})
     q = torch.tensor(QUANTILES, dtype=torch.float64)
     feats = []
     for n in layers:
@@ -232,7 +185,7 @@ def weight_statistics(state: dict, layers) -> torch.Tensor:
     return torch.cat(feats, dim=1)
 
 
-class WeightStatistics(_Method):
+class WeightStatistics(SimilarityMethod):
     """Per-tensor weight statistics + a scikit-learn classifier (Unterthiner et al., 2020).
 
     Parameters
@@ -250,13 +203,10 @@ class WeightStatistics(_Method):
 
     Notes
     -----
-    :meth:`scores` are class probabilities; classes absent from the training
-    labels score 0.  :meth:`embed` needs no labels: it is the standardised
+    :meth:`scores` are class probabilities (columns follow ``classes_``).  :meth:`embed` needs no labels: it is the standardised
     statistics (scaler fitted on the training models), L2-normalised, so it
     also compares tasks never seen in training.
     """
-
-    name = "weight statistics"
 
     def __init__(self, layers=None, classifier: str = "logistic", max_iter: int = 2000, seed: int = 0):
         if classifier not in ("logistic", "boosting"):
@@ -265,39 +215,32 @@ class WeightStatistics(_Method):
         self.classifier, self.max_iter, self.seed = classifier, int(max_iter), seed
 
     def _stats(self, state) -> np.ndarray:
-        return weight_statistics(state, self._layers).numpy()
+        return weight_statistics(state, self.layers_).numpy()
 
-    def fit(self, state, labels, num_classes):
+    def _fit(self, models, y, n_classes):
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        self._layers = list(self.layers) if self.layers is not None else parameter_keys(state)
-        x = self._stats(state)
-        y = _check_labels(labels, x.shape[0], num_classes).numpy()
-        if len(np.unique(y)) < 2:
+        self.layers_ = list(self.layers) if self.layers is not None else parameter_keys(models)
+        x = self._stats(models)
+        y = y.numpy()
+        if n_classes < 2:
             raise LpsbookError("labels: WeightStatistics needs models of at least two classes to fit")
-        self.scaler = StandardScaler().fit(x)
+        self.scaler_ = StandardScaler().fit(x)
         if self.classifier == "logistic":
             clf = LogisticRegression(max_iter=self.max_iter, random_state=self.seed)
         else:
             clf = HistGradientBoostingClassifier(max_iter=self.max_iter, random_state=self.seed)
-        self.clf = clf.fit(self.scaler.transform(x), y)
-        self.num_classes = int(num_classes)
-        return self
+        self.clf_ = clf.fit(self.scaler_.transform(x), y)
 
-    def scores(self, state):
-        """Class probabilities ``[models, num_classes]``."""
-        self._require_fit("scores")
-        p = self.clf.predict_proba(self.scaler.transform(self._stats(state)))
-        out = torch.zeros(p.shape[0], self.num_classes, dtype=torch.float64)
-        out[:, torch.as_tensor(self.clf.classes_, dtype=torch.long)] = torch.as_tensor(p)
-        return out
+    def _scores(self, models):
+        """Class probabilities ``[models, classes]``."""
+        return torch.as_tensor(self.clf_.predict_proba(self.scaler_.transform(self._stats(models))))
 
-    def embed(self, state):
+    def _embed(self, models):
         """L2-normalised standardised statistics ``[models, 9 * tensors]``."""
-        self._require_fit("embed")
-        return F.normalize(torch.as_tensor(self.scaler.transform(self._stats(state))), dim=1)
+        return F.normalize(torch.as_tensor(self.scaler_.transform(self._stats(models))), dim=1)
 
 
 def _slice_norms(w: torch.Tensor, axis: int, n: int) -> torch.Tensor:
@@ -335,7 +278,7 @@ def _digest(state: dict) -> tuple:
     return (h.hexdigest(),)
 
 
-class ReBasinFlat(_Method):
+class ReBasinFlat(SimilarityMethod):
     """Git Re-Basin weight matching to a reference model, then :class:`FlatFC`.
 
     In :meth:`fit` the training model at position ``reference`` (in its
@@ -376,8 +319,6 @@ class ReBasinFlat(_Method):
     permutation spec touches), not only ``layers``.
     """
 
-    name = "re-basin + FC"
-
     def __init__(self, layers=("conv1.weight",), reference: int = 0, canonical_start: bool = True,
                  max_iter: int = 100, progress: bool = True, reference_state: dict | None = None,
                  **flat_kwargs):
@@ -389,7 +330,7 @@ class ReBasinFlat(_Method):
 
     def align(self, state: dict) -> dict:
         """Every model of ``state`` aligned to the reference: ``{layer: [models, ...]}`` for ``layers``."""
-        self._require_fit("align")
+        self.require_fit("align")
         return self._align(state)
 
     def _align(self, state: dict) -> dict:
@@ -397,7 +338,7 @@ class ReBasinFlat(_Method):
 
         m = self._check_state(state)
         aligned = {n: [] for n in self.layers}
-        ref_key = _digest(self.ref) + (self.canonical_start, self.max_iter)
+        ref_key = _digest(self.ref_) + (self.canonical_start, self.max_iter)
         for i in progress_bar(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
             model = {k: v[i] for k, v in state.items()}
             key = ref_key + _digest(model)
@@ -407,7 +348,7 @@ class ReBasinFlat(_Method):
                 continue
             if self.canonical_start:
                 model = permute_state(model, canonical_permutations(model, self.spec), self.spec)
-            perms = weight_matching(self.ref, model, self.spec, max_iter=self.max_iter)
+            perms = weight_matching(self.ref_, model, self.spec, max_iter=self.max_iter)
             model = permute_state(model, perms, self.spec)
             _ALIGNED[key] = {n: model[n] for n in self.layers}
             for n in self.layers:
@@ -415,7 +356,7 @@ class ReBasinFlat(_Method):
         return {n: torch.stack(v) for n, v in aligned.items()}
 
     def _check_state(self, state) -> int:
-        m = _num_models(state)
+        m = num_models(state)
         _check_layers(state, self.layers)
         missing = sorted(set(self.spec.axes_to_perm) - set(state))
         if missing:
@@ -423,26 +364,22 @@ class ReBasinFlat(_Method):
                                "needs every model's whole state dict to align it")
         return m
 
-    def fit(self, state, labels, num_classes):
+    def _fit(self, models, y, n_classes):
+        state = models
         m = self._check_state(state)
-        _check_labels(labels, m, num_classes)
         if not -m <= self.reference < m:
             raise LpsbookError(f"reference={self.reference} but there are only {m} training models")
         ref = (dict(self.reference_state) if self.reference_state is not None
                else {k: v[self.reference] for k, v in state.items()})
         if self.canonical_start:
             ref = permute_state(ref, canonical_permutations(ref, self.spec), self.spec)
-        self.ref, self.num_classes = ref, None
-        self.flat.fit(self._align(state), labels, num_classes)
-        self.num_classes = int(num_classes)
-        return self
+        self.ref_ = ref
+        self.flat.fit(self._align(state), y)
 
-    def scores(self, state):
+    def _scores(self, models):
         """The FC layer's logits on the aligned weights."""
-        self._require_fit("scores")
-        return self.flat.scores(self._align(state))
+        return self.flat.scores(self._align(models))
 
-    def embed(self, state):
+    def _embed(self, models):
         """L2-normalised logits on the aligned weights."""
-        self._require_fit("embed")
-        return self.flat.embed(self._align(state))
+        return self.flat.embed(self._align(models))

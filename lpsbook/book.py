@@ -226,9 +226,10 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
 def transfer_matrix(preset: Preset | None = None) -> list:
     """Measured transfer between every pair of tasks (cached): :func:`lpsbook.experiments.transfer_ari`."""
     from . import experiments
+    from .similarity import features_in_bf16
 
     p = preset or current_preset()
-    return cached_json("transfer_ari", {"source_seed": 0, "kmeans_seed": 0, "bf16": experiments.features_in_bf16(p)},
+    return cached_json("transfer_ari", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)},
                        lambda: experiments.transfer_ari(modelset(p)).tolist(), preset=p)
 
 

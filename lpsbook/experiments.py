@@ -24,10 +24,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from . import code_version
 from .errors import LpsbookError
 from .lps import LPSConfig, SecondOrderNet, layer_shapes
+from .methods import display_name, make
 from .metrics import retrieval_metrics, spearman, topk_accuracy
 from .progress import bar as progress_bar
+from .similarity import features_in_bf16, penultimate_features, probe_images
 
 PAPER = {
     "classification": {"random prediction": (2.0, 9.6, 18.3), "only one FC layer": (5.3, 17.5, 29.3),
@@ -44,48 +47,6 @@ def default_config(ms) -> LPSConfig:
     if ms.preset.follows_paper:
         return LPSConfig.paper()
     return LPSConfig(epochs=60, batch_size=8, lr=0.05, milestones=(30, 45))
-
-
-def make_method(name: str, ms, num_classes: int, config: LPSConfig, seed: int, device="cpu",
-                branch_weights=None, align_filters=True, align_channels=True):
-    """A fresh, untrained similarity method called ``name``."""
-    from . import baselines
-
-    first = ms.layers[0]
-    flat = dict(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=seed, device=device)
-    if name in ("LPS", "Frobenius+FC w/o alignment"):
-        both = name == "LPS"
-        return _LPSMethod(SecondOrderNet(layer_shapes(ms.conv_weights), num_classes, branch_weights,
-                                         align_filters=align_filters and both,
-                                         align_channels=align_channels and both, seed=seed),
-                          replace(config, seed=seed), device)
-    if name == "random prediction":
-        return baselines.RandomPrediction(seed=seed)
-    if name == "only one FC layer":
-        return baselines.FlatFC(layers=(first,), **flat)
-    if name == "weight statistics":
-        return baselines.WeightStatistics()
-    if name == "re-basin + FC":
-        # alignment is label-free: align every model to one fixed model of the set, once
-        return baselines.ReBasinFlat(layers=(first,), reference_state=ms.state_dict(0), **flat)
-    raise LpsbookError(f"unknown method {name!r}; choose from {PAPER_METHODS + EXTRA_METHODS}")
-
-
-class _LPSMethod:
-    """Adapter giving SecondOrderNet the fit/scores/embed interface of the baselines."""
-
-    def __init__(self, net: SecondOrderNet, config: LPSConfig, device):
-        self.net, self.config, self.device, self.name = net, config, device, net.name
-
-    def fit(self, state, labels, num_classes=None):
-        self.net.fit(state, labels, num_classes, config=self.config, device=self.device)
-        return self
-
-    def scores(self, state):
-        return self.net.scores(state)
-
-    def embed(self, state):
-        return self.net.embed(state)
 
 
 def _summary(values: list) -> dict:
@@ -146,8 +107,10 @@ def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None
     t0 = time.time()
     config = config or default_config(ms)
     settings = {"seeds": seeds, "lps": config.to_dict(), "device": str(device), **(extra_settings or {})}
-    ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": list(methods), **settings})
+    ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": [display_name(m) for m in methods],
+                                    "code": code_version(), **settings})
     per_seed, extras = {}, {}
+    methods = [display_name(m) for m in methods]
     jobs = [(m, s) for s in range(seeds) for m in methods]
     for method, seed in progress_bar(jobs, desc=kind, unit="fit"):
         key = f"{method}|{seed}"
@@ -159,7 +122,7 @@ def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None
         for k, v in res.items():
             if k.startswith("_"):
                 extras.setdefault(k[1:], {}).setdefault(method, []).append(v)
-    out = {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash,
+    out = {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash, "code_version": code_version(),
            "models": len(ms), "settings": settings, "results": _collect(per_seed),
            "seconds": round(time.time() - t0, 2), **extras}
     ckpt.finish()
@@ -170,13 +133,11 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
                    device="cpu", checkpoint=None) -> dict:
     """Task classification: predict a held-out model's task; top-1/5/10 accuracy."""
     labels = ms.task_ids
-    n_tasks = int(labels.max()) + 1
 
     def evaluate(method, seed, cfg):
         train, test = classification_split(ms, seed)
-        m = make_method(method, ms, n_tasks, cfg, seed, device)
-        m.fit(ms.state_of(train), labels[train], n_tasks)
-        return topk_accuracy(m.scores(ms.state_of(test)), labels[test], ks=(1, 5, 10))
+        m = make(method, ms, seed, cfg, device).fit(ms.state_of(train), labels[train])
+        return topk_accuracy(m.scores(ms.state_of(test)), torch.searchsorted(m.classes_, labels[test]), ks=(1, 5, 10))
 
     return _run("classification", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
 
@@ -197,18 +158,10 @@ def retrieval_split(ms, seed: int, test_fraction: float = 0.2, queries_per_task:
     return train, np.array(query), np.array(gallery)
 
 
-def _relabel(labels):
-    uniq = torch.unique(labels)
-    return torch.searchsorted(uniq, labels), len(uniq)
-
-
 def _fit_retrieval_split(ms, method, seed, cfg, device):
     """``method`` trained on the training tasks of retrieval split ``seed``: (method, query rows, gallery rows)."""
     train, query, gallery = retrieval_split(ms, seed)
-    y, n = _relabel(ms.task_ids[train])
-    m = make_method(method, ms, n, cfg, seed, device)
-    m.fit(ms.state_of(train), y, n)
-    return m, query, gallery
+    return make(method, ms, seed, cfg, device).fit(ms.state_of(train), ms.task_ids[train]), query, gallery
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -225,37 +178,6 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
 
 
 # --- transferability ---------------------------------------------------------------------------
-
-@torch.no_grad()
-def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024,
-                         bf16: bool = False) -> torch.Tensor:
-    """Globally pooled last-stage features of one first-order network (float32).
-
-    ``bf16``: compute in bfloat16 autocast with channels_last, as the model set
-    was trained (see :func:`lpsbook.training.mixed_precision`); on a CPU with
-    native bf16 this is about five times faster, and the features differ from
-    float32's by well under 1 % of their scale.
-    """
-    import contextlib
-
-    from .data import normalise
-
-    net.eval()
-    layout = torch.channels_last if bf16 else torch.contiguous_format
-    net = net.to(memory_format=layout)
-    device = next(net.parameters()).device
-    cast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.inference_mode(), cast:
-        return torch.cat([net.features(normalise(images[i:i + batch], mean, std).contiguous(memory_format=layout))
-                          .float() for i in range(0, len(images), batch)])
-
-
-def features_in_bf16(preset) -> bool:
-    """Whether the features of a preset's models are computed in bf16 (as they were trained, on this CPU)."""
-    from .training import mixed_precision
-
-    return mixed_precision(preset, "cpu")
-
 
 def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
     """ARI[s, t]: source task ``s``'s model (seed ``source_seed``) clustering target ``t``'s test images.
@@ -284,14 +206,6 @@ def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, p
     return ari
 
 
-def task_similarity(embeddings: torch.Tensor, task_ids: torch.Tensor) -> tuple:
-    """Cosine similarity of tasks' mean embeddings: (tasks, [T, T] matrix)."""
-    tasks = torch.unique(task_ids)
-    means = torch.stack([embeddings[task_ids == t].mean(0) for t in tasks])
-    means = torch.nn.functional.normalize(means, dim=1)
-    return tasks, means @ means.t()
-
-
 def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
                     config: LPSConfig | None = None, device="cpu", dataset=None, checkpoint=None,
                     ari: np.ndarray | None = None) -> dict:
@@ -309,7 +223,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     def evaluate(method, seed, cfg):
         m, query, gallery = _fit_retrieval_split(ms, method, seed, cfg, device)
         held = np.concatenate([query, gallery])
-        tasks, sim = task_similarity(m.embed(ms.state_of(held)), labels[held])
+        tasks, sim = m.task_similarity(ms.state_of(held), labels[held])
         tasks = tasks.tolist()
         xs, ys, per_target = [], [], []
         for j, t in enumerate(tasks):
@@ -430,19 +344,6 @@ ACTIVATION_MEASURES = ("rsa", "cka_linear", "cka_rbf", "dds_zscore_cosine", "dds
 PARAMETER_METHODS = ("LPS", "weight statistics", "only one FC layer", "re-basin + FC")
 
 
-def probe_features(ms, n_probe: int = 200, seed: int = 0, dataset=None, progress=True) -> torch.Tensor:
-    """Every model's penultimate features on the same ``n_probe`` test images, ``[models, n, d]``."""
-    from .data import load_dataset
-
-    data = dataset or load_dataset(ms.preset)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data.test_images), generator=g)[:n_probe]
-    images = data.test_images[idx]
-    bf16 = features_in_bf16(ms.preset)
-    return torch.stack([penultimate_features(ms.model(i), images, data.mean, data.std, bf16=bf16)
-                        for i in progress_bar(range(len(ms)), desc="probe features", disable=not progress)])
-
-
 def task_folds(ms, folds: int, seed: int = 0) -> list:
     """The tasks split into ``folds`` disjoint groups (seeded)."""
     tasks = np.random.default_rng(seed).permutation(sorted(ms.meta["task_id"].unique()))
@@ -494,22 +395,22 @@ def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, groups) -> di
 
 
 def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,
-               n_probe: int = 200, config: LPSConfig | None = None, device="cpu", seeds: int = 1,
+               config: LPSConfig | None = None, device="cpu", seeds: int = 1,
                dataset=None, ari: np.ndarray | None = None) -> dict:
-    """Weights or activations: every measure's task similarity against the same ground truth.
+    """Weights or activations: every method's task similarity against the same ground truth.
 
-    Tasks are split into ``folds`` groups; parameter methods are trained on
-    the other groups' models and compare the held-out tasks (the retrieval
-    setting); activation measures need no training and compare the models'
-    features on ``n_probe`` shared test images.  For each measure: the mean
-    over targets of the Spearman correlation between similarity and measured
-    transfer (ARI), rank-1 retrieval of a related task (see
+    Tasks are split into ``folds`` groups; every method is fitted on the
+    other groups' models and compares the held-out tasks (the retrieval
+    setting) with its :meth:`~lpsbook.estimator.SimilarityMethod.task_similarity`.
+    The activation measures (``measures``) learn nothing from the fit; they
+    compare the models' features on shared probe images.  For each method:
+    the mean over targets of the Spearman correlation between similarity and
+    measured transfer (ARI), rank-1 retrieval of a related task (see
     :func:`related_groups`), and the ROC AUC of related vs unrelated pairs,
     all on the same within-fold pairs; plus the cost in seconds per 100 model
     pairs. ``ari`` is :func:`transfer_ari`'s matrix when it was computed before.
     """
     from .data import load_dataset
-    from .similarity import similarity_matrix
 
     t0 = time.time()
     config = config or default_config(ms)
@@ -520,47 +421,30 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
     results, cost = {}, {}
     for seed in range(seeds):
         parts = task_folds(ms, folds, seed)
-        feats = probe_features(ms, n_probe, seed, data)
-        n_pairs = len(ms) * (len(ms) - 1) / 2
-        for name in progress_bar(measures, desc="activation measures"):
-            t = time.time()
-            mat = similarity_matrix(feats, name, device=device)
-            cost.setdefault(name, []).append((time.time() - t) / n_pairs * 100)
-            sim = {}
-            for s in range(len(groups)):
-                for u in range(len(groups)):
-                    if s != u:
-                        sim[(s, u)] = mat[labels == s][:, labels == u].mean().item()
-            results.setdefault(name, []).append(_pair_metrics(sim, ari, parts, groups))
-        for method in progress_bar(methods, desc="parameter methods"):
-            sim, seconds = {}, 0.0
+        pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
+        for key in progress_bar(list(measures) + list(methods), desc="similarity methods"):
+            name, sim, seconds = display_name(key), {}, 0.0
             for fold in parts:
                 held = np.flatnonzero(np.isin(labels.numpy(), fold))
                 train = np.flatnonzero(~np.isin(labels.numpy(), fold))
-                y, n = _relabel(labels[train])
-                if n < 2 or len(fold) < 2:
+                if len(np.unique(labels[train])) < 2 or len(fold) < 2:
                     continue  # too few tasks to train on or to compare (tiny model sets)
-                m = make_method(method, ms, n, config, seed, device).fit(ms.state_of(train), y, n)
+                m = make(key, ms, seed, config, device).fit(ms.state_of(train), labels[train])
                 t = time.time()
-                emb = m.embed(ms.state_of(held))
-                mat = emb @ emb.t()
+                tasks, tsim = m.task_similarity(ms.state_of(held), labels[held])
                 seconds += time.time() - t
-                tasks, tsim = task_similarity(emb, labels[held])
                 for i, s in enumerate(tasks.tolist()):
                     for j, u in enumerate(tasks.tolist()):
                         sim[(s, u)] = tsim[i, j].item()
-            pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
-            cost.setdefault(method, []).append(seconds / pairs * 100)
+            cost.setdefault(name, []).append(seconds / pairs * 100)
             usable = [[t for t in f if any((s, t) in sim for s in f)] for f in parts]
-            results.setdefault(method, []).append(_pair_metrics(sim, ari, usable, groups))
-    out = {"experiment": "similarity", "preset": ms.preset.name, "preset_hash": ms.preset.hash,
-           "models": len(ms), "related": relation,
-           "settings": {"folds": folds, "n_probe": n_probe, "seeds": seeds,
-                                          "lps": config.to_dict(), "device": str(device)},
-           "results": _collect(results),
-           "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in cost.items()},
-           "seconds": round(time.time() - t0, 2)}
-    return out
+            results.setdefault(name, []).append(_pair_metrics(sim, ari, usable, groups))
+    return {"experiment": "similarity", "preset": ms.preset.name, "preset_hash": ms.preset.hash,
+            "code_version": code_version(), "models": len(ms), "related": relation,
+            "settings": {"folds": folds, "seeds": seeds, "lps": config.to_dict(), "device": str(device)},
+            "results": _collect(results),
+            "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in cost.items()},
+            "seconds": round(time.time() - t0, 2)}
 
 
 PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval, "transferability": transferability,

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
+from .estimator import SimilarityMethod, num_models
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,53 @@ class LPSConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def filter_scores(theta: torch.Tensor, phi: torch.Tensor, align_channels: bool = True,
+                  matches: bool = False):
+    """Eqs. 5-7: the scores ``s[m, g, g']`` of trained layers against second-order filters.
+
+    The one implementation of the alignment, used by the branches (training)
+    and by the explorer (display).
+
+    Parameters
+    ----------
+    theta : Tensor [M, g, c, k, k]
+        Trained conv layers of M models.
+    phi : Tensor [g', c, k, k]
+        Second-order filters.
+    align_channels : bool
+        Eq. 6 (max over the trained filter's input channels ``c_i`` for every
+        channel ``c_j`` of ``phi``); False gives Eq. 7 (channels paired in
+        their stored order: the first layer, or the ablation).
+    matches : bool
+        Also return, for every ``(m, g, g', c_j)``, the trained channel ``c_i``
+        that the max chose (the identity for Eq. 7).
+
+    Returns
+    -------
+    s : Tensor [M, g, g']
+    match : Tensor [M, g, g', c] of int64, only with ``matches=True``
+    """
+    m, g, c = theta.shape[:3]
+    gp = phi.shape[0]
+    t = theta.reshape(m, g, c, -1)
+    p = phi.reshape(gp, c, -1)
+    if align_channels:  # Eq. 5 as one matmul, then Eq. 6
+        pairs = torch.matmul(t.reshape(m, g * c, -1), p.reshape(gp * c, -1).t()).view(m, g, c, gp, c)
+        if matches:
+            best, match = pairs.max(dim=2)
+            return best.sum(dim=-1), match
+        return pairs.amax(dim=2).sum(dim=-1)
+    s = torch.einsum("mgck,hck->mgh", t, p)  # Eq. 7
+    if matches:
+        return s, torch.arange(c, device=theta.device).expand(m, g, gp, c)
+    return s
+
+
+def sort_filters(s: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: every column ``s[..., :, g']`` sorted over the trained filters, largest first."""
+    return torch.sort(s, dim=-2, descending=True).values
 
 
 class Branch(nn.Module):
@@ -86,20 +134,10 @@ class Branch(nn.Module):
 
     def similarity(self, theta: torch.Tensor) -> torch.Tensor:
         """Aligned ``s[g, g']`` for a batch of trained layers ``theta [M, g, c, k, k]``."""
-        m, g, c = theta.shape[:3]
-        gp = self.phi.shape[0]
         if tuple(theta.shape[1:]) != self.shape:
             raise LpsbookError(f"branch expects weights of shape {self.shape}, got {tuple(theta.shape[1:])}")
-        t = theta.reshape(m, g, c, -1)
-        p = self.phi.reshape(gp, c, -1)
-        if self.align_channels:  # Eq. 5 then Eq. 6
-            pairs = torch.matmul(t.reshape(m, g * c, -1), p.reshape(gp * c, -1).t())
-            s = pairs.view(m, g, c, gp, c).amax(dim=2).sum(dim=-1)
-        else:  # Eq. 7
-            s = torch.einsum("mgck,hck->mgh", t, p)
-        if self.align_filters:  # Eq. 8
-            s = torch.sort(s, dim=1, descending=True).values
-        return s
+        s = filter_scores(theta, self.phi, self.align_channels)
+        return sort_filters(s) if self.align_filters else s
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         return self.fc(self.similarity(theta).flatten(1))
@@ -232,3 +270,59 @@ class SecondOrderNet(nn.Module):
 def layer_shapes(conv_weights: dict) -> dict:
     """``{name: (g, c, k, k)}`` from ``{name: [models, g, c, k, k]}``."""
     return {n: tuple(w.shape[1:]) for n, w in conv_weights.items()}
+
+
+class LPS(SimilarityMethod):
+    """Learnable Parameter Similarity as a similarity method: a :class:`SecondOrderNet` fitted on the models.
+
+    Parameters
+    ----------
+    config : LPSConfig, optional
+        Second-order training settings (default :class:`LPSConfig`'s).
+    branch_weights, second_order_filters, align_filters, align_channels :
+        As in :class:`SecondOrderNet` (default: the first conv layer only,
+        both alignments on: the paper's LPS).  Both alignments off is the
+        paper's "Frobenius+FC w/o alignment" baseline.
+    layers : sequence of str, optional
+        The conv layers that may get a branch, in forward order; default
+        ResNet-20's 19 3x3 convs (:func:`lpsbook.nets.conv_layers`).
+    seed : int
+        Initialisation and shuffling seed (replaces ``config.seed``).
+    device : str or torch.device
+
+    Attributes
+    ----------
+    net_ : SecondOrderNet
+        The fitted network.
+    """
+
+    def __init__(self, config: LPSConfig | None = None, branch_weights: dict | None = None,
+                 second_order_filters: int | None = None, align_filters: bool = True,
+                 align_channels: bool = True, layers=None, seed: int = 0, device="cpu"):
+        self.config = config or LPSConfig()
+        self.branch_weights, self.second_order_filters = branch_weights, second_order_filters
+        self.align_filters, self.align_channels = align_filters, align_channels
+        self.layers, self.seed, self.device = layers, seed, device
+
+    def _fit(self, models, y, n_classes):
+        from dataclasses import replace
+
+        from .nets import conv_layers
+
+        names = list(self.layers) if self.layers is not None else [n for n in conv_layers() if n in models]
+        missing = [n for n in names if n not in models]
+        if missing or not names:
+            raise LpsbookError(f"models lack the conv layers {missing or conv_layers()[:1]}")
+        self.net_ = SecondOrderNet({n: tuple(models[n].shape[1:]) for n in names}, n_classes,
+                                   self.branch_weights, self.second_order_filters, self.align_filters,
+                                   self.align_channels, seed=self.seed)
+        self.net_.fit(models, y, config=replace(self.config, seed=self.seed), device=self.device)
+
+    def _scores(self, models):
+        """Class log-probabilities (Eq. 9's mixture)."""
+        num_models(models)
+        return self.net_.scores(models)
+
+    def _embed(self, models):
+        """L2-normalised last-layer features (see :meth:`SecondOrderNet.embed`)."""
+        return self.net_.embed(models)

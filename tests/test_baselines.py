@@ -37,18 +37,6 @@ def permuted(tiny_modelset):
                    for i in range(len(ms))])
 
 
-@pytest.mark.parametrize("method", _methods(), ids=lambda m: f"{type(m).__name__}")
-def test_interface_shapes_and_unit_norms(tiny_modelset, method):
-    ms = tiny_modelset
-    assert method.fit(ms.state, ms.task_ids, 3) is method
-    test = _rows(ms.state, [0, 4, 8, 5])
-    s, e = method.scores(test), method.embed(test)
-    assert s.shape == (4, 3) and torch.isfinite(s).all()
-    assert e.ndim == 2 and e.shape[0] == 4
-    torch.testing.assert_close(e.norm(dim=1), torch.ones(4, dtype=e.dtype))
-    assert isinstance(method.name, str) and method.name
-
-
 def test_flatten_layers(tiny_modelset):
     st = tiny_modelset.state
     x = flatten_layers(st, ["conv1.weight", "bn1.bias"])
@@ -59,7 +47,7 @@ def test_flatten_layers(tiny_modelset):
 
 def test_weight_statistics_are_permutation_invariant(tiny_modelset, permuted):
     ms = tiny_modelset
-    m = WeightStatistics().fit(ms.state, ms.task_ids, 3)
+    m = WeightStatistics().fit(ms.state, ms.task_ids)
     assert not torch.equal(ms.state["layer2.0.conv1.weight"], permuted["layer2.0.conv1.weight"])
     torch.testing.assert_close(m.embed(permuted), m.embed(ms.state), rtol=1e-6, atol=1e-8)
     torch.testing.assert_close(m.scores(permuted), m.scores(ms.state), rtol=1e-6, atol=1e-8)
@@ -67,7 +55,7 @@ def test_weight_statistics_are_permutation_invariant(tiny_modelset, permuted):
 
 def test_rebasin_alignment_is_permutation_invariant(tiny_modelset, permuted):
     ms = tiny_modelset
-    m = ReBasinFlat(progress=False, **FAST_FC).fit(ms.state, ms.task_ids, 3)
+    m = ReBasinFlat(progress=False, **FAST_FC).fit(ms.state, ms.task_ids)
     a, b = m.align(ms.state), m.align(permuted)
     torch.testing.assert_close(b["conv1.weight"], a["conv1.weight"], rtol=0, atol=1e-6)
     torch.testing.assert_close(m.scores(permuted), m.scores(ms.state), rtol=1e-5, atol=1e-5)
@@ -79,31 +67,33 @@ def test_rebasin_alignment_is_permutation_invariant(tiny_modelset, permuted):
 
 def test_flat_fc_is_not_permutation_invariant(tiny_modelset, permuted):
     ms = tiny_modelset
-    m = FlatFC(**FAST_FC).fit(ms.state, ms.task_ids, 3)
+    m = FlatFC(**FAST_FC).fit(ms.state, ms.task_ids)
     assert (m.scores(permuted) - m.scores(ms.state)).abs().max() > 1e-3
 
 
 def test_input_checks(tiny_modelset):
     st, y = tiny_modelset.state, tiny_modelset.task_ids
     with pytest.raises(LpsbookError, match="layers"):
-        FlatFC(layers=("no.such.weight",)).fit(st, y, 3)
+        FlatFC(layers=("no.such.weight",)).fit(st, y)
     with pytest.raises(LpsbookError, match="layers"):
         flatten_layers(st, ["conv1.weight", "nope"])
     with pytest.raises(LpsbookError, match="layers"):
-        WeightStatistics(layers=["nope"]).fit(st, y, 3)
+        WeightStatistics(layers=["nope"]).fit(st, y)
     for m in _methods():
         with pytest.raises(LpsbookError, match="labels"):
-            m.fit(st, y[:5], 3)
+            m.fit(st, y[:5])
         with pytest.raises(LpsbookError, match="fit"):
             m.scores(st)
         with pytest.raises(LpsbookError, match="fit"):
             m.embed(st)
     with pytest.raises(LpsbookError, match="labels"):
-        FlatFC().fit(st, y, 2)  # label 2 outside 0..1
+        FlatFC().fit(st, y.float())  # labels must be integers
+    with pytest.raises(LpsbookError, match="labels"):
+        FlatFC().fit(st, y - 1)  # and non-negative
     with pytest.raises(LpsbookError, match="reference"):
-        ReBasinFlat(reference=20, progress=False).fit(st, y, 3)
+        ReBasinFlat(reference=20, progress=False).fit(st, y)
     with pytest.raises(LpsbookError, match="state"):
-        ReBasinFlat(progress=False).fit({"conv1.weight": st["conv1.weight"]}, y, 3)
+        ReBasinFlat(progress=False).fit({"conv1.weight": st["conv1.weight"]}, y)
     with pytest.raises(LpsbookError, match="classifier"):
         WeightStatistics(classifier="svm")
 
@@ -113,16 +103,19 @@ def test_default_statistics_cover_every_learnable_tensor(tiny_modelset):
     assert set(tiny_modelset.layers) <= set(keys)
     assert "bn1.weight" in keys and "bn1.bias" in keys and "fc.weight" in keys
     assert not any(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in keys)
-    m = WeightStatistics().fit(tiny_modelset.state, tiny_modelset.task_ids, 3)
+    m = WeightStatistics().fit(tiny_modelset.state, tiny_modelset.task_ids)
     assert m.embed(tiny_modelset.state).shape[1] == len(baselines.QUANTILES + ("mean", "var")) * len(keys)
 
 
-def test_weight_statistics_scores_unseen_classes_zero(tiny_modelset):
+def test_score_columns_follow_the_classes_seen_in_fit(tiny_modelset):
     ms = tiny_modelset
-    m = WeightStatistics().fit(ms.state, ms.task_ids, 5)  # classes 3 and 4 never seen
+    labels = ms.task_ids * 2 + 3  # classes 3, 5, 7: the columns are these, not 0..7
+    m = WeightStatistics().fit(ms.state, labels)
+    assert m.classes_.tolist() == [3, 5, 7]
     s = m.scores(ms.state)
-    assert s.shape == (9, 5) and (s[:, 3:] == 0).all()
+    assert s.shape == (9, 3)
     torch.testing.assert_close(s.sum(1), torch.ones(9, dtype=s.dtype))
+    assert set(m.predict(ms.state).tolist()) <= {3, 5, 7}
 
 
 # --- a synthetic population: chance level and a positive control -----------------------------
@@ -150,7 +143,7 @@ def _chance_bound(n, p, alpha=1e-3):
 
 
 def _top1(method, state, labels, train, test):
-    method.fit(_rows(state, train), labels[train], CLASSES)
+    method.fit(_rows(state, train), labels[train])
     return topk_accuracy(method.scores(_rows(state, test)), labels[test], ks=(1,))["top1"]
 
 

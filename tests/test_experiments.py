@@ -28,11 +28,14 @@ def test_retrieval_split_holds_out_whole_tasks(tiny_modelset):
 
 
 def test_task_similarity_of_mean_embeddings():
+    from lpsbook.estimator import task_means
+
     emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
-    tasks, sim = experiments.task_similarity(emb, torch.tensor([0, 0, 1, 1, 2]))
+    tasks, means = task_means(emb, torch.tensor([0, 0, 1, 1, 2]))
+    sim = means @ means.T
     assert tasks.tolist() == [0, 1, 2]
-    torch.testing.assert_close(sim[0, 1], torch.tensor(0.0))
-    torch.testing.assert_close(sim[0, 2], torch.tensor(2 ** -0.5))
+    torch.testing.assert_close(sim[0, 1], torch.tensor(0.0, dtype=sim.dtype))
+    torch.testing.assert_close(sim[0, 2], torch.tensor(2 ** -0.5, dtype=sim.dtype))
 
 
 @pytest.mark.slow
@@ -78,7 +81,7 @@ def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_
     from lpsbook.lps import LPSConfig
 
     calls = []
-    real = experiments.make_method
+    real = experiments.make
 
     def counting(name, *args, **kwargs):
         calls.append(name)
@@ -86,7 +89,7 @@ def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_
             raise KeyboardInterrupt
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(experiments, "make_method", counting)
+    monkeypatch.setattr(experiments, "make", counting)
     ckpt = tmp_path / "run.partial"
     kwargs = dict(methods=("random prediction", "only one FC layer"), seeds=2,
                   config=LPSConfig(epochs=2, batch_size=4, lr=0.01, milestones=()), checkpoint=ckpt)
