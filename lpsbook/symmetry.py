@@ -64,7 +64,7 @@ class PermutationSpec:
             for key, axis in p2a[name]:
                 owner = a2p.setdefault(key, {}).setdefault(axis, name)
                 if owner != name:
-                    raise LpsbookError(f"axis {axis} of {key!r} is claimed by both {owner!r} and {name!r}")
+                    raise ValueError(f"axis {axis} of {key!r} is claimed by both {owner!r} and {name!r}")
         object.__setattr__(self, "perm_to_axes", MappingProxyType(p2a))
         object.__setattr__(self, "axes_to_perm", MappingProxyType(
             {k: MappingProxyType(v) for k, v in a2p.items()}))
@@ -150,7 +150,7 @@ def _take(w, axis, perm):
     n, size = perm.numel(), w.shape[axis]
     if size != n:
         if size % n:
-            raise LpsbookError(f"axis of length {size} cannot take a permutation of {n}")
+            raise ValueError(f"axis of length {size} cannot take a permutation of {n}")
         k = size // n
         perm = (perm[:, None] * k + torch.arange(k, device=perm.device)).reshape(-1)
     return w.index_select(axis, perm.to(w.device))
@@ -199,7 +199,7 @@ def perm_sizes(spec, state) -> dict:
         lens = [state[k].shape[a] for k, a in pairs]
         sizes[name] = n = min(lens)
         if any(m % n for m in lens):
-            raise LpsbookError(f"permutation {name!r} acts on axes of lengths {lens}")
+            raise ValueError(f"permutation {name!r} acts on axes of lengths {lens}")
     return sizes
 
 
@@ -629,12 +629,12 @@ def matching_study(ms, spec, task=0, other_task=None, reference_seed=0, seed=0) 
 
     other_task = len(ms.preset.tasks) - 1 if other_task is None else other_task
     if other_task == task:
-        raise LpsbookError(f"other_task must differ from task ({task})")
+        raise ValueError(f"other_task must differ from task ({task})")
     reference = ms.state_dict(ms.index_of(task, reference_seed))
     task_ids, seeds = ms.meta["task_id"].to_numpy(), ms.meta["seed"].to_numpy()
     rows = {t: np.flatnonzero((task_ids == t) & (seeds != reference_seed)).tolist() for t in (task, other_task)}
     if not all(rows.values()):
-        raise LpsbookError(f"tasks {task} and {other_task} need models with seeds other than {reference_seed}")
+        raise ValueError(f"tasks {task} and {other_task} need models with seeds other than {reference_seed}")
     per_model = {}
     for who, t in (("same task", task), ("other task", other_task)):
         stored, matched = matched_similarities(reference, ms.state_of(rows[t]), spec, ms.layers, seed=seed)

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from lpsbook import symmetry as sym
-from lpsbook.errors import LpsbookError
 from lpsbook.nets import ResNet20, conv_layers, init_state
 
 
@@ -247,5 +246,5 @@ def test_matching_study_on_the_tiny_set(tiny_modelset):
     assert all(e.shape == (n_layers,) and (e >= 0).all() for e in study.errors.values())
     text = study.summary()
     assert f"{n_layers} layers, {n_models} models each" in text and "conv1: same task" in text
-    with pytest.raises(LpsbookError):
+    with pytest.raises(ValueError):
         sym.matching_study(ms, spec, task=1, other_task=1)
