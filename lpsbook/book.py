@@ -10,12 +10,9 @@ change in the code is never hidden by an old result.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
-from .data import default_cache_dir
 from .presets import Preset, get_preset
 
 
@@ -55,32 +52,18 @@ def modelset(preset: Preset | None = None, progress: bool = True):
     return ms.ensure(preset or current_preset(), progress=progress)
 
 
-def _key(preset: Preset, name: str, settings: dict) -> str:
-    from . import code_version
-
-    text = json.dumps({"preset": preset.hash, "name": name, "settings": settings, "code": code_version()},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:
-    """Where the cached result of (preset, name, settings) lives."""
-    preset = preset or current_preset()
-    folder = Path(root or default_cache_dir()) / "results"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{preset.name}-{name}-{_key(preset, name, settings)}.json"
+    """:func:`lpsbook.store.result_path` for the chapter's preset (by default)."""
+    from . import store
+
+    return store.result_path(name, settings, preset or current_preset(), root)
 
 
 def cached_json(name: str, settings: dict, compute, preset: Preset | None = None, root=None):
-    """``compute()`` once per (preset, name, settings); its JSON result is kept on disk."""
-    from .modelset import write_atomic
+    """:func:`lpsbook.store.cached_json` for the chapter's preset (by default)."""
+    from . import store
 
-    path = result_path(name, settings, preset, root)
-    if path.exists():
-        return json.loads(path.read_text())
-    result = compute()
-    write_atomic(path, json.dumps(result, indent=1, default=float).encode())
-    return json.loads(path.read_text())
+    return store.cached_json(name, settings, compute, preset or current_preset(), root)
 
 
 def setup_plotly():

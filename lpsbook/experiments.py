@@ -30,7 +30,8 @@ from .lps import LPSConfig, SecondOrderNet, layer_shapes
 from .methods import display_name, make
 from .metrics import retrieval_metrics, spearman, topk_accuracy
 from .progress import bar as progress_bar
-from .similarity import features_in_bf16, penultimate_features, probe_images
+from .store import Checkpoint, write_atomic
+from .similarity import features_in_bf16, penultimate_features
 
 PAPER = {
     "classification": {"random prediction": (2.0, 9.6, 18.3), "only one FC layer": (5.3, 17.5, 29.3),
@@ -72,43 +73,12 @@ def classification_split(ms, seed: int, train_per_task: int | None = None):
     return np.array(train), np.array(test)
 
 
-class _Checkpoint:
-    """Finished (method, seed) results of a run, kept on disk so an interrupted run resumes."""
-
-    def __init__(self, path, settings: dict):
-        from pathlib import Path
-
-        self.path, self.settings = (Path(path) if path else None), json.loads(json.dumps(settings, default=str))
-        self.done = {}
-        if self.path and self.path.exists():
-            try:
-                saved = json.loads(self.path.read_text())
-                if saved.get("settings") == self.settings:
-                    self.done = saved["done"]
-            except (ValueError, AttributeError, KeyError):
-                pass  # not a checkpoint (or a damaged one): start afresh, it is overwritten
-
-    def get(self, key):
-        return self.done.get(key)
-
-    def put(self, key, value):
-        self.done[key] = value
-        if self.path:
-            from .modelset import write_atomic
-
-            write_atomic(self.path, json.dumps({"settings": self.settings, "done": self.done}).encode())
-
-    def finish(self):
-        if self.path:
-            self.path.unlink(missing_ok=True)
-
-
 def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None, checkpoint=None):
     t0 = time.time()
     config = config or default_config(ms)
     settings = {"seeds": seeds, "lps": config.to_dict(), "device": str(device), **(extra_settings or {})}
-    ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": [display_name(m) for m in methods],
-                                    "code": code_version(), **settings})
+    ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": [display_name(m) for m in methods],
+                                    **settings})
     per_seed, extras = {}, {}
     methods = [display_name(m) for m in methods]
     jobs = [(m, s) for s in range(seeds) for m in methods]
@@ -248,7 +218,7 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind, second_ord
     t0 = time.time()
     config = config or default_config(ms)
     results = {}
-    ckpt = _Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "layers": list(layers), "seeds": seeds,
+    ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "layers": list(layers), "seeds": seeds,
                                     "lps": config.to_dict(), "g": second_order_filters})
     jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
     for (label, filt, chan), layer, seed in progress_bar(jobs, desc=kind, unit="fit"):
@@ -462,7 +432,6 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
 
     from . import modelset
     from .data import load_dataset
-    from .modelset import write_atomic
     from .training import resolve_device
 
     modelset.check_modelset_dir(modelset_dir, "--modelset")

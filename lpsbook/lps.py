@@ -21,7 +21,7 @@ filters and input channels (tested in ``tests/test_lps.py``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

@@ -15,7 +15,6 @@ several processes or machines can fill one folder.
 from __future__ import annotations
 
 import datetime
-import errno
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from safetensors.torch import save as st_save
 
 from . import __version__
 from .errors import LpsbookError
+from .store import os_fix, write_atomic
 from .nets import ResNet20, conv_layers
 from .presets import Preset, get_preset
 
@@ -48,15 +48,6 @@ def model_stem(task_id: int, seed: int) -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _os_fix(exc: OSError) -> str:
-    """What to do about an OSError met while writing the output of a command."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some disk space, then run the same command again to resume"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "make the folder writable or choose another --out"
-    return "choose another --out"
 
 
 def output_problem(path, folder: bool) -> str | None:
@@ -81,23 +72,6 @@ def output_problem(path, folder: bool) -> str | None:
         where = "" if base == path else f"{path} cannot be {'written' if path.exists() else 'created'}: "
         return f"{where}{base} is not writable ({exc.strerror or exc})"
     return None
-
-
-def write_atomic(path: Path, data: bytes):
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise LpsbookError(f"could not write {path} ({exc.strerror or exc}): {_os_fix(exc)}.") from None
 
 
 def _sealed(meta: dict) -> bytes:
@@ -168,7 +142,7 @@ def _open_or_create(out: Path, preset: Preset):
         (out / MODELS).mkdir(exist_ok=True)
     except OSError as exc:
         raise LpsbookError(f"could not create the model set folder {out} ({exc.strerror or exc}): "
-                           f"{_os_fix(exc)}.") from None
+                           f"{os_fix(exc)}.") from None
     path = out / SET_FILE
     if path.is_file():
         header = _unseal(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lpsbook import cli, experiments, modelset
+from lpsbook import cli, experiments, modelset, store
 from lpsbook.presets import get_preset
 
 BUILD = ["modelset", "build", "--preset", "tiny", "--device", "cpu"]
@@ -208,9 +208,9 @@ def test_experiment_disk_full_when_writing_the_results(tmp_path, capsys, monkeyp
 def test_a_damaged_checkpoint_is_ignored(tmp_path):
     ckpt = tmp_path / "r.json.partial"
     ckpt.write_text("[1, 2")
-    assert experiments._Checkpoint(ckpt, {"kind": "x"}).done == {}
+    assert store.Checkpoint(ckpt, {"kind": "x"}).done == {}
     ckpt.write_text(json.dumps(["not", "a", "checkpoint"]))
-    assert experiments._Checkpoint(ckpt, {"kind": "x"}).done == {}
+    assert store.Checkpoint(ckpt, {"kind": "x"}).done == {}
 
 
 # --- any other OSError, and the installed console script ----------------------------------------
