@@ -11,9 +11,8 @@ Three pieces:
   ``c_j`` of ``phi[g']``, the trained channel that the max of Eq. 6 matched
   to it.  Permuting the trained layer's filters or input channels leaves the
   aligned display unchanged (up to ties).
-* :func:`train_briefly` trains one LPS branch per conv layer for a few epochs
-  (cached on disk with :func:`lpsbook.book.cached_json`) and returns them as
-  one :class:`~lpsbook.lps.SecondOrderNet`, whose ``phi`` the views use.
+* :func:`explorer_views` and :func:`views_of_layer`: views of several models
+  and layers at once, for the static figures of :mod:`lpsbook.viz`.
 * :class:`AlignedFilterExplorer`: an ipywidgets explorer (task, seed, layer,
   reference filter) that redraws :func:`lpsbook.viz.alignment_view_figure`
   on every change.  Its current state is readable from Python (``.view``,
@@ -21,16 +20,14 @@ Three pieces:
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import LpsbookError
-from .lps import LPSConfig, SecondOrderNet, layer_shapes
+from .lps import SecondOrderNet, filter_scores, sort_filters
 from .nets import short_layer
-from .training import one_thread
 
 
 @dataclass
@@ -106,15 +103,9 @@ def aligned_view(theta, phi, channel_alignment: bool, reference: int = 0, layer:
     g, c = t.shape[:2]
     if not 0 <= reference < p.shape[0]:
         raise LpsbookError(f"reference must lie in 0..{p.shape[0] - 1}, got {reference}")
-    tf, pf = t.flatten(2), p.flatten(2)
-    if channel_alignment:
-        pairs = torch.einsum("gik,hjk->gihj", tf, pf)  # Eq. 5: [g, c_i, g', c_j]
-        best, match = pairs.max(dim=1)  # Eq. 6: max over the trained channels c_i
-        scores = best.sum(dim=-1)
-    else:
-        scores = torch.einsum("gck,hck->gh", tf, pf)  # Eq. 7
-        match = torch.arange(c).expand(g, p.shape[0], c)
-    sorted_scores = torch.sort(scores, dim=0, descending=True).values  # Eq. 8
+    s, match = filter_scores(t[None], p, channel_alignment, matches=True)  # Eqs. 5-7
+    scores, match = s[0], match[0]  # [g, g'], [g, g', c_j]
+    sorted_scores = sort_filters(scores)  # Eq. 8
     order = torch.sort(-scores[:, reference], stable=True).indices
     channel_match = match[order, reference]  # [g, c_j]
     aligned = t[order[:, None], channel_match]
@@ -130,199 +121,6 @@ def branch_view(net: SecondOrderNet, layer: str, theta, reference: int = 0) -> A
     return aligned_view(theta, branch.phi.detach(), branch.align_channels, reference, layer)
 
 
-
-
-@torch.no_grad()
-def score_matrices(net: SecondOrderNet, layer: str, thetas, chunk: int = 32):
-    """Eq. 6/7 scores of many models through one branch, before and after the sort of Eq. 8.
-
-    Parameters
-    ----------
-    net : SecondOrderNet
-    layer : str
-    thetas : Tensor [M, g, c, k, k]
-    chunk : int
-        Models per step (the Eq. 5 tensor has ``g * c * g' * c`` entries per model).
-
-    Returns
-    -------
-    raw, sorted : Tensor [M, g, g'] (float64)
-    """
-    branch = net.branches[net.names.index(layer)]
-    p = branch.phi.detach().double().flatten(2)
-    raw = []
-    for i in range(0, len(thetas), chunk):
-        t = thetas[i:i + chunk].double().flatten(3)
-        if branch.align_channels:
-            raw.append(torch.einsum("mgik,hjk->mgihj", t, p).amax(dim=2).sum(dim=-1))
-        else:
-            raw.append(torch.einsum("mgck,hck->mgh", t, p))
-    raw = torch.cat(raw)
-    return raw, torch.sort(raw, dim=1, descending=True).values
-
-
-def _correlations(x: torch.Tensor) -> torch.Tensor:
-    z = x.flatten(1)
-    z = z - z.mean(dim=1, keepdim=True)
-    z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return z @ z.T
-
-
-def alignment_agreement(ms, net: SecondOrderNet, layers=None, rows=None) -> "pandas.DataFrame":
-    """Do models of the same task have alike score matrices, with and without the sort of Eq. 8?
-
-    Two models are compared by the Pearson correlation of their flattened
-    ``s[g, g']`` (Eq. 6/7), once in the stored filter order and once with
-    every column sorted (Eq. 8).  Reported per layer: the fraction of models
-    whose most correlated other model is of the same task (1-NN), and the
-    mean correlation of same-task pairs minus that of different-task pairs.
-    Sorting raises every correlation (sorted columns are all monotone), so
-    compare the same-task and different-task numbers, not the raw level.
-
-    Parameters
-    ----------
-    ms : ModelSet
-    net : SecondOrderNet
-    layers : sequence of str, optional
-        Default: every branch of ``net``.
-    rows : array-like of int, optional
-        Models to use (default: all).
-
-    Returns
-    -------
-    pandas.DataFrame, indexed by layer
-        Columns ``1-NN stored order``, ``1-NN sorted``, ``gap stored order``,
-        ``gap sorted``; ``attrs["chance"]`` is the 1-NN rate of a random neighbour.
-    """
-    import pandas as pd
-
-    idx = torch.arange(len(ms)) if rows is None else torch.as_tensor(rows)
-    tasks = ms.task_ids[idx]
-    same = tasks[:, None] == tasks[None, :]
-    off = ~torch.eye(len(idx), dtype=torch.bool)
-    out = []
-    with one_thread():
-        for layer in layers or net.names:
-            row = {"layer": short_layer(layer)}
-            for name, s in zip(("stored order", "sorted"), score_matrices(net, layer, ms.conv_weights[layer][idx])):
-                corr = _correlations(s)
-                nearest = corr.masked_fill(~off, -float("inf")).argmax(dim=1)
-                row[f"1-NN {name}"] = (tasks[nearest] == tasks).double().mean().item()
-                row[f"gap {name}"] = corr[same & off].mean().item() - corr[~same].mean().item()
-            out.append(row)
-    table = pd.DataFrame(out).set_index("layer")
-    table.attrs["chance"] = ((same & off).sum() / off.sum()).item()
-    return table
-
-
-# --- a briefly trained second-order network --------------------------------------------------
-
-
-@dataclass
-class BriefLPS:
-    """One LPS branch per conv layer, each trained alone for a few epochs.
-
-    Attributes
-    ----------
-    net : SecondOrderNet
-        All branches together (weights ``w_l = 1``); only the branches'
-        ``phi`` matter for the alignment views.
-    heldout_top1 : dict {layer: float}
-        Task-classification top-1 of each branch alone on held-out models
-        (the last ``heldout_seeds`` seeds of every task).
-    chance : float
-        ``1 / tasks``.
-    seconds : float
-        Training time when the result was computed (not when read from the cache).
-    settings : dict
-    """
-
-    net: SecondOrderNet
-    heldout_top1: dict
-    chance: float
-    seconds: float
-    settings: dict
-
-    def describe(self) -> str:
-        """The training settings in two short lines."""
-        s = self.settings
-        return (f"{len(self.heldout_top1)} branches, each trained alone: {s['epochs']} epochs, batch "
-                f"{s['batch_size']}, lr {s['lr']} (/10 from epoch {s['milestones'][0]}), "
-                f"g′ = {s['second_order_filters']}\n"
-                f"held out: the last {s['heldout_seeds']} seeds of every task")
-
-
-def _train_branches(ms, settings: dict, progress: bool = False) -> dict:
-    from .progress import bar as progress_bar
-
-    seeds = ms.meta["seed"].to_numpy()
-    held = seeds >= ms.preset.seeds - settings["heldout_seeds"]
-    if held.all() or not held.any():
-        raise LpsbookError(f"heldout_seeds={settings['heldout_seeds']} must leave models for training "
-                           f"and for testing (the preset has {ms.preset.seeds} seeds per task)")
-    labels = ms.task_ids
-    shapes = layer_shapes(ms.conv_weights)
-    config = LPSConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
-                       milestones=tuple(settings["milestones"]), seed=settings["seed"])
-    train, test = torch.from_numpy(~held), torch.from_numpy(held)
-    start, state, top1 = time.perf_counter(), {}, {}
-    with one_thread():
-        for name in progress_bar(ms.layers, desc="LPS branches", disable=not progress, leave=False):
-            net = SecondOrderNet(shapes, len(ms.preset.tasks), {name: 1.0},
-                                 second_order_filters=settings["second_order_filters"], seed=settings["seed"])
-            net.fit({name: ms.conv_weights[name][train]}, labels[train], config=config)
-            pred = net.scores({name: ms.conv_weights[name][test]}).argmax(1)
-            top1[name] = (pred == labels[test]).float().mean().item()
-            state[name] = {k: v.tolist() for k, v in net.branches[0].state_dict().items()}
-    return {"state": state, "heldout_top1": top1, "seconds": time.perf_counter() - start}
-
-
-def train_briefly(ms, epochs: int = 5, second_order_filters: int = 8, heldout_seeds: int = 2,
-                  batch_size: int = 8, lr: float = 0.05, seed: int = 0, cache: bool = True,
-                  cache_root=None, progress: bool = False) -> BriefLPS:
-    """Train one LPS branch per conv layer for a few epochs (cached on disk).
-
-    Each branch is trained alone (as in the paper's Fig. 3b) on the models of
-    every task except the last ``heldout_seeds`` seeds, which give each
-    branch's held-out top-1.
-
-    Parameters
-    ----------
-    ms : ModelSet
-    epochs, batch_size, lr, seed : training settings (the learning rate is
-        divided by 10 for the last quarter of the epochs).
-    second_order_filters : int
-        ``g'`` of every branch.
-    heldout_seeds : int
-    cache : bool
-        Keep the result with :func:`lpsbook.book.cached_json` (keyed by the
-        model set's preset and these settings).
-    cache_root : path, optional
-        Folder of the cache (default ``data/``).
-    progress : bool
-        Show a progress bar over the layers while training.
-
-    Returns
-    -------
-    BriefLPS
-    """
-    settings = {"epochs": epochs, "second_order_filters": second_order_filters, "heldout_seeds": heldout_seeds,
-                "batch_size": batch_size, "lr": lr, "seed": seed,
-                "milestones": [max(1, epochs - max(1, epochs // 4))]}
-    if cache:
-        from .book import cached_json
-
-        result = cached_json("brief-lps", settings, lambda: _train_branches(ms, settings, progress),
-                             preset=ms.preset, root=cache_root)
-    else:
-        result = _train_branches(ms, settings, progress)
-    shapes = layer_shapes(ms.conv_weights)
-    net = SecondOrderNet(shapes, len(ms.preset.tasks), {n: 1.0 for n in ms.layers},
-                         second_order_filters=second_order_filters, seed=seed)
-    for name, branch in zip(net.names, net.branches):
-        branch.load_state_dict({k: torch.tensor(v) for k, v in result["state"][name].items()})
-    net.eval()
-    return BriefLPS(net, result["heldout_top1"], 1.0 / len(ms.preset.tasks), result["seconds"], settings)
 
 
 def explorer_views(ms, net: SecondOrderNet, models, layers=None, reference: int = 0) -> dict:
@@ -373,7 +171,7 @@ class AlignedFilterExplorer:
     modelset : ModelSet
     net : SecondOrderNet, optional
         The branches whose ``phi`` align the layers; by default
-        :func:`train_briefly` on ``modelset`` (cached).
+        :func:`lpsbook.experiments.train_briefly` on ``modelset`` (cached).
     task, seed : int, optional
         Initial model (default: the first).
     layer : str, optional
@@ -398,7 +196,11 @@ class AlignedFilterExplorer:
         import ipywidgets as w
 
         self.modelset = modelset
-        self.net = net if net is not None else train_briefly(modelset).net
+        if net is None:
+            from .experiments import train_briefly
+
+            net = train_briefly(modelset).net
+        self.net = net
         meta = modelset.meta
         tasks = sorted(set(int(t) for t in meta["task_id"]))
         task = tasks[0] if task is None else task

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import explorer, symmetry, viz
+from lpsbook import experiments, explorer, symmetry, viz
 from lpsbook.nets import ResNet20, conv_layers
 
 
 @pytest.fixture(scope="module")
 def brief(tiny_modelset):
-    return explorer.train_briefly(tiny_modelset, epochs=1, cache=False)
+    return experiments.train_briefly(tiny_modelset, epochs=1, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +88,14 @@ def test_train_briefly_gives_one_branch_per_layer(tiny_modelset, brief):
     assert all(0.0 <= v <= 1.0 for v in brief.heldout_top1.values())
     assert brief.chance == pytest.approx(1 / len(tiny_modelset.preset.tasks))
     assert all(b.phi.shape[0] == 8 for b in brief.net.branches)
+    # held out = the test side of the classification split that chapters 5-6 use
+    assert brief.heldout == experiments.classification_split(tiny_modelset, 0)[1].tolist()
 
 
 def test_train_briefly_cache_round_trip(tiny_modelset, tmp_path):
-    first = explorer.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
+    first = experiments.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
     assert len(list((tmp_path / "results").glob("tiny-brief-lps-*.json"))) == 1
-    again = explorer.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
+    again = experiments.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
     for a, b in zip(first.net.branches, again.net.branches):
         torch.testing.assert_close(a.phi, b.phi)
     assert again.heldout_top1 == first.heldout_top1
@@ -263,7 +265,7 @@ def test_layer_similarities_of_identical_states():
 def test_score_matrices_match_the_branch_for_a_batch(tiny_modelset, brief):
     layer = "layer2.2.conv1.weight"
     thetas = tiny_modelset.conv_weights[layer]
-    raw, srt = explorer.score_matrices(brief.net, layer, thetas, chunk=4)
+    raw, srt = experiments.score_matrices(brief.net, layer, thetas, chunk=4)
     branch = brief.net.branches[brief.net.names.index(layer)]
     with torch.no_grad():
         expected = branch.similarity(thetas.float()).double()
@@ -274,7 +276,7 @@ def test_score_matrices_match_the_branch_for_a_batch(tiny_modelset, brief):
 
 def test_alignment_agreement_table(tiny_modelset, brief):
     rows = [0, 1, 3, 4, 6, 7]
-    table = explorer.alignment_agreement(tiny_modelset, brief.net, layers=conv_layers()[:3], rows=rows)
+    table = experiments.alignment_agreement(tiny_modelset, brief.net, layers=conv_layers()[:3], rows=rows)
     assert list(table.index) == ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
     assert set(table.columns) == {"1-NN stored order", "1-NN sorted", "gap stored order", "gap sorted"}
     assert ((table[["1-NN stored order", "1-NN sorted"]] >= 0) & (table[["1-NN stored order", "1-NN sorted"]] <= 1)).all().all()
@@ -314,3 +316,11 @@ def test_chance_lines_are_drawn():
     assert [s.y0 for s in fig.layout.shapes] == [2.0]
     result = {"results": {"LPS": {"conv1.weight": {"mean": 0.3, "std": 0.0}}}}
     assert [s.y0 for s in viz.per_branch(result, chance=2.0).layout.shapes] == [2.0]
+
+
+def test_alignment_comparison_reads_the_held_out_models(tiny_modelset, brief):
+    table = experiments.alignment_comparison(tiny_modelset, brief)
+    assert list(table.columns) == ["trained φ, stored order", "trained φ, sorted (Eq. 8)", "random φ, sorted (Eq. 8)"]
+    assert len(table) == 19 and ((table >= 0) & (table <= 1)).all().all()
+    # one held-out model per task: no same-task neighbour exists, so chance is 0 and so is every rate
+    assert table.attrs["chance"] == 0 and (table == 0).all().all()
