@@ -276,11 +276,11 @@ def similarity_table(result: dict):
     """The weights-or-activations comparison as a table (mean over seeds)."""
     import pandas as pd
 
-    from .experiments import ACTIVATION_MEASURES
+    from . import methods
 
     rows = {m: {k: round(v["mean"], 3) for k, v in r.items()} for m, r in result["results"].items()}
     table = pd.DataFrame(rows).T
-    table.insert(0, "family", ["activations" if m in ACTIVATION_MEASURES else "weights" for m in table.index])
+    table.insert(0, "family", [methods.reads(m) for m in table.index])
     return table.sort_values("transfer_spearman_per_target", ascending=False)
 
 
@@ -299,10 +299,11 @@ def means(result: dict, metric: str, scale: float = 1.0) -> dict:
 
 def measure_families(result: dict) -> tuple:
     """(activation measures, weight methods) of a weights-or-activations result, in its order."""
-    from .experiments import ACTIVATION_MEASURES
+    from . import methods
 
-    methods = list(result["results"])
-    return [m for m in methods if m in ACTIVATION_MEASURES], [m for m in methods if m not in ACTIVATION_MEASURES]
+    names = list(result["results"])
+    return ([m for m in names if methods.reads(m) == "activations"],
+            [m for m in names if methods.reads(m) == "weights"])
 
 
 def method_rows(classification: dict, retrieval: dict) -> dict:
@@ -336,7 +337,7 @@ def training_length_check(preset: Preset | None = None, every: int = 3, factor: 
     tasks = p.tasks[::every]
     longer = p.with_(name=f"{p.name}-x{factor}", tasks=tasks, epochs=factor * p.epochs,
                      milestones=tuple(factor * m for m in p.milestones))
-    methods = ("random prediction", "LPS", "weight statistics")
+    methods = ("random", "lps", "weight_stats")
 
     def compute():
         ms = modelset(p)

@@ -39,8 +39,8 @@ PAPER = {
     "retrieval": {"random prediction": (10.0, 41.0, 65.1), "only one FC layer": (15.0, 55.8, 83.3),
                   "Frobenius+FC w/o alignment": (13.3, 58.3, 80.0), "LPS": (80.7, 95.0, 95.8)},
 }
-PAPER_METHODS = ("random prediction", "only one FC layer", "Frobenius+FC w/o alignment", "LPS")
-EXTRA_METHODS = ("weight statistics", "re-basin + FC")
+PAPER_METHODS = ("random", "fc", "frobenius", "lps")  # ids in lpsbook.methods.REGISTRY
+EXTRA_METHODS = ("weight_stats", "rebasin_fc")
 
 
 def default_config(ms) -> LPSConfig:
@@ -317,7 +317,7 @@ def table(result: dict, metrics=None) -> "pandas.DataFrame":
 
 ACTIVATION_MEASURES = ("rsa", "cka_linear", "cka_rbf", "dds_zscore_cosine", "dds_zscore_pearson",
                        "dds_zscore_euclidean", "dds_none_linear")
-PARAMETER_METHODS = ("LPS", "weight statistics", "only one FC layer", "re-basin + FC")
+PARAMETER_METHODS = ("lps", "weight_stats", "fc", "rebasin_fc")
 
 
 def task_folds(ms, folds: int, seed: int = 0) -> list:

@@ -22,8 +22,9 @@ from .errors import LpsbookError
 
 @dataclass(frozen=True)
 class Entry:
-    name: str
-    build: Callable
+    name: str  # the display name results are reported under
+    build: Callable  # build(ms, seed, config, device) -> an unfitted SimilarityMethod
+    reads: str = "weights"  # or "activations"
 
 
 def _flat_fc(ms, seed, config, device, **kw):
@@ -70,13 +71,13 @@ REGISTRY: dict[str, Entry] = {
     "lps": Entry("LPS", _lps),
     "weight_stats": Entry("weight statistics", _baseline("WeightStatistics")),
     "rebasin_fc": Entry("re-basin + FC", lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, rebasin=True)),
-    "rsa": Entry("rsa", _activations("rsa")),
-    "cka_linear": Entry("cka_linear", _activations("cka_linear")),
-    "cka_rbf": Entry("cka_rbf", _activations("cka_rbf")),
-    "dds_zscore_cosine": Entry("dds_zscore_cosine", _activations("dds_zscore_cosine")),
-    "dds_zscore_pearson": Entry("dds_zscore_pearson", _activations("dds_zscore_pearson")),
-    "dds_zscore_euclidean": Entry("dds_zscore_euclidean", _activations("dds_zscore_euclidean")),
-    "dds_none_linear": Entry("dds_none_linear", _activations("dds_none_linear")),
+    "rsa": Entry("rsa", _activations("rsa"), "activations"),
+    "cka_linear": Entry("cka_linear", _activations("cka_linear"), "activations"),
+    "cka_rbf": Entry("cka_rbf", _activations("cka_rbf"), "activations"),
+    "dds_zscore_cosine": Entry("dds_zscore_cosine", _activations("dds_zscore_cosine"), "activations"),
+    "dds_zscore_pearson": Entry("dds_zscore_pearson", _activations("dds_zscore_pearson"), "activations"),
+    "dds_zscore_euclidean": Entry("dds_zscore_euclidean", _activations("dds_zscore_euclidean"), "activations"),
+    "dds_none_linear": Entry("dds_none_linear", _activations("dds_none_linear"), "activations"),
 }
 
 
@@ -93,6 +94,11 @@ def method_id(key: str) -> str:
 def display_name(key: str) -> str:
     """The name a method's results are reported under."""
     return REGISTRY[method_id(key)].name
+
+
+def reads(key: str) -> str:
+    """What method ``key`` looks at: ``"weights"`` or ``"activations"``."""
+    return REGISTRY[method_id(key)].reads
 
 
 def make(key: str, ms, seed: int = 0, config=None, device="cpu"):
