@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +37,6 @@ from .presets import Preset, get_preset
 
 SET_FILE = "modelset.json"
 MODELS = "models"
-MAX_ATTEMPTS = 3
-SEED_STRIDE = 1000  # a diverged model is retrained with seed + SEED_STRIDE * attempt
 
 
 def model_stem(task_id: int, seed: int) -> str:
@@ -217,7 +214,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
 
     from .data import load_dataset
     from .training import pack_size as auto_pack_size
-    from .training import Recipe, resolve_device, train_pack
+    from .training import Recipe, resolve_device, train_with_retries
 
     preset = get_preset(preset)
     out = Path(out).expanduser()
@@ -243,29 +240,9 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
     try:
         for start in range(0, len(todo), size):
-            jobs = todo[start:start + size]
-            attempt = 0
-            seeds = {job: job[1] + preset.seed_offset for job in jobs}
-            while jobs:
-                started = time.perf_counter()
-                results = train_pack(preset, dataset, [(t, seeds[(t, s)]) for t, s in jobs], dev,
-                                     progress=bar if attempt == 0 else None, recipe=recipe)
-                retry, seconds = [], (time.perf_counter() - started) / len(jobs)
-                for (t, s), res in zip(jobs, results):
-                    res.seed = s
-                    if res.diverged:
-                        retry.append((t, s))
-                    else:
-                        _save_model(out, preset, dataset, res, seeds[(t, s)], dev, seconds)
-                attempt += 1
-                if retry and attempt >= MAX_ATTEMPTS:
-                    names = ", ".join(model_stem(t, s) for t, s in retry)
-                    raise LpsbookError(
-                        f"training diverged (NaN/inf loss) for {names} with {MAX_ATTEMPTS} different "
-                        f"seeds; lower the preset's learning rate (now {preset.lr}).")
-                for job in retry:
-                    seeds[job] = job[1] + preset.seed_offset + SEED_STRIDE * attempt
-                jobs = retry
+            for res, train_seed, seconds in train_with_retries(preset, dataset, todo[start:start + size], dev,
+                                                               progress=bar, recipe=recipe):
+                _save_model(out, preset, dataset, res, train_seed, dev, seconds)
     finally:
         bar.close()
     return out

@@ -256,6 +256,55 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
             for (t, s), st, tr, te, bd in zip(jobs, net.state_dicts(), train_acc, test_acc, bad)]
 
 
+MAX_ATTEMPTS = 3
+SEED_STRIDE = 1000  # a diverged model is retrained with seed + SEED_STRIDE * attempt
+
+
+def train_with_retries(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=None,
+                       recipe: Recipe | None = None):
+    """Train ``jobs = [(task_id, seed), ...]`` together, retraining any that diverge.
+
+    ``seed`` is the model's seed within its set; it is trained with
+    ``seed + preset.seed_offset``.  A model whose loss became NaN/inf is
+    trained again with ``+ SEED_STRIDE * attempt`` added; after
+    :data:`MAX_ATTEMPTS` attempts an :class:`~lpsbook.errors.LpsbookError`
+    says which models failed.
+
+    Yields
+    ------
+    (TrainedModel, train_seed, seconds) for every model that trained,
+    as soon as its pack is done: ``TrainedModel.seed`` is the set's seed,
+    ``train_seed`` the seed it was trained with, ``seconds`` its share of
+    the pack's time.
+    """
+    import time
+
+    from .errors import LpsbookError
+
+    seeds = {job: job[1] + preset.seed_offset for job in jobs}
+    attempt = 0
+    while jobs:
+        started = time.perf_counter()
+        results = train_pack(preset, dataset, [(t, seeds[(t, s)]) for t, s in jobs], device,
+                             progress=progress if attempt == 0 else None, recipe=recipe)
+        retry, seconds = [], (time.perf_counter() - started) / len(jobs)
+        for (t, s), res in zip(jobs, results):
+            res.seed = s
+            if res.diverged:
+                retry.append((t, s))
+            else:
+                yield res, seeds[(t, s)], seconds
+        attempt += 1
+        if retry and attempt >= MAX_ATTEMPTS:
+            names = ", ".join(f"task {t} seed {s}" for t, s in retry)
+            raise LpsbookError(
+                f"training diverged (NaN/inf loss) for {names} with {MAX_ATTEMPTS} different "
+                f"seeds; lower the preset's learning rate (now {preset.lr}).")
+        for job in retry:
+            seeds[job] = job[1] + preset.seed_offset + SEED_STRIDE * attempt
+        jobs = retry
+
+
 def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, device="cpu",
                 steps: int | None = None, recipe: Recipe | None = None) -> ResNet20:
     """Train one ResNet-20 with a plain loop and the same recipe as :func:`train_pack`."""

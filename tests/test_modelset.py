@@ -132,7 +132,7 @@ def test_wrong_architecture_is_refused(tiny_modelset_dir, tmp_path):
 
 def test_diverging_training_stops_with_a_clear_message(tmp_path):
     preset = get_preset("tiny").with_(lr=1e12, tasks=((0, 1),), seeds=1, epochs=1)
-    with pytest.raises(LpsbookError, match="diverged.*t000_s00.*learning rate"):
+    with pytest.raises(LpsbookError, match="diverged.*task 0 seed 0.*learning rate"):
         modelset.build(preset, tmp_path / "nan", progress=False)
     assert not list((tmp_path / "nan" / "models").glob("*.json"))
 

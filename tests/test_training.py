@@ -125,3 +125,20 @@ def test_bf16_path_learns_as_well_as_float32(digits):
     assert not torch.equal(fast[0].state["conv1.weight"], exact[0].state["conv1.weight"])
     acc = lambda runs: sum(r.test_acc for r in runs) / len(runs)
     assert acc(fast) > 0.8 and abs(acc(fast) - acc(exact)) < 0.05
+
+
+def test_a_diverged_model_is_retrained_with_the_next_seed(monkeypatch):
+    from lpsbook import training
+    from lpsbook.training import SEED_STRIDE, TrainedModel, train_with_retries
+
+    calls = []
+
+    def fake_pack(preset, dataset, jobs, device, progress=None, recipe=None):
+        calls.append(list(jobs))
+        return [TrainedModel(t, s, {}, 1.0, 1.0, len(calls) == 1 and t == 1) for t, s in jobs]
+
+    monkeypatch.setattr(training, "train_pack", fake_pack)
+    preset = get_preset("tiny").with_(seed_offset=100)
+    done = {(r.task_id, r.seed): train_seed for r, train_seed, _ in train_with_retries(preset, None, [(0, 2), (1, 3)])}
+    assert calls == [[(0, 102), (1, 103)], [(1, 103 + SEED_STRIDE)]]
+    assert done == {(0, 2): 102, (1, 3): 103 + SEED_STRIDE}  # the set's seed is kept, the training seed recorded
