@@ -655,3 +655,170 @@ def alignment_comparison(ms, brief: BriefLPS) -> "pandas.DataFrame":
     table["random φ, sorted (Eq. 8)"] = alignment_agreement(ms, untrained, rows=brief.heldout)["1-NN sorted"]
     table.attrs["chance"] = trained.attrs["chance"]
     return table
+
+
+# --- two analyses of chapters 4 and 7 ------------------------------------------------------------
+
+def model_maps(ms, layer_index: int = 1) -> dict:
+    """2-D UMAP maps of all models: by raw conv weights and by LPS features.
+
+    The LPS branch of layer ``layer_index`` (1-based) is trained on the
+    classification split 0, so the map shows training and held-out models
+    alike.  Returns ``{"task_id": [...], "maps": {title: [[x, y], ...]}, "held_out": [...]}``.
+    """
+    import warnings
+
+    import umap
+
+    from .lps import LPS
+
+    name = ms.layers[layer_index - 1]
+    train, test = classification_split(ms, 0)
+    labels = ms.task_ids
+    lps = LPS(default_config(ms), branch_weights={name: 1.0}).fit(ms.state_of(train), labels[train])
+
+    def reducer(x):
+        with warnings.catch_warnings():  # a fixed random_state runs UMAP on one thread, and says so
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            return umap.UMAP(n_neighbors=15, random_state=0).fit_transform(x).tolist()
+
+    return {"task_id": labels.tolist(), "held_out": sorted(int(i) for i in test),
+            "maps": {f"raw weights of {name}": reducer(ms.conv_weights[name].flatten(1).numpy()),
+                     f"LPS features of {name}": reducer(lps.embed(ms.state).numpy())}}
+
+
+def training_length_comparison(ms, longer, seeds: int = 3, methods=("random", "lps", "weight_stats")) -> dict:
+    """Task classification on the models of ``ms`` whose tasks ``longer`` has, beside ``longer`` itself.
+
+    ``longer`` is a model set of some of ``ms``'s tasks trained for longer;
+    the two are compared on the same protocol, with each recipe's epochs and
+    mean model accuracy: ``{label: classification result}``.
+    """
+    tasks = list(longer.preset.tasks)
+    short = ms.subset(ms.meta["classes"].map(tuple).isin(tasks).to_numpy())
+    short.meta["task_id"] = short.meta["task_id"].rank(method="dense").astype(int) - 1
+    out = {}
+    factor = longer.preset.epochs / ms.preset.epochs
+    for label, s in (("recipe of the book", short), (f"{factor:g}x longer", longer)):
+        r = classification(s, methods=methods, seeds=seeds, config=default_config(s))
+        r["epochs"], r["test_acc_mean"], r["tasks"] = s.preset.epochs, float(s.meta["test_acc"].mean()), len(tasks)
+        out[label] = r
+    return out
+
+
+# --- reading results: the paper's claims, decided by fixed rules -------------------------------
+
+def means(result: dict, metric: str, scale: float = 1.0) -> dict:
+    """{method: scale x mean over seeds of ``metric``} of a protocol's result."""
+    return {m: scale * r[metric]["mean"] for m, r in result["results"].items() if metric in r}
+
+
+def measure_families(result: dict) -> tuple:
+    """(activation measures, weight methods) of a weights-or-activations result, in its order."""
+    from . import methods
+
+    names = list(result["results"])
+    return ([m for m in names if methods.reads(m) == "activations"],
+            [m for m in names if methods.reads(m) == "weights"])
+
+
+def chance_topk(n_tasks: int, ks=(1, 5, 10)) -> dict:
+    """Chance level (%) of top-k task classification among ``n_tasks`` tasks."""
+    return {f"top{k}": 100 * min(k, n_tasks) / n_tasks for k in ks}
+
+
+def spread(result: dict, method: str, metric: str, scale: float = 100) -> tuple:
+    """``(mean, sd)`` over splits of one method's metric, times ``scale``."""
+    r = result["results"][method][metric]
+    return scale * r["mean"], scale * r["std"]
+
+
+def paper_claims(cls: dict, ret: dict, n_tasks: int):
+    """The paper's claims about Tables 1-2, each with its number, ours (mean +- sd over splits) and a verdict.
+
+    The verdicts are decided by fixed rules, with the spread over splits as the margin:
+
+    * *far above chance*: LPS top-1 minus two sd is above three times chance;
+    * *beats the symmetry-blind baselines*: LPS top-1 minus its sd is above the
+      better of one FC layer and Frobenius+FC plus that one's sd (spreads do not overlap);
+    * *baselines near chance*: both of those are below five times chance;
+    * *retrieval above random*: the same non-overlap rule on rank-1 against random prediction;
+    * *the paper's level*: LPS top-1 plus two sd reaches the paper's 79.8 % less five points.
+    """
+    chance = 100 / n_tasks
+    lps, lps_sd = spread(cls, "LPS", "top1")
+    blind = max(("only one FC layer", "Frobenius+FC w/o alignment"), key=lambda m: spread(cls, m, "top1")[0])
+    base, base_sd = spread(cls, blind, "top1")
+    r_lps, r_lps_sd = spread(ret, "LPS", "rank1")
+    r_rand, r_rand_sd = spread(ret, "random prediction", "rank1")
+    paper_cls, paper_ret = PAPER["classification"], PAPER["retrieval"]
+    rows = [
+        ("LPS reads the task of held-out models far above chance (Table 1)",
+         f"{paper_cls['LPS'][0]:.1f} % top-1, chance 2.0 %", f"{lps:.1f} ± {lps_sd:.1f} %, chance {chance:.1f} %",
+         lps - 2 * lps_sd > 3 * chance),
+        ("LPS beats the baselines that ignore the symmetry (Table 1)",
+         f"{paper_cls['LPS'][0]:.1f} vs at most {paper_cls['Frobenius+FC w/o alignment'][0]:.1f} %",
+         f"{lps:.1f} ± {lps_sd:.1f} vs {base:.1f} ± {base_sd:.1f} % ({blind})", lps - lps_sd > base + base_sd),
+        ("those baselines stay near chance (Table 1)",
+         f"at most {paper_cls['Frobenius+FC w/o alignment'][0]:.1f} %", f"at most {base:.1f} %", base < 5 * chance),
+        ("LPS retrieves the query's task first far more often than random (Table 2)",
+         f"{paper_ret['LPS'][0]:.1f} vs {paper_ret['random prediction'][0]:.1f} % rank-1",
+         f"{r_lps:.1f} ± {r_lps_sd:.1f} vs {r_rand:.1f} ± {r_rand_sd:.1f} %", r_lps - r_lps_sd > r_rand + r_rand_sd),
+        ("LPS reaches the paper's level (Table 1)", f"{paper_cls['LPS'][0]:.1f} % top-1", f"{lps:.1f} ± {lps_sd:.1f} %",
+         lps + 2 * lps_sd >= paper_cls["LPS"][0] - 5),
+    ]
+    return verdict_table(rows)
+
+
+def figure3_claims(tr: dict, br: dict, ab: dict, n_tasks: int):
+    """The paper's claims about its Figure 3, each with what we measured and a verdict by a fixed rule.
+
+    * (a) *LPS similarity rises with transfer*: LPS's mean per-target Spearman
+      with measured transfer, minus its sd over splits, is above 0.1;
+    * (b) *the first branch carries the most*: branch 1's top-1 is at least
+      every other measured branch's;
+    * (b) *the deepest branches are at chance*: measured branches from layer 13
+      on average below twice chance;
+    * (c) *each alignment matters*: with the sort over filters (or the max over
+      channels) switched off, top-1 drops by more than one point and more than
+      its sd over splits, on the ablated branch where LPS does best with both on
+      (the paper finds the drop on branches 2-19; where those sit at chance,
+      as on our CPU model sets, only the best branch can show one).
+    """
+    from .nets import layer_number
+
+    chance = 100 / n_tasks
+    rho, rho_sd = spread(tr, "LPS", "spearman_per_target", scale=1)
+    per_branch = {layer: 100 * v["mean"] for layer, v in br["results"]["LPS"].items()}
+    layers = list(per_branch)
+    first, rest = per_branch[layers[0]], max(per_branch[layer] for layer in layers[1:])
+    deep = [per_branch[layer] for i, layer in enumerate(layers) if layer_number(layer) >= 13]
+    deep_mean = sum(deep) / len(deep) if deep else float("nan")
+    on = ab["results"]["both on"]
+    best = max(on, key=lambda layer: on[layer]["mean"])
+    margin = max(1.0, 100 * on[best]["std"])
+    drop_f = 100 * (on[best]["mean"] - ab["results"]["filter alignment off"][best]["mean"])
+    drop_c = 100 * (on[best]["mean"] - ab["results"]["channel alignment off"][best]["mean"])
+    where = f" at branch {layer_number(best)}"
+    rows = [
+        ("(a) LPS similarity rises with transfer", "roughly proportional",
+         f"Spearman {rho:+.2f} ± {rho_sd:.2f}", rho - rho_sd > 0.1),
+        ("(b) the first branch carries the most", "79.8 % top-1 at branch 1",
+         f"{first:.1f} % at branch 1, best other {rest:.1f} %", first >= rest),
+        ("(b) the deepest branches are at chance", "branches 13-19 at chance",
+         f"{deep_mean:.1f} % (chance {chance:.1f} %)", deep_mean < 2 * chance),
+        ("(c) filter alignment matters", "accuracy drops without it (branches 2-19)",
+         f"{-drop_f:+.1f} points without it{where}", drop_f > margin),
+        ("(c) channel alignment matters", "accuracy drops without it (branches 2-19)",
+         f"{-drop_c:+.1f} points without it{where}", drop_c > margin),
+    ]
+    return verdict_table(rows)
+
+
+def verdict_table(rows: list):
+    """(claim, paper, ours, holds) rows as a table indexed by claim, with "yes"/"no" verdicts."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
+    table["holds"] = table["holds"].map({True: "yes", False: "no"})
+    return table

@@ -165,3 +165,11 @@ def init_state(width, in_channels, seed, num_classes=2) -> dict:
 def short_layer(name: str) -> str:
     """``"layer2.0.conv1.weight"`` -> ``"layer2.0.conv1"``."""
     return name.removesuffix(".weight")
+
+
+def layer_number(layer: str) -> int:
+    """1-based position of a conv layer of ResNet-20 in forward order (conv1 is 1)."""
+    if layer.startswith("conv1"):
+        return 1
+    stage, block, conv = layer.split(".")[:3]
+    return 2 + 6 * (int(stage.removeprefix("layer")) - 1) + 2 * int(block) + int(conv.removeprefix("conv")) - 1

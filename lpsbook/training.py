@@ -324,3 +324,21 @@ def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, devic
         opt.step()
         sched.step()
     return net
+
+
+CIFAR100_TRAIN_IMAGES_PER_CLASS = 500
+
+
+def steps_per_model(preset: Preset) -> int:
+    """SGD steps one model of ``preset`` is trained for (epochs x batches of its two-class task).
+
+    CIFAR-100's count comes from its fixed size, so the data need not be present.
+    """
+    import math
+
+    p = preset
+    if p.dataset == "cifar100":
+        return p.epochs * math.ceil(2 * CIFAR100_TRAIN_IMAGES_PER_CLASS / p.batch_size)
+    from .data import load_dataset
+
+    return p.epochs * steps_per_epoch(p, load_dataset(p))

@@ -606,3 +606,95 @@ def weight_movement(moved: dict, title="How far training moved each conv layer f
     fig.update_layout(title=title, yaxis_title="||W − W0|| / ||W0||", xaxis_title="conv layer", height=420,
                       xaxis={"tickangle": -45}, yaxis={"rangemode": "tozero"})
     return fig
+
+
+# --- results as tables and text ---------------------------------------------------------------
+
+def show(table, digits: int = 1):
+    """A results table for the page: numbers rounded, a dash where there is no value (e.g. the paper's)."""
+    return table.style.format(precision=digits, na_rep="—")
+
+
+def summary(result: dict, metric: str, scale: float = 100) -> str:
+    """``metric`` mean +- sd over seeds: a heading line, then one line per method."""
+    unit = " %" if scale == 100 else ""
+    parts = [f"  {m}: {scale * r[metric]['mean']:.1f} +- {scale * r[metric]['std']:.1f}{unit}" if scale == 100
+             else f"  {m}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
+             for m, r in result["results"].items() if metric in r]
+    return "\n".join([f"{result['experiment']} {metric}:"] + parts)
+
+
+def branch_summary(result: dict) -> str:
+    """Best and worst branch per variant of a branches/ablation result."""
+    lines = []
+    for variant, per_layer in result["results"].items():
+        means = {layer: 100 * v["mean"] for layer, v in per_layer.items()}
+        best, worst = max(means, key=means.get), min(means, key=means.get)
+        lines.append(f"{result['experiment']} [{variant}]: best {best} {means[best]:.1f} %, "
+                     f"worst {worst} {means[worst]:.1f} %, mean over branches {sum(means.values()) / len(means):.1f} %")
+    return "\n".join(lines)
+
+
+def similarity_table(result: dict):
+    """The weights-or-activations comparison as a table (mean over seeds)."""
+    import pandas as pd
+
+    from . import methods
+
+    rows = {m: {k: round(v["mean"], 3) for k, v in r.items()} for m, r in result["results"].items()}
+    table = pd.DataFrame(rows).T
+    table.insert(0, "family", [methods.reads(m) for m in table.index])
+    return table.sort_values("transfer_spearman_per_target", ascending=False)
+
+
+def cost_table(result: dict):
+    """Seconds per 100 model pairs, per measure."""
+    import pandas as pd
+
+    cost = result["cost_seconds_per_100_pairs"]
+    return pd.DataFrame({"seconds per 100 model pairs": cost}).sort_values("seconds per 100 model pairs")
+
+
+def method_rows(classification: dict, retrieval: dict) -> dict:
+    """{method: {metric: %}} of the main metrics of both protocols, for a bar chart."""
+    return {m: {"classification top-1 %": 100 * classification["results"][m]["top1"]["mean"],
+                "retrieval rank-1 %": 100 * retrieval["results"][m]["rank1"]["mean"],
+                "retrieval mAP %": 100 * retrieval["results"][m]["mAP"]["mean"]}
+            for m in classification["results"] if m in retrieval["results"]}
+
+
+def similarity_rows(result: dict) -> dict:
+    """{measure: {metric: mean}} of the weights-or-activations comparison, for a bar chart."""
+    return {m: {k: v["mean"] for k, v in r.items() if k != "related_rank1_chance"}
+            for m, r in result["results"].items()}
+
+
+def training_length_table(check: dict):
+    """Top-1 (%) per method for both recipes, with each recipe's epochs and model accuracy."""
+    import pandas as pd
+
+    rows = {}
+    for label, r in check.items():
+        row = {"epochs": r["epochs"], "model test accuracy": round(r["test_acc_mean"], 4),
+               "tasks": r["tasks"], "chance top-1 %": round(100 / r["tasks"], 1)}
+        row.update({f"{m} top-1 %": f"{100 * v['top1']['mean']:.1f} +- {100 * v['top1']['std']:.1f}"
+                    for m, v in r["results"].items()})
+        rows[label] = row
+    return pd.DataFrame(rows).T
+
+
+def relation_table(tr: dict, sim: dict):
+    """Per weight-based method: Spearman with measured transfer (transferability protocol), and how well its
+    similarity singles out related tasks (similarity protocol: ROC AUC, rank-1 with its chance rate)."""
+    import pandas as pd
+
+    rows = {}
+    for m, r in tr["results"].items():
+        row = {"transfer Spearman (per target)": r["spearman_per_target"]["mean"],
+               "transfer Spearman sd": r["spearman_per_target"]["std"]}
+        if m in sim["results"]:
+            s = sim["results"][m]
+            row.update({"related AUC": s["related_auc"]["mean"], "related rank-1 %": 100 * s["related_rank1"]["mean"],
+                        "rank-1 chance %": 100 * s["related_rank1_chance"]["mean"]})
+        rows[m] = row
+    return pd.DataFrame(rows).T

@@ -1,7 +1,7 @@
 """The chapter-level calls: preset selection, result cache, settings."""
 import pytest
 
-from lpsbook import book
+from lpsbook import book, experiments, training, viz
 from lpsbook.errors import LpsbookError
 from lpsbook.presets import get_preset
 
@@ -100,16 +100,16 @@ def test_seed_offset_gives_other_weights_of_the_same_kind(tmp_path):
 def test_show_writes_a_dash_for_missing_values():
     import pandas as pd
 
-    html = book.show(pd.DataFrame({"top1 paper": [79.8, float("nan")], "top1 ours": [1.234, 2.0]},
+    html = viz.show(pd.DataFrame({"top1 paper": [79.8, float("nan")], "top1 ours": [1.234, 2.0]},
                                   index=["LPS", "weight statistics"])).to_html()
     assert "—" in html and "nan" not in html.lower() and "1.2" in html
 
 
 def test_steps_per_model_follows_the_recipe():
     cifar = get_preset("cifar100")
-    assert book.steps_per_model(cifar) == cifar.epochs * 8  # 1000 images of a task, batches of 128
+    assert training.steps_per_model(cifar) == cifar.epochs * 8  # 1000 images of a task, batches of 128
     tiny = get_preset("tiny")
-    assert book.steps_per_model(tiny.with_(epochs=2 * tiny.epochs)) == 2 * book.steps_per_model(tiny)
+    assert training.steps_per_model(tiny.with_(epochs=2 * tiny.epochs)) == 2 * training.steps_per_model(tiny)
 
 
 def test_banner_fits_a_narrow_page():
@@ -128,9 +128,9 @@ def test_glue_hands_plain_text_to_the_prose():
 def test_means_and_measure_families_read_a_result():
     result = {"results": {"rsa": {"rho": {"mean": 0.5, "std": 0.1}},
                           "LPS": {"rho": {"mean": 0.1, "std": 0.0}, "top1": {"mean": 0.2, "std": 0.0}}}}
-    assert book.means(result, "rho") == {"rsa": 0.5, "LPS": 0.1}
-    assert book.means(result, "top1", 100) == {"LPS": 20.0}
-    assert book.measure_families(result) == (["rsa"], ["LPS"])
+    assert experiments.means(result, "rho") == {"rsa": 0.5, "LPS": 0.1}
+    assert experiments.means(result, "top1", 100) == {"LPS": 20.0}
+    assert experiments.measure_families(result) == (["rsa"], ["LPS"])
 
 
 def _result(values: dict) -> dict:
@@ -143,14 +143,14 @@ def test_paper_claims_follow_their_rules():
     cls = _result({"LPS": {"top1": (0.30, 0.05)}, "only one FC layer": {"top1": (0.06, 0.02)},
                    "Frobenius+FC w/o alignment": {"top1": (0.05, 0.01)}})
     ret = _result({"LPS": {"rank1": (0.55, 0.15)}, "random prediction": {"rank1": (0.10, 0.10)}})
-    claims = book.paper_claims(cls, ret, p)["holds"].tolist()
+    claims = experiments.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()
     assert claims == ["yes", "yes", "yes", "yes", "no"]
     # LPS at chance: the first two claims fail, the last too; overlapping retrieval spreads fail
     cls["results"]["LPS"]["top1"] = {"mean": 0.03, "std": 0.01}
     ret["results"]["LPS"]["rank1"] = {"mean": 0.25, "std": 0.10}
-    assert book.paper_claims(cls, ret, p)["holds"].tolist() == ["no", "no", "yes", "no", "no"]
+    assert experiments.paper_claims(cls, ret, len(p.tasks))["holds"].tolist() == ["no", "no", "yes", "no", "no"]
     cls["results"]["LPS"]["top1"] = {"mean": 0.78, "std": 0.02}  # the paper's level
-    assert book.paper_claims(cls, ret, p)["holds"].tolist()[4] == "yes"
+    assert experiments.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()[4] == "yes"
 
 
 def test_figure3_claims_follow_their_rules():
@@ -161,16 +161,16 @@ def test_figure3_claims_follow_their_rules():
     ab = {"results": {v: {n: {"mean": m * (2 if n == layers[0] else 1), "std": 0.0} for n in layers}
                       for v, m in (("both on", 0.10), ("filter alignment off", 0.05),
                                    ("channel alignment off", 0.097), ("both off", 0.04))}}
-    assert book.figure3_claims(tr, br, ab, p)["holds"].tolist() == ["yes", "yes", "yes", "yes", "no"]
+    assert experiments.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist() == ["yes", "yes", "yes", "yes", "no"]
     tr["results"]["LPS"]["spearman_per_target"] = {"mean": 0.05, "std": 0.2}
     br["results"]["LPS"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
-    assert book.figure3_claims(tr, br, ab, p)["holds"].tolist()[:2] == ["no", "no"]
+    assert experiments.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[:2] == ["no", "no"]
     ab["results"]["both on"][layers[0]]["std"] = 0.2  # a drop within the spread does not count
-    assert book.figure3_claims(tr, br, ab, p)["holds"].tolist()[3] == "no"
+    assert experiments.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[3] == "no"
 
 
 def test_layer_numbers_follow_the_forward_order():
-    from lpsbook.nets import ResNet20
+    from lpsbook.nets import ResNet20, layer_number
 
     convs = [n for n in ResNet20(width=4).state_dict() if n.endswith("weight") and "conv" in n]
-    assert [book._layer_number(n) for n in convs] == list(range(1, 20))
+    assert [layer_number(n) for n in convs] == list(range(1, 20))
