@@ -149,7 +149,7 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
     return every[name]
 
 
-def experiment(name: str, preset: Preset | None = None, progress: bool = True, **overrides) -> dict:
+def experiment(name: str, preset: Preset | None = None, progress: bool = True, **overrides):
     """Run (or load from the cache) experiment ``name`` on the book's model set."""
     import dataclasses
 
@@ -177,9 +177,9 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
             kwargs["ari"] = transfer_matrix(p)
         if name != "similarity":  # finished fits survive an interruption
             kwargs["checkpoint"] = result_path(name, settings, p).with_suffix(".partial")
-        return experiments.PROTOCOLS[name](ms, **kwargs)
+        return experiments.PROTOCOLS[name](ms, **kwargs).to_dict()
 
-    return cached_json(name, settings, compute, preset=p)
+    return experiments.ProtocolResult.from_dict(cached_json(name, settings, compute, preset=p))
 
 
 def transfer_matrix(preset: Preset | None = None) -> list:

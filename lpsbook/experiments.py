@@ -18,8 +18,9 @@ time taken.
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -56,11 +57,6 @@ def _summary(values: list) -> dict:
             "values": arr.tolist()}
 
 
-def _collect(per_seed: dict) -> dict:
-    """{method: [ {metric: v}, ...per seed ]} -> {method: {metric: summary}}."""
-    return {m: {k: _summary([r[k] for r in runs]) for k in runs[0]} for m, runs in per_seed.items()}
-
-
 def classification_split(ms, seed: int, train_per_task: int | None = None):
     """Rows of training and test models: per task, ``train_per_task`` random models train."""
     k = train_per_task or max(1, round(0.8 * ms.preset.seeds))
@@ -73,30 +69,115 @@ def classification_split(ms, seed: int, train_per_task: int | None = None):
     return np.array(train), np.array(test)
 
 
-def _run(kind, ms, methods, seeds, config, device, evaluate, extra_settings=None, checkpoint=None):
+@dataclass
+class ProtocolResult:
+    """What every protocol returns.
+
+    Attributes
+    ----------
+    experiment : str
+        The protocol's name.
+    preset, preset_hash : the model set's preset.
+    code_version : str
+        :func:`lpsbook.code_version` of the code that computed it.
+    models : int
+    settings : dict
+        Everything the numbers depend on besides the model set.
+    results : dict
+        ``{row: {metric: {"mean", "std", "values"}}}``: a row is a method (or
+        an ablation variant), ``values`` has one entry per split (seed), in
+        order; ``std`` is the sample sd over splits.
+    seconds : float
+        Wall-clock time of the run (not of reading it from a cache).
+    extras : dict
+        Protocol-specific data (e.g. the transfer matrix).
+
+    Indexing (``result["results"]``, ``result["ari"]``) reads fields and
+    extras alike, so a result read back from JSON (:meth:`from_dict`) and a
+    fresh one are used the same way.
+    """
+
+    experiment: str
+    preset: str
+    preset_hash: str
+    code_version: str
+    models: int
+    settings: dict
+    results: dict
+    seconds: float
+    extras: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the fields, with the extras at the top level."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extras"}
+        return {**d, **self.extras}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProtocolResult":
+        names = {f.name for f in fields(cls)} - {"extras"}
+        return cls(**{k: d[k] for k in names}, extras={k: v for k, v in d.items() if k not in names})
+
+    def __getitem__(self, key):
+        return self.extras[key] if key in self.extras else getattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in self.extras or key in {f.name for f in fields(self)}
+
+    def mean(self, row: str, metric: str) -> float:
+        return self.results[row][metric]["mean"]
+
+    def sd(self, row: str, metric: str) -> float:
+        return self.results[row][metric]["std"]
+
+
+def run_protocol(kind: str, ms, jobs, evaluate, settings: dict, checkpoint=None) -> ProtocolResult:
+    """Run every job of a protocol, resumably, and summarise over splits.
+
+    Parameters
+    ----------
+    kind : str
+        The protocol's name.
+    ms : ModelSet
+    jobs : list of (row, part, seed)
+        One fit each: ``row`` is where its numbers are reported (a method),
+        ``part`` an optional sub-key (a layer; ``""`` if none), ``seed`` the split.
+    evaluate : callable (row, part, seed) -> dict
+        ``{metric: value}``; keys starting with ``_`` are extras, kept per
+        row in job order (``"_pairs"`` becomes ``extras["pairs"][row]``).
+    settings : dict
+        What the run depends on; keys the checkpoint, with the preset and the code version.
+    checkpoint : path, optional
+        Finished jobs are kept there, so an interrupted run resumes; removed at the end.
+    """
     t0 = time.time()
-    config = config or default_config(ms)
-    settings = {"seeds": seeds, "lps": config.to_dict(), "device": str(device), **(extra_settings or {})}
-    ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "methods": [display_name(m) for m in methods],
-                                    **settings})
+    ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, **settings})
     per_seed, extras = {}, {}
-    methods = [display_name(m) for m in methods]
-    jobs = [(m, s) for s in range(seeds) for m in methods]
-    for method, seed in progress_bar(jobs, desc=kind, unit="fit"):
-        key = f"{method}|{seed}"
+    for row, part, seed in progress_bar(jobs, desc=kind, unit="fit"):
+        key = f"{row}|{part}|{seed}"
         res = ckpt.get(key)
         if res is None:
-            res = evaluate(method, seed, config)
+            res = evaluate(row, part, seed)
             ckpt.put(key, res)
-        per_seed.setdefault(method, []).append({k: v for k, v in res.items() if not k.startswith("_")})
+        per_seed.setdefault(row, {}).setdefault(seed, {}).update({k: v for k, v in res.items() if not k.startswith("_")})
         for k, v in res.items():
             if k.startswith("_"):
-                extras.setdefault(k[1:], {}).setdefault(method, []).append(v)
-    out = {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash, "code_version": code_version(),
-           "models": len(ms), "settings": settings, "results": _collect(per_seed),
-           "seconds": round(time.time() - t0, 2), **extras}
+                extras.setdefault(k[1:], {}).setdefault(row, []).append(v)
+    results = {}
+    for row, by_seed in per_seed.items():
+        runs = [by_seed[s] for s in sorted(by_seed)]
+        results[row] = {metric: _summary([r[metric] for r in runs]) for metric in runs[0]}
     ckpt.finish()
-    return out
+    return ProtocolResult(kind, ms.preset.name, ms.preset.hash, code_version(), len(ms), settings, results,
+                          round(time.time() - t0, 2), extras)
+
+
+def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint) -> ProtocolResult:
+    """A protocol of one fit per (method, split): ``evaluate(method, seed, config) -> {metric: value}``."""
+    config = config or default_config(ms)
+    names = [display_name(m) for m in methods]
+    settings = {"methods": names, "seeds": seeds, "lps": config.to_dict(), "device": str(device)}
+    jobs = [(m, "", s) for s in range(seeds) for m in names]
+    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint)
 
 
 def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -109,7 +190,7 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
         m = make(method, ms, seed, cfg, device).fit(ms.state_of(train), labels[train])
         return topk_accuracy(m.scores(ms.state_of(test)), torch.searchsorted(m.classes_, labels[test]), ks=(1, 5, 10))
 
-    return _run("classification", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
+    return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint)
 
 
 def retrieval_split(ms, seed: int, test_fraction: float = 0.2, queries_per_task: int = 2):
@@ -144,7 +225,7 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
         return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
                                  m.embed(ms.state_of(gallery)), labels[gallery], ks=(1, 5, 10))
 
-    return _run("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
+    return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint)
 
 
 # --- transferability ---------------------------------------------------------------------------
@@ -205,8 +286,8 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
         return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target)),
                 "_pairs": [list(p) for p in zip(xs, ys)]}
 
-    out = _run("transferability", ms, methods, seeds, config, device, evaluate, checkpoint=checkpoint)
-    out["ari"] = ari.tolist()
+    out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint)
+    out.extras["ari"] = ari.tolist()
     return out
 
 
@@ -225,27 +306,17 @@ def fit_branch(ms, layer: str, train, test, config: LPSConfig, second_order_filt
 
 
 def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None, checkpoint=None):
-    t0 = time.time()
     config = config or default_config(ms)
-    results = {}
-    ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, "layers": list(layers), "seeds": seeds,
-                                   "lps": config.to_dict(), "g": second_order_filters})
-    jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
-    for (label, filt, chan), layer, seed in progress_bar(jobs, desc=kind, unit="fit"):
-        key = f"{label}|{layer}|{seed}"
-        acc = ckpt.get(key)
-        if acc is None:
-            train, test = classification_split(ms, seed)
-            acc = fit_branch(ms, layer, train, test, config, second_order_filters, filt, chan, seed, device)[1]
-            ckpt.put(key, acc)
-        results.setdefault(label, {}).setdefault(layer, []).append(acc)
-    summary = {label: {layer: _summary(v) for layer, v in per.items()} for label, per in results.items()}
-    ckpt.finish()
-    return {"experiment": kind, "preset": ms.preset.name, "preset_hash": ms.preset.hash, "code_version": code_version(),
-            "models": len(ms),
-            "settings": {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device),
-                         "second_order_filters": second_order_filters},
-            "results": summary, "seconds": round(time.time() - t0, 2)}
+    settings = {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device),
+                "second_order_filters": second_order_filters}
+    align = {label: (filt, chan) for label, filt, chan in variants}
+    jobs = [(label, layer, s) for label, _, _ in variants for layer in layers for s in range(seeds)]
+
+    def evaluate(label, layer, seed):
+        train, test = classification_split(ms, seed)
+        return {layer: fit_branch(ms, layer, train, test, config, second_order_filters, *align[label], seed, device)[1]}
+
+    return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint)
 
 
 def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
@@ -372,7 +443,7 @@ def _pair_metrics(sim: dict, ari: np.ndarray, tasks_by_fold: list, groups) -> di
 
 def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,
                config: LPSConfig | None = None, device="cpu", seeds: int = 1,
-               dataset=None, ari: np.ndarray | None = None) -> dict:
+               dataset=None, ari: np.ndarray | None = None, checkpoint=None) -> "ProtocolResult":
     """Weights or activations: every method's task similarity against the same ground truth.
 
     Tasks are split into ``folds`` groups; every method is fitted on the
@@ -388,39 +459,38 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
     """
     from .data import load_dataset
 
-    t0 = time.time()
     config = config or default_config(ms)
     data = dataset or load_dataset(ms.preset)
     ari = transfer_ari(ms, data) if ari is None else np.asarray(ari)
     labels = ms.task_ids
     groups, relation = related_groups(ms.preset.tasks, data)
-    results, cost = {}, {}
-    for seed in range(seeds):
+    names = {display_name(k): k for k in list(measures) + list(methods)}
+    settings = {"methods": list(names), "folds": folds, "seeds": seeds, "lps": config.to_dict(), "device": str(device)}
+
+    def evaluate(name, _, seed):
         parts = task_folds(ms, folds, seed)
+        sim, seconds = {}, 0.0
+        for fold in parts:
+            held = np.flatnonzero(np.isin(labels.numpy(), fold))
+            train = np.flatnonzero(~np.isin(labels.numpy(), fold))
+            if len(np.unique(labels[train])) < 2 or len(fold) < 2:
+                continue  # too few tasks to train on or to compare (tiny model sets)
+            m = make(names[name], ms, seed, config, device).fit(ms.state_of(train), labels[train])
+            t = time.time()
+            tasks, tsim = m.task_similarity(ms.state_of(held), labels[held])
+            seconds += time.time() - t
+            for i, s in enumerate(tasks.tolist()):
+                for j, u in enumerate(tasks.tolist()):
+                    sim[(s, u)] = tsim[i, j].item()
         pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
-        for key in progress_bar(list(measures) + list(methods), desc="similarity methods"):
-            name, sim, seconds = display_name(key), {}, 0.0
-            for fold in parts:
-                held = np.flatnonzero(np.isin(labels.numpy(), fold))
-                train = np.flatnonzero(~np.isin(labels.numpy(), fold))
-                if len(np.unique(labels[train])) < 2 or len(fold) < 2:
-                    continue  # too few tasks to train on or to compare (tiny model sets)
-                m = make(key, ms, seed, config, device).fit(ms.state_of(train), labels[train])
-                t = time.time()
-                tasks, tsim = m.task_similarity(ms.state_of(held), labels[held])
-                seconds += time.time() - t
-                for i, s in enumerate(tasks.tolist()):
-                    for j, u in enumerate(tasks.tolist()):
-                        sim[(s, u)] = tsim[i, j].item()
-            cost.setdefault(name, []).append(seconds / pairs * 100)
-            usable = [[t for t in f if any((s, t) in sim for s in f)] for f in parts]
-            results.setdefault(name, []).append(_pair_metrics(sim, ari, usable, groups))
-    return {"experiment": "similarity", "preset": ms.preset.name, "preset_hash": ms.preset.hash,
-            "code_version": code_version(), "models": len(ms), "related": relation,
-            "settings": {"folds": folds, "seeds": seeds, "lps": config.to_dict(), "device": str(device)},
-            "results": _collect(results),
-            "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in cost.items()},
-            "seconds": round(time.time() - t0, 2)}
+        usable = [[t for t in f if any((s, t) in sim for s in f)] for f in parts]
+        return {**_pair_metrics(sim, ari, usable, groups), "_cost": seconds / pairs * 100}
+
+    jobs = [(name, "", seed) for seed in range(seeds) for name in names]
+    out = run_protocol("similarity", ms, jobs, evaluate, settings, checkpoint)
+    out.extras = {"related": relation,
+                  "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in out.extras.pop("cost").items()}}
+    return out
 
 
 PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval, "transferability": transferability,
@@ -468,17 +538,17 @@ def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, dat
         raise LpsbookError("--layers and --second-order-filters apply to the branches and ablation experiments only")
     if data_dir is not None and name in ("transferability", "similarity"):
         kwargs["dataset"] = load_dataset(ms.preset, data_dir)
-    if name != "similarity":
-        kwargs["checkpoint"] = Path(str(out) + ".partial")
+        os.environ["LPSBOOK_DATA"] = str(data_dir)  # where the activation measures find their probe images too
+    kwargs["checkpoint"] = Path(str(out) + ".partial")
     try:  # before the run: the checkpoint is written beside the results
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LpsbookError(f"--out {out}: could not create {out.parent} ({exc.strerror or exc}); "
                            "choose another --out.") from None
     result = PROTOCOLS[name](ms, **kwargs)
-    result["modelset"] = str(modelset_dir)
-    result["settings"]["device"] = str(dev)
-    write_atomic(out, json.dumps(result, indent=1).encode())
+    result.extras["modelset"] = str(modelset_dir)
+    result.settings["device"] = str(dev)
+    write_atomic(out, json.dumps(result.to_dict(), indent=1).encode())
     return result
 
 

@@ -193,7 +193,7 @@ def test_experiment_disk_full_when_writing_the_results(tmp_path, capsys, monkeyp
     """The run itself is stubbed: only the final write fails."""
     ms, out = _header_only(tmp_path / "ms"), tmp_path / "sub" / "r.json"
     monkeypatch.setattr(modelset, "load", lambda path: None)
-    monkeypatch.setitem(experiments.PROTOCOLS, "classification", lambda ms, **kw: {"settings": {}})
+    monkeypatch.setitem(experiments.PROTOCOLS, "classification", lambda ms, **kw: experiments.ProtocolResult("classification", "tiny", "0", "0", 0, {}, {}, 0.0))
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))

@@ -49,6 +49,18 @@ def test_every_experiment_runs_from_the_cli(tiny_modelset_dir, tmp_path, name, c
     result = json.loads(out.read_text())
     assert result["experiment"] == name and result["preset"] == "tiny" and result["seconds"] > 0
     assert result["results"], "no results"
+    from lpsbook import code_version
+
+    typed = experiments.ProtocolResult.from_dict(result)  # the JSON reads back as the typed result
+    assert typed.code_version == code_version() and json.dumps(typed.to_dict()) == json.dumps(result)
+    row = next(iter(typed.results))
+    metric = next(iter(typed.results[row]))
+    assert typed.mean(row, metric) == pytest.approx(result["results"][row][metric]["mean"], nan_ok=True)
+    assert len(result["results"][row][metric]["values"]) == 1  # one split (--seeds 1)
+    if name in ("transferability", "similarity"):
+        assert {"LPS", "weight statistics"} <= set(result["results"])
+    if name == "similarity":
+        assert {"rsa", "cka_linear"} <= set(result["results"]) and set(result["cost_seconds_per_100_pairs"]) == set(result["results"])
     if name == "classification":
         lps = result["results"]["LPS"]
         assert set(lps) == {"top1", "top5", "top10"} and 0 <= lps["top1"]["mean"] <= 1
