@@ -14,6 +14,8 @@ Every method has the interface of :class:`lpsbook.estimator.SimilarityMethod`
 * :class:`ReBasinFlat`: Git Re-Basin weight matching (Ainsworth et al., 2023)
   to one reference model over ResNet-20's whole permutation structure, then
   :class:`FlatFC` on the aligned weights.
+* :class:`FilterNorms`: every conv layer's filter norms, sorted; invariant,
+  nothing to train (the smallest example of a method).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
+from .nets import conv_layers
 from .estimator import SimilarityMethod, num_models
 from .training import minibatch_sgd, one_thread
 from .symmetry import perm_sizes, permute_state, resnet20_spec, weight_matching
@@ -383,3 +386,24 @@ class ReBasinFlat(SimilarityMethod):
     def _embed(self, models):
         """L2-normalised logits on the aligned weights."""
         return self.flat.embed(self._align(models))
+
+
+class FilterNorms(SimilarityMethod):
+    """Each conv layer's filter norms, sorted: invariant to every permutation, nothing to train.
+
+    The embedding is the standardised (on the training models), L2-normalised
+    concatenation of every 3x3 conv layer's filter norms in descending order;
+    classes are scored by the nearest class mean.
+    """
+
+    def _features(self, models):
+        layers = _check_layers(models, [n for n in conv_layers() if n in models] or ["conv1.weight"])
+        return torch.cat([models[n].double().flatten(2).norm(dim=2).sort(dim=1, descending=True).values
+                          for n in layers], 1)
+
+    def _fit(self, models, y, n_classes):
+        x = self._features(models)
+        self.mean_, self.std_ = x.mean(0), x.std(0).clamp_min(1e-12)
+
+    def _embed(self, models):
+        return F.normalize((self._features(models) - self.mean_) / self.std_, dim=1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import baselines
 from .errors import LpsbookError
 
 
@@ -27,14 +28,12 @@ class Entry:
     reads: str = "weights"  # or "activations"
 
 
-def _flat_fc(ms, seed, config, device, **kw):
-    from .baselines import FlatFC, ReBasinFlat
-
+def _flat_fc(ms, seed, config, device, rebasin=False):
     flat = dict(layers=ms.layers[:1], epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                 seed=seed, device=device)
-    if kw.get("rebasin"):  # alignment is label-free: every model is aligned to one fixed model of the set, once
-        return ReBasinFlat(reference_state=ms.state_dict(0), **flat)
-    return FlatFC(**flat)
+    if rebasin:  # alignment is label-free: every model is aligned to one fixed model of the set, once
+        return baselines.ReBasinFlat(reference_state=ms.state_dict(0), **flat)
+    return baselines.FlatFC(**flat)
 
 
 def _lps(ms, seed, config, device, aligned=True):
@@ -54,23 +53,20 @@ def _activations(measure):
     return build
 
 
-def _baseline(name):
-    def build(ms, seed, config, device):
-        from . import baselines
-
-        return getattr(baselines, name)(seed=seed)
-    return build
+def _seeded(cls):
+    return lambda ms, seed, config, device: cls(seed=seed)
 
 
 N_PROBE = 200  # probe images of the activation measures
 
 REGISTRY: dict[str, Entry] = {
-    "random": Entry("random prediction", _baseline("RandomPrediction")),
+    "random": Entry("random prediction", _seeded(baselines.RandomPrediction)),
     "fc": Entry("only one FC layer", _flat_fc),
     "frobenius": Entry("Frobenius+FC w/o alignment", lambda ms, seed, config, device: _lps(ms, seed, config, device, False)),
     "lps": Entry("LPS", _lps),
-    "weight_stats": Entry("weight statistics", _baseline("WeightStatistics")),
+    "weight_stats": Entry("weight statistics", _seeded(baselines.WeightStatistics)),
     "rebasin_fc": Entry("re-basin + FC", lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, rebasin=True)),
+    "filter_norms": Entry("sorted filter norms", lambda ms, seed, config, device: baselines.FilterNorms()),
     "rsa": Entry("rsa", _activations("rsa"), "activations"),
     "cka_linear": Entry("cka_linear", _activations("cka_linear"), "activations"),
     "cka_rbf": Entry("cka_rbf", _activations("cka_rbf"), "activations"),

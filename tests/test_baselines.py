@@ -168,3 +168,14 @@ def test_positive_control_labels_with_signal(population, method):
     acc = _top1(method, signal, labels, train, test)
     assert round(acc * len(test)) >= _chance_bound(len(test), 1 / CLASSES)
     assert acc >= 0.5
+
+
+def test_filter_norms_are_permutation_invariant(tiny_modelset, permuted):
+    from lpsbook.baselines import FilterNorms
+
+    ms = tiny_modelset
+    m = FilterNorms().fit(ms.state, ms.task_ids)
+    torch.testing.assert_close(m.embed(permuted), m.embed(ms.state), rtol=1e-6, atol=1e-8)
+    # and it is not blind: two different models get different embeddings
+    e = m.embed(ms.state)
+    assert (e[0] - e[1]).abs().max() > 1e-3
