@@ -29,7 +29,7 @@ from .errors import LpsbookError
 from .nets import conv_layers
 from .estimator import SimilarityMethod, num_models
 from .training import minibatch_sgd, one_thread
-from .symmetry import perm_sizes, permute_state, resnet20_spec, weight_matching
+from .symmetry import perm_sizes, permute_state, random_permutations, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -109,8 +109,13 @@ class FlatFC(SimilarityMethod):
         State-dict keys (the paper: the first conv layer).
     epochs, lr, batch_size, momentum, weight_decay : training settings.
     seed : int
-        Seeds the initialisation and the shuffling.
+        Seeds the initialisation, the shuffling and the augmentation.
     device : str or torch.device
+    augment : int
+        Permutation augmentation: train on this many extra copies of every
+        training model, each with its units permuted at random in every group
+        of ResNet-20's symmetry (:func:`lpsbook.symmetry.random_permutations`):
+        the same functions in other orders.  Needs every model's whole state.
 
     Notes
     -----
@@ -119,8 +124,8 @@ class FlatFC(SimilarityMethod):
     """
 
     def __init__(self, layers=("conv1.weight",), epochs: int = 100, lr: float = 1e-2, batch_size: int = 16,
-                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu"):
-        self.layers = tuple(layers)
+                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu", augment: int = 0):
+        self.layers, self.augment = tuple(layers), int(augment)
         self.epochs, self.lr, self.batch_size = int(epochs), float(lr), int(batch_size)
         self.momentum, self.weight_decay, self.seed = float(momentum), float(weight_decay), seed
         self.device = torch.device(device)
@@ -133,6 +138,8 @@ class FlatFC(SimilarityMethod):
         return ((x - self.mean_) / self.std_).to(self.device)
 
     def _fit(self, models, y, n_classes):
+        if self.augment:
+            models, y = permuted_copies(models, y, self.augment, self.seed)
         x = flatten_layers(models, self.layers)
         self.mean_ = x.mean(0)
         std = x.std(0, correction=0)
@@ -159,6 +166,22 @@ class FlatFC(SimilarityMethod):
     def _embed(self, models):
         """L2-normalised logits ``[models, classes]``."""
         return F.normalize(self._scores(models), dim=1)
+
+
+def permuted_copies(models: dict, labels: torch.Tensor, copies: int, seed: int = 0) -> tuple:
+    """``models`` and ``copies`` randomly permuted copies of each (whole networks, see :class:`FlatFC`)."""
+    spec = resnet20_spec()
+    missing = sorted(set(spec.axes_to_perm) - set(models))
+    if missing:
+        raise LpsbookError(f"permutation augmentation needs every model's whole state; missing e.g. {missing[:3]}")
+    g = torch.Generator().manual_seed(seed)
+    out = {k: [v] for k, v in models.items()}
+    for _ in range(copies):
+        for i in range(num_models(models)):
+            one = {k: v[i] for k, v in models.items()}
+            for k, v in permute_state(one, random_permutations(spec, one, g), spec).items():
+                out[k].append(v[None])
+    return {k: torch.cat(v) for k, v in out.items()}, labels.repeat(copies + 1)
 
 
 def parameter_keys(state: dict) -> list:

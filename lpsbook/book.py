@@ -134,6 +134,8 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
              "retrieval": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3},
              "transferability": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3 if full else 2},
              "similarity": {"methods": list(PARAMETER_METHODS), "seeds": 1}}
+    every["stages"] = {"seeds": 3 if full else 2}
+    every["probe_counts"] = {"seeds": 1, "counts": [1, 4, 16]}
     if full:
         every["branches"] = {"seeds": 1, "config": {"epochs": 300, "batch_size": 1, "lr": 1e-3,
                                                     "milestones": [150, 225]}}
@@ -182,14 +184,33 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
     return experiments.ProtocolResult.from_dict(cached_json(name, settings, compute, preset=p))
 
 
-def transfer_matrix(preset: Preset | None = None) -> list:
-    """Measured transfer between every pair of tasks (cached): :func:`lpsbook.experiments.transfer_ari`."""
+def transfer_scores(preset: Preset | None = None) -> dict:
+    """Measured transfer (ARI) and the LEEP and LogME references for every pair of tasks (cached):
+    :func:`lpsbook.experiments.transfer_scores`, as lists."""
     from . import experiments
     from .similarity import features_in_bf16
 
     p = preset or current_preset()
-    return cached_json("transfer_ari", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)},
-                       lambda: experiments.transfer_ari(modelset(p)).tolist(), preset=p)
+    return cached_json("transfer", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)},
+                       lambda: {k: v.tolist() for k, v in experiments.transfer_scores(modelset(p)).items()}, preset=p)
+
+
+def transfer_matrix(preset: Preset | None = None) -> list:
+    """Measured transfer (ARI) between every pair of tasks (cached, see :func:`transfer_scores`)."""
+    return transfer_scores(preset)["ari"]
+
+
+WHOLE_NETWORK = ("graph", "probing", "fc_permaug", "filter_norms")  # the methods of chapter 9
+
+
+def method_costs(preset: Preset | None = None, methods=("lps",) + WHOLE_NETWORK) -> dict:
+    """What each method costs to fit and to embed 100 models, on this machine (cached, one run):
+    :func:`lpsbook.experiments.method_costs`."""
+    from . import experiments
+
+    p = preset or current_preset()
+    return cached_json("method_costs", {"methods": list(methods)},
+                       lambda: experiments.method_costs(modelset(p), methods), preset=p)
 
 
 def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:

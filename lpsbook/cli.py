@@ -12,7 +12,8 @@ from .errors import LpsbookError
 from .presets import PRESETS
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
-EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity")
+EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity", "stages",
+               "probe_counts")
 
 
 def _parser() -> argparse.ArgumentParser:

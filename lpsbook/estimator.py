@@ -74,6 +74,7 @@ class SimilarityMethod:
     """
 
     reads = "weights"
+    lazy_centroids = False  # True: the class means of the default scores are computed on the first scores()
 
     # --- what subclasses implement ---------------------------------------------------------
     def _fit(self, models: dict, y: torch.Tensor, n_classes: int):
@@ -85,6 +86,9 @@ class SimilarityMethod:
 
     def _scores(self, models: dict) -> torch.Tensor:
         """Default: cosine similarity to each class's mean training embedding (nearest class mean)."""
+        if self.centroids_ is None:  # lazy: the training models were kept for this
+            self.centroids_ = task_means(self._embed(self.fit_models_), self.fit_labels_)[1]
+            del self.fit_models_, self.fit_labels_
         return self._embed(models).double() @ self.centroids_.t()
 
     # --- the interface -----------------------------------------------------------------------
@@ -96,7 +100,9 @@ class SimilarityMethod:
         self.fitted_ = False
         self._fit(models, y, len(self.classes_))
         if type(self)._scores is SimilarityMethod._scores:  # nearest class mean needs the class means
-            self.centroids_ = task_means(self._embed(models), y)[1]
+            self.centroids_ = None if self.lazy_centroids else task_means(self._embed(models), y)[1]
+            if self.lazy_centroids:  # a method whose embedding is costly pays for them only if scores() is used
+                self.fit_models_, self.fit_labels_ = models, y
         self.fitted_ = True
         return self
 

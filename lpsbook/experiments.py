@@ -28,7 +28,7 @@ import torch
 from . import code_version
 from .errors import LpsbookError
 from .lps import LPSConfig, SecondOrderNet, layer_shapes
-from .methods import display_name, make
+from .methods import display_name, make, reads
 from .metrics import retrieval_metrics, spearman, topk_accuracy
 from .progress import bar as progress_bar
 from .store import Checkpoint, write_atomic
@@ -209,10 +209,20 @@ def retrieval_split(ms, seed: int, test_fraction: float = 0.2, queries_per_task:
     return train, np.array(query), np.array(gallery)
 
 
+FITTED_ON_RETRIEVAL_SPLITS: dict = {}  # (model set, method, split, settings) -> fitted method: retrieval and
+# transferability fit the same method on the same split; the second protocol reuses the fit (same process)
+
+
 def _fit_retrieval_split(ms, method, seed, cfg, device):
     """``method`` trained on the training tasks of retrieval split ``seed``: (method, query rows, gallery rows)."""
     train, query, gallery = retrieval_split(ms, seed)
-    return make(method, ms, seed, cfg, device).fit(ms.state_of(train), ms.task_ids[train]), query, gallery
+    key = (id(ms), method, seed, repr(cfg), str(device))
+    if key not in FITTED_ON_RETRIEVAL_SPLITS:
+        while len(FITTED_ON_RETRIEVAL_SPLITS) >= 32:
+            FITTED_ON_RETRIEVAL_SPLITS.pop(next(iter(FITTED_ON_RETRIEVAL_SPLITS)))
+        fitted = make(method, ms, seed, cfg, device).fit(ms.state_of(train), ms.task_ids[train])
+        FITTED_ON_RETRIEVAL_SPLITS[key] = (ms, fitted)  # ms kept alive, so its id is not reused
+    return FITTED_ON_RETRIEVAL_SPLITS[key][1], query, gallery
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -230,31 +240,67 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
 
 # --- transferability ---------------------------------------------------------------------------
 
-def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
-    """ARI[s, t]: source task ``s``'s model (seed ``source_seed``) clustering target ``t``'s test images.
+def transfer_scores(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> dict:
+    """Measured transfer and the data-based references, for every (source task, target task).
 
-    The source model's penultimate features of the target task's test images
-    are clustered by k-means (k = 2); the adjusted Rand index against the
-    target's labels measures how well the source's features transfer.
+    For source ``s`` (its model of seed ``source_seed``) and target ``t``:
+
+    * ``ari[s, t]``: the source's penultimate features of the target task's
+      test images, clustered by k-means (k = 2), against the target's
+      labels (adjusted Rand index): how well the source's features transfer;
+    * ``leep[s, t]``: :func:`lpsbook.metrics.leep` of the source's class
+      probabilities on those images;
+    * ``logme[s, t]``: :func:`lpsbook.metrics.logme` of its features.
+
+    LEEP and LogME read the target's labels; a weights-only method does not.
+    Returns ``{"ari": [T, T], "leep": [T, T], "logme": [T, T]}`` (numpy).
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
     from .data import load_dataset
+    from .metrics import leep, logme
 
     data = dataset or load_dataset(ms.preset)
     tasks = ms.preset.tasks
     targets = [data.task_indices(t, "test") for t in tasks]
     truth = [(data.test_labels[i] == t[1]).numpy() for i, t in zip(targets, tasks)]
-    ari = np.zeros((len(tasks), len(tasks)))
+    out = {k: np.zeros((len(tasks), len(tasks))) for k in ("ari", "leep", "logme")}
     bf16 = features_in_bf16(ms.preset)
     for s in progress_bar(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
-        row = np.flatnonzero((ms.meta["task_id"] == s).to_numpy() & (ms.meta["seed"] == source_seed).to_numpy())
-        feats = penultimate_features(ms.model(int(row[0])), data.test_images, data.mean, data.std, bf16=bf16)
+        net = ms.model(ms.index_of(s, source_seed))
+        feats = penultimate_features(net, data.test_images, data.mean, data.std, bf16=bf16)
+        with torch.no_grad():
+            probs = torch.softmax(net.fc(feats), dim=1).numpy()
         for t, idx in enumerate(targets):
             pred = KMeans(2, n_init=4, random_state=kmeans_seed).fit_predict(feats[idx].numpy())
-            ari[s, t] = adjusted_rand_score(truth[t], pred)
-    return ari
+            out["ari"][s, t] = adjusted_rand_score(truth[t], pred)
+            out["leep"][s, t] = leep(probs[idx], truth[t])
+            out["logme"][s, t] = logme(feats[idx].numpy(), truth[t])
+    return out
+
+
+def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
+    """``ARI[s, t]`` alone: see :func:`transfer_scores`."""
+    return transfer_scores(ms, dataset, source_seed, kmeans_seed, progress)["ari"]
+
+
+def reference_transfer(ms, scores: dict, seeds: int = 3) -> ProtocolResult:
+    """How well the data-based references (LEEP, LogME) predict measured transfer, on the transferability
+    protocol's pairs: per split, the held-out tasks of :func:`retrieval_split`, the mean over targets of the
+    Spearman correlation between the reference and ARI over the other held-out sources."""
+    ari = np.asarray(scores["ari"])
+
+    def evaluate(name, _, seed):
+        _, query, gallery = retrieval_split(ms, seed)
+        held = sorted(set(ms.task_ids[np.concatenate([query, gallery])].tolist()))
+        ref = np.asarray(scores[name])
+        per_target = [spearman([ref[s, t] for s in held if s != t], [ari[s, t] for s in held if s != t])
+                      for t in held]
+        return {"spearman_per_target": float(np.nanmean(per_target))}
+
+    jobs = [(name, "", s) for s in range(seeds) for name in ("leep", "logme")]
+    return run_protocol("reference_transfer", ms, jobs, evaluate, {"seeds": seeds})
 
 
 def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
@@ -264,11 +310,18 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
 
     As in the paper, similarities come from the retrieval setting: the
     method is trained on 80 % of the tasks and compares pairs of the held-out
-    tasks.  Reported: Spearman over all held-out (source, target) pairs, and
-    the mean over targets of the per-target Spearman (as the DDS paper does).
+    tasks.  Reported: Spearman over all held-out (source, target) pairs, the
+    mean over targets of the per-target Spearman (as the DDS paper does), and
+    the ROC AUC of related vs unrelated held-out pairs (:func:`related_groups`).
     ``ari`` is :func:`transfer_ari`'s matrix when it was computed before.
     """
-    ari = transfer_ari(ms, dataset) if ari is None else np.asarray(ari)
+    from sklearn.metrics import roc_auc_score
+
+    from .data import load_dataset
+
+    data = dataset or load_dataset(ms.preset)
+    ari = transfer_ari(ms, data) if ari is None else np.asarray(ari)
+    groups = related_groups(ms.preset.tasks, data)[0]
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
@@ -276,15 +329,17 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
         held = np.concatenate([query, gallery])
         tasks, sim = m.task_similarity(ms.state_of(held), labels[held])
         tasks = tasks.tolist()
-        xs, ys, per_target = [], [], []
+        xs, ys, per_target, related = [], [], [], []
         for j, t in enumerate(tasks):
             sims = [sim[i, j].item() for i, s in enumerate(tasks) if s != t]
             aris = [ari[s, t] for s in tasks if s != t]
             xs += sims
             ys += aris
+            related += [bool(groups[s] & groups[t]) for s in tasks if s != t]
             per_target.append(spearman(sims, aris))
+        auc = roc_auc_score(related, xs) if len(set(related)) == 2 else float("nan")
         return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target)),
-                "_pairs": [list(p) for p in zip(xs, ys)]}
+                "related_auc": float(auc), "_pairs": [list(p) for p in zip(xs, ys)]}
 
     out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint)
     out.extras["ari"] = ari.tolist()
@@ -493,8 +548,6 @@ def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, fold
     return out
 
 
-PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval, "transferability": transferability,
-             "branches": branches, "ablation": ablation}
 
 
 def run_cli(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None,
@@ -892,3 +945,177 @@ def verdict_table(rows: list):
     table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
     table["holds"] = table["holds"].map({True: "yes", False: "no"})
     return table
+
+
+# --- what a method costs ---------------------------------------------------------------------------
+
+class PeakMemory:
+    """The process's peak resident memory above its level at the start, sampled every few milliseconds.
+
+    ``with PeakMemory() as peak: ...`` then ``peak.mib``.
+    """
+
+    def __init__(self, every: float = 0.005):
+        self.every, self.mib = every, 0.0
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        proc = psutil.Process()
+        self._start = self._peak = proc.memory_info().rss
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.is_set():
+                self._peak = max(self._peak, proc.memory_info().rss)
+                self._stop.wait(self.every)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.mib = (self._peak - self._start) / 2 ** 20
+        return False
+
+
+def method_costs(ms, methods, seed: int = 0, config: LPSConfig | None = None, device="cpu",
+                 embed_models: int = 100) -> dict:
+    """What each method costs on this machine, in one run: ``{display name: {cost: value}}``.
+
+    Seconds to fit on the training models of classification split ``seed``,
+    seconds to embed ``embed_models`` models, and the peak memory above the
+    process's level before the fit (MiB, sampled).
+    """
+    config = config or default_config(ms)
+    train, _ = classification_split(ms, seed)
+    rows = np.arange(min(embed_models, len(ms)))
+    out = {}
+    for key in methods:
+        with PeakMemory() as peak:
+            t0 = time.perf_counter()
+            m = make(key, ms, seed, config, device).fit(ms.state_of(train), ms.task_ids[train])
+            t1 = time.perf_counter()
+            m.embed(ms.state_of(rows))
+            t2 = time.perf_counter()
+        out[display_name(key)] = {"fit seconds": t1 - t0, f"seconds to embed {len(rows)} models": t2 - t1,
+                                  "peak memory MiB": peak.mib, "reads": reads(key)}
+    return out
+
+
+# --- reading the whole network (chapter 9) -----------------------------------------------------------
+
+STAGES = {"stem": ("conv1.", "bn1."), "stage 1": ("layer1.",), "stage 2": ("layer2.",), "stage 3": ("layer3.",)}
+
+
+def stages(ms, seeds: int = 1, config: LPSConfig | None = None, device="cpu", checkpoint=None,
+           parts=tuple(STAGES)) -> ProtocolResult:
+    """Which part of the network carries the task: the graph learner reading one part only (top-1).
+
+    The whole-network counterpart of :func:`branches`: the same classification
+    splits and settings as the registry's ``graph``, the learner restricted to
+    the tensors of the stem or of one stage (the whole network is the
+    ``graph`` row of :func:`classification`).
+    """
+
+    labels = ms.task_ids
+    settings = {"seeds": seeds, "parts": list(parts), "device": str(device)}
+
+    def evaluate(part, _, seed):
+        train, test = classification_split(ms, seed)
+        m = make("graph", ms, seed, config, device)
+        m.keys = STAGES[part]
+        m.fit(ms.state_of(train), labels[train])
+        return {"top1": topk_accuracy(m.scores(ms.state_of(test)), torch.searchsorted(m.classes_, labels[test]),
+                                      ks=(1,))["top1"]}
+
+    return run_protocol("stages", ms, [(p, "", s) for s in range(seeds) for p in parts], evaluate, settings, checkpoint)
+
+
+def probe_counts(ms, counts=(1, 4, 16), seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+                 checkpoint=None) -> ProtocolResult:
+    """How many probe images probing needs: classification top-1 with ``counts`` probes."""
+    from .probing import Probing
+
+    labels = ms.task_ids
+    settings = {"seeds": seeds, "counts": list(counts), "device": str(device)}
+
+    def evaluate(row, _, seed):
+        train, test = classification_split(ms, seed)
+        m = Probing(n_probes=int(row.split()[0]), seed=seed, device=device).fit(ms.state_of(train), labels[train])
+        return {"top1": topk_accuracy(m.scores(ms.state_of(test)), torch.searchsorted(m.classes_, labels[test]),
+                                      ks=(1,))["top1"]}
+
+    rows = [f"{n} probes" for n in counts]
+    return run_protocol("probe_counts", ms, [(r, "", s) for s in range(seeds) for r in rows], evaluate, settings,
+                        checkpoint)
+
+
+def symmetry_check(ms, methods: dict, rows=None, seed: int = 0) -> dict:
+    """Does each method see through the network's symmetry, and only through it?
+
+    Each (unfitted) method of ``methods = {name: method}`` is fitted on the
+    models ``rows``; then every model is (a) permuted at random in every group
+    of ResNet-20's spec (the same function) and (b) changed by a permutation
+    that breaks the spec: one block's first conv has its filters reordered,
+    but not the BatchNorm and the conv after it (another function).
+    Returns ``{name: {"spec permutations": max |change of embedding|,
+    "spec-breaking permutation": ...}}``.
+    """
+    from .symmetry import permute_group, permute_state, random_permutations, resnet20_spec
+
+    spec, g = resnet20_spec(), torch.Generator().manual_seed(seed)
+    rows = np.arange(len(ms)) if rows is None else np.asarray(rows)
+    states = [ms.state_dict(int(i)) for i in rows]
+    n = states[0]["layer1.0.conv1.weight"].shape[0]
+    valid = [permute_state(s, random_permutations(spec, s, g), spec) for s in states]
+    broken = [permute_group(s, spec, "layer1.0.inner", torch.roll(torch.arange(n), 1), keys=["layer1.0.conv1.weight"])
+              for s in states]
+
+    def stack(sts):
+        return {k: torch.stack([s[k] for s in sts]) for k in sts[0]}
+
+    original, out = ms.state_of(rows), {}
+    for name, method in methods.items():
+        m = method.fit(original, ms.task_ids[rows])
+        e = m.embed(original)
+        out[name] = {"spec permutations": (m.embed(stack(valid)) - e).abs().max().item(),
+                     "spec-breaking permutation": (m.embed(stack(broken)) - e).abs().max().item()}
+    return out
+
+
+def merge(*results) -> "ProtocolResult":
+    """Results of one protocol on the same splits, for different methods, as one result (the first's settings)."""
+    first = results[0]
+    if any(r["experiment"] != first["experiment"] or r["settings"].get("seeds") != first["settings"].get("seeds")
+           for r in results):
+        raise LpsbookError("merge: results of different protocols or split counts cannot be merged")
+    merged = ProtocolResult.from_dict(first.to_dict() if isinstance(first, ProtocolResult) else dict(first))
+    for r in results[1:]:
+        merged.results = {**merged.results, **r["results"]}
+    return merged
+
+
+def challenge(results: dict, challenger: str, incumbent: str = "LPS") -> "pandas.DataFrame":
+    """Does ``challenger`` beat ``incumbent`` on each protocol, with non-overlapping spreads?
+
+    ``results = {label: (protocol result, metric, scale)}``.  A row per
+    label: both means ± sd (over splits) and "yes" when the challenger's mean
+    minus its sd is above the incumbent's mean plus its sd.
+    """
+    rows = []
+    for label, (result, metric, scale) in results.items():
+        c, c_sd = spread(result, challenger, metric, scale)
+        i, i_sd = spread(result, incumbent, metric, scale)
+        rows.append((label, f"{c:.2f} ± {c_sd:.2f}", f"{i:.2f} ± {i_sd:.2f}", c - c_sd > i + i_sd))
+    table = verdict_table(rows)
+    return table.rename(columns={"paper": challenger, "ours": incumbent, "holds": "beats it"})
+
+
+PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval,
+             "transferability": transferability, "branches": branches, "ablation": ablation,
+             "stages": stages, "probe_counts": probe_counts}

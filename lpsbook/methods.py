@@ -28,9 +28,9 @@ class Entry:
     reads: str = "weights"  # or "activations"
 
 
-def _flat_fc(ms, seed, config, device, rebasin=False):
+def _flat_fc(ms, seed, config, device, rebasin=False, augment=0):
     flat = dict(layers=ms.layers[:1], epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                seed=seed, device=device)
+                seed=seed, device=device, augment=augment)
     if rebasin:  # alignment is label-free: every model is aligned to one fixed model of the set, once
         return baselines.ReBasinFlat(reference_state=ms.state_dict(0), **flat)
     return baselines.FlatFC(**flat)
@@ -53,11 +53,25 @@ def _activations(measure):
     return build
 
 
+def _graph(seed, device, **settings):
+    from .graph import GraphLearner
+
+    return GraphLearner(seed=seed, device=device, **{**GRAPH_SETTINGS, **settings})
+
+
+def _probing(seed, device, **settings):
+    from .probing import Probing
+
+    return Probing(seed=seed, device=device, **settings)
+
+
 def _seeded(cls):
     return lambda ms, seed, config, device: cls(seed=seed)
 
 
 N_PROBE = 200  # probe images of the activation measures
+PERMUTED_COPIES = 4  # extra randomly permuted copies of each training model, for the augmented FC layer
+GRAPH_SETTINGS = dict(hidden=16, rounds=1, epochs=30, lr=1e-2)  # the graph learner on a 2-core CPU
 
 REGISTRY: dict[str, Entry] = {
     "random": Entry("random prediction", _seeded(baselines.RandomPrediction)),
@@ -67,6 +81,10 @@ REGISTRY: dict[str, Entry] = {
     "weight_stats": Entry("weight statistics", _seeded(baselines.WeightStatistics)),
     "rebasin_fc": Entry("re-basin + FC", lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, rebasin=True)),
     "filter_norms": Entry("sorted filter norms", lambda ms, seed, config, device: baselines.FilterNorms()),
+    "fc_permaug": Entry("one FC layer + permutation augmentation",
+                        lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, augment=PERMUTED_COPIES)),
+    "graph": Entry("graph learner (whole network)", lambda ms, seed, config, device: _graph(seed, device)),
+    "probing": Entry("probing (learned inputs)", lambda ms, seed, config, device: _probing(seed, device), "activations"),
     "rsa": Entry("rsa", _activations("rsa"), "activations"),
     "cka_linear": Entry("cka_linear", _activations("cka_linear"), "activations"),
     "cka_rbf": Entry("cka_rbf", _activations("cka_rbf"), "activations"),

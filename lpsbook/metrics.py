@@ -107,3 +107,65 @@ def spearman(x, y) -> float:
     if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def leep(source_probs, target_labels) -> float:
+    """LEEP (Nguyen et al., 2020): how well a source model's label distribution predicts target labels.
+
+    ``source_probs [n, Z]``: the source model's softmax over its own classes
+    on the target images; ``target_labels [n]``.  With the empirical joint
+    ``P(y, z) = mean over images of [y_i = y] * source_probs[i, z]``, LEEP is
+    the mean log-likelihood ``log sum_z P(y_i | z) source_probs[i, z]``.
+    Higher (closer to 0) means better expected transfer.
+    """
+    p = np.asarray(source_probs, dtype=float)
+    y = np.asarray(target_labels)
+    if p.ndim != 2 or len(p) != len(y) or len(y) == 0:
+        raise LpsbookError(f"source_probs must be [n, Z] with one row per target label; got {p.shape} and {y.shape}")
+    classes, y = np.unique(y, return_inverse=True)
+    joint = np.stack([p[y == c].sum(0) for c in range(len(classes))]) / len(y)  # [Y, Z]
+    cond = joint / joint.sum(0, keepdims=True).clip(1e-12)  # P(y | z)
+    return float(np.mean(np.log((p @ cond.T)[np.arange(len(y)), y].clip(1e-12))))
+
+
+def linear_evidence(features, y, alpha: float, beta: float) -> float:
+    """Log evidence per image of ``y = F w + noise``, ``w ~ N(0, I / alpha)``, noise ``N(0, 1 / beta)``."""
+    f, y = np.asarray(features, dtype=float), np.asarray(y, dtype=float)
+    n, d = f.shape
+    sigma, v = np.linalg.eigh(f.T @ f)
+    sigma = sigma.clip(0)
+    m = v @ (beta * (v.T @ (f.T @ y)) / (alpha + beta * sigma))  # posterior mean of w
+    res, m2 = float(np.sum((y - f @ m) ** 2)), float(m @ m)
+    return float((d / 2 * np.log(alpha) + n / 2 * np.log(beta) - n / 2 * np.log(2 * np.pi)
+                  - beta / 2 * res - alpha / 2 * m2 - 0.5 * np.sum(np.log(alpha + beta * sigma))) / n)
+
+
+def logme(features, target_labels, iterations: int = 30) -> float:
+    """LogME (You et al., 2021): the log marginal evidence of a Bayesian linear model on the features.
+
+    For each target class (one-vs-rest 0/1 target), ``y = F w + noise`` with
+    ``w ~ N(0, I / alpha)`` and noise ``N(0, 1 / beta)``; alpha and beta are
+    set by the fixed-point updates that maximise the evidence
+    (:func:`linear_evidence`).  Returns the mean over classes of the evidence
+    per image.  Higher means the target labels are more linearly predictable
+    from the features.
+    """
+    f = np.asarray(features, dtype=float)
+    labels = np.asarray(target_labels)
+    if f.ndim != 2 or len(f) != len(labels) or len(labels) == 0:
+        raise LpsbookError(f"features must be [n, D] with one row per target label; got {f.shape} and {labels.shape}")
+    n = len(f)
+    sigma, v = np.linalg.eigh(f.T @ f)  # F^T F = V diag(sigma) V^T
+    sigma = sigma.clip(0)
+    evidences = []
+    for c in np.unique(labels):
+        y = (labels == c).astype(float)
+        proj = v.T @ (f.T @ y)
+        alpha, beta = 1.0, 1.0
+        for _ in range(iterations):
+            m = v @ (beta * proj / (alpha + beta * sigma))
+            gamma = float(np.sum(beta * sigma / (alpha + beta * sigma)))
+            alpha = gamma / max(float(m @ m), 1e-12)
+            beta = max(n - gamma, 1e-12) / max(float(np.sum((y - f @ m) ** 2)), 1e-12)
+        evidences.append(linear_evidence(f, y, alpha, beta))
+    return float(np.mean(evidences))

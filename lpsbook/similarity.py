@@ -434,6 +434,7 @@ class ActivationSimilarity(SimilarityMethod):
     """
 
     reads = "activations"
+    lazy_centroids = True  # the similarity protocol never asks for scores: no features of the training models
 
     def __init__(self, measure: Measure | str, images: torch.Tensor, mean, std, bf16: bool = False, device=None):
         self.measure, self.images, self.mean, self.std = _measure(measure), images, mean, std

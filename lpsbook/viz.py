@@ -698,3 +698,59 @@ def relation_table(tr: dict, sim: dict):
                         "rank-1 chance %": 100 * s["related_rank1_chance"]["mean"]})
         rows[m] = row
     return pd.DataFrame(rows).T
+
+
+def protocol_table(classification: dict, retrieval: dict, transferability: dict):
+    """Every method on every protocol: mean ± sd over splits of the main metric of each."""
+    import pandas as pd
+
+    columns = {"classification top-1 %": (classification, "top1", 100), "retrieval rank-1 %": (retrieval, "rank1", 100),
+               "retrieval mAP %": (retrieval, "mAP", 100),
+               "transfer Spearman (per target)": (transferability, "spearman_per_target", 1),
+               "related-task AUC": (transferability, "related_auc", 1)}
+    rows = {}
+    for m in classification["results"]:
+        row = {}
+        for label, (result, metric, scale) in columns.items():
+            r = result["results"].get(m, {}).get(metric)
+            digits = 1 if scale == 100 else 2
+            row[label] = f"{scale * r['mean']:.{digits}f} ± {scale * r['std']:.{digits}f}" if r else float("nan")
+        rows[m] = row
+    return pd.DataFrame(rows).T
+
+
+def cost_of_methods(costs: dict):
+    """:func:`lpsbook.experiments.method_costs` as a table, cheapest fit first."""
+    import pandas as pd
+
+    return pd.DataFrame(costs).T.sort_values("fit seconds")
+
+
+def per_stage(stages, branches, whole: tuple | None = None, chance: float | None = None,
+              title="Which part of the network carries the task"):
+    """Top-1 of the graph learner reading one part of the network, beside LPS's best branch of that part;
+    ``whole = (mean %, sd %)`` adds the learner on the whole network."""
+    import plotly.graph_objects as go
+
+    from .nets import layer_number
+
+    parts = list(stages["results"])
+    graph = [100 * stages["results"][p]["top1"]["mean"] for p in parts]
+    graph_sd = [100 * stages["results"][p]["top1"]["std"] for p in parts]
+    if whole is not None:
+        parts, graph, graph_sd = parts + ["whole network"], graph + [whole[0]], graph_sd + [whole[1]]
+    first = {"stem": (1, 1), "stage 1": (2, 7), "stage 2": (8, 13), "stage 3": (14, 19)}
+    per_layer = next(iter(branches["results"].values()))
+    lps = []
+    for p in parts:
+        lo, hi = first.get(p, (1, 19))
+        vals = [100 * v["mean"] for layer, v in per_layer.items() if lo <= layer_number(layer) <= hi]
+        lps.append(max(vals) if vals else None)
+    fig = go.Figure([go.Bar(x=parts, y=graph, error_y=dict(type="data", array=graph_sd),
+                            name="graph learner, this part only"),
+                     go.Bar(x=parts, y=lps, name="LPS, best single branch in this part")])
+    if chance is not None:
+        fig.add_hline(y=chance, line={"dash": "dash", "color": "gray", "width": 1},
+                      annotation_text=f"chance {chance:.1f} %", annotation_position="top left")
+    fig.update_layout(title=title, yaxis_title="top-1 (%)", barmode="group", height=430)
+    return fig

@@ -40,7 +40,7 @@ def test_task_similarity_of_mean_embeddings():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["classification", "retrieval", "transferability", "branches",
-                                  "ablation", "similarity"])
+                                  "ablation", "similarity", "stages", "probe_counts"])
 def test_every_experiment_runs_from_the_cli(tiny_modelset_dir, tmp_path, name, capsys):
     out = tmp_path / f"{name}.json"
     code = cli.main(["experiment", name, "--modelset", str(tiny_modelset_dir), "--out", str(out),

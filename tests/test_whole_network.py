@@ -1,0 +1,73 @@
+"""Chapter 9's analyses: permutation augmentation, the symmetry check, merging, challenging LPS, costs."""
+import pytest
+import torch
+
+from lpsbook import experiments, methods
+from lpsbook.baselines import FlatFC, permuted_copies
+from lpsbook.errors import LpsbookError
+from lpsbook.graph import GraphLearner
+from lpsbook.lps import LPSConfig
+
+
+def test_permuted_copies_are_the_same_networks_in_other_orders(tiny_modelset):
+    ms = tiny_modelset
+    models, labels = permuted_copies(ms.state, ms.task_ids, copies=2, seed=0)
+    assert len(labels) == 3 * len(ms) and torch.equal(labels[len(ms):2 * len(ms)], ms.task_ids)
+    original, copy = ms.state["conv1.weight"][4], models["conv1.weight"][len(ms) + 4]
+    assert not torch.equal(original, copy)  # reordered ...
+    key = lambda w: sorted(w.flatten(1).tolist())  # noqa: E731
+    assert key(original) == key(copy)  # ... the same filters
+    with pytest.raises(LpsbookError, match="whole state"):
+        permuted_copies({"conv1.weight": ms.state["conv1.weight"]}, ms.task_ids, 1)
+    m = FlatFC(epochs=2, batch_size=4, augment=2).fit(ms.state, ms.task_ids)
+    assert m.scores(ms.state).shape == (len(ms), 3)
+
+
+def test_symmetry_check_tells_invariant_from_blind(tiny_modelset):
+    ms = tiny_modelset
+    check = experiments.symmetry_check(ms, {"graph": GraphLearner(epochs=1, hidden=8, embed_dim=8),
+                                            "fc": methods.make("fc", ms, config=LPSConfig(epochs=2, batch_size=4))})
+    assert check["graph"]["spec permutations"] < 1e-4 < check["graph"]["spec-breaking permutation"]
+    assert check["fc"]["spec permutations"] > 1e-4
+
+
+def _result(kind, values, seeds=2):
+    return experiments.ProtocolResult(kind, "tiny", "0", "0", 9, {"seeds": seeds}, {
+        m: {k: {"mean": v[0], "std": v[1], "values": []} for k, v in per.items()} for m, per in values.items()}, 0.0)
+
+
+def test_merge_and_challenge():
+    a = _result("classification", {"LPS": {"top1": (0.30, 0.02)}})
+    b = _result("classification", {"graph learner (whole network)": {"top1": (0.40, 0.03)},
+                                    "probing (learned inputs)": {"top1": (0.31, 0.05)}})
+    merged = experiments.merge(a, b)
+    assert list(merged.results) == ["LPS", "graph learner (whole network)", "probing (learned inputs)"]
+    with pytest.raises(LpsbookError, match="merge"):
+        experiments.merge(a, _result("retrieval", {}))
+    table = experiments.challenge({"top-1": (merged, "top1", 100)}, "graph learner (whole network)")
+    assert table["beats it"].tolist() == ["yes"]
+    table = experiments.challenge({"top-1": (merged, "top1", 100)}, "probing (learned inputs)")
+    assert table["beats it"].tolist() == ["no"]  # higher mean, overlapping spreads
+
+
+def test_method_costs_measure_each_method(tiny_modelset):
+    costs = experiments.method_costs(tiny_modelset, ("random", "filter_norms"), embed_models=5)
+    assert set(costs) == {"random prediction", "sorted filter norms"}
+    for c in costs.values():
+        assert c["fit seconds"] >= 0 and c["seconds to embed 5 models"] >= 0 and c["peak memory MiB"] >= 0
+        assert c["reads"] == "weights"
+
+
+def test_peak_memory_sees_an_allocation():
+    with experiments.PeakMemory() as peak:
+        block = torch.ones(64 * 2 ** 20 // 4)  # 64 MiB
+        block += 1
+    assert peak.mib > 32
+
+
+def test_transfer_scores_and_their_reference_protocol(tiny_modelset):
+    scores = experiments.transfer_scores(tiny_modelset, progress=False)
+    assert set(scores) == {"ari", "leep", "logme"} and all(v.shape == (3, 3) for v in scores.values())
+    assert (scores["leep"] <= 0).all() and (scores["ari"] <= 1).all()
+    refs = experiments.reference_transfer(tiny_modelset, scores, seeds=1)
+    assert set(refs.results) == {"leep", "logme"} and refs.experiment == "reference_transfer"
