@@ -182,13 +182,25 @@ def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpo
 
 def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
                    device="cpu", checkpoint=None) -> dict:
-    """Task classification: predict a held-out model's task; top-1/5/10 accuracy."""
+    """Task classification: predict a held-out model's task; top-1/5/10 accuracy.
+
+    Each fit's cost is kept too (``result["cost"][method]``, one per split):
+    seconds to fit, seconds to embed 100 models (scaled from the test models),
+    and the peak memory above the level before the fit (:class:`PeakMemory`).
+    """
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
         train, test = classification_split(ms, seed)
-        m = make(method, ms, seed, cfg, device).fit(ms.state_of(train), labels[train])
-        return topk_accuracy(m.scores(ms.state_of(test)), torch.searchsorted(m.classes_, labels[test]), ks=(1, 5, 10))
+        with PeakMemory() as peak:
+            t0 = time.perf_counter()
+            m = make(method, ms, seed, cfg, device).fit(ms.state_of(train), labels[train])
+            t1 = time.perf_counter()
+            m.embed(ms.state_of(test[:100]))
+            t2 = time.perf_counter()
+        return {**topk_accuracy(m.scores(ms.state_of(test)), torch.searchsorted(m.classes_, labels[test]), ks=(1, 5, 10)),
+                "_cost": {"fit seconds": t1 - t0, "seconds to embed 100 models": (t2 - t1) * 100 / min(100, len(test)),
+                          "peak memory MiB": peak.mib}}
 
     return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint)
 
@@ -216,13 +228,14 @@ FITTED_ON_RETRIEVAL_SPLITS: dict = {}  # (model set, method, split, settings) ->
 def _fit_retrieval_split(ms, method, seed, cfg, device):
     """``method`` trained on the training tasks of retrieval split ``seed``: (method, query rows, gallery rows)."""
     train, query, gallery = retrieval_split(ms, seed)
-    key = (id(ms), method, seed, repr(cfg), str(device))
+    models = tuple(zip(ms.meta["task_id"].tolist(), ms.meta["seed"].tolist()))
+    key = (str(ms.path), ms.preset.hash, models, display_name(method), seed, repr(cfg), str(device), code_version())
     if key not in FITTED_ON_RETRIEVAL_SPLITS:
         while len(FITTED_ON_RETRIEVAL_SPLITS) >= 32:
             FITTED_ON_RETRIEVAL_SPLITS.pop(next(iter(FITTED_ON_RETRIEVAL_SPLITS)))
-        fitted = make(method, ms, seed, cfg, device).fit(ms.state_of(train), ms.task_ids[train])
-        FITTED_ON_RETRIEVAL_SPLITS[key] = (ms, fitted)  # ms kept alive, so its id is not reused
-    return FITTED_ON_RETRIEVAL_SPLITS[key][1], query, gallery
+        FITTED_ON_RETRIEVAL_SPLITS[key] = make(method, ms, seed, cfg, device).fit(ms.state_of(train),
+                                                                                  ms.task_ids[train])
+    return FITTED_ON_RETRIEVAL_SPLITS[key], query, gallery
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -983,27 +996,12 @@ class PeakMemory:
         return False
 
 
-def method_costs(ms, methods, seed: int = 0, config: LPSConfig | None = None, device="cpu",
-                 embed_models: int = 100) -> dict:
-    """What each method costs on this machine, in one run: ``{display name: {cost: value}}``.
-
-    Seconds to fit on the training models of classification split ``seed``,
-    seconds to embed ``embed_models`` models, and the peak memory above the
-    process's level before the fit (MiB, sampled).
-    """
-    config = config or default_config(ms)
-    train, _ = classification_split(ms, seed)
-    rows = np.arange(min(embed_models, len(ms)))
+def costs(classification_result) -> dict:
+    """Mean over splits of every method's cost in a :func:`classification` result: ``{method: {cost: value}}``."""
     out = {}
-    for key in methods:
-        with PeakMemory() as peak:
-            t0 = time.perf_counter()
-            m = make(key, ms, seed, config, device).fit(ms.state_of(train), ms.task_ids[train])
-            t1 = time.perf_counter()
-            m.embed(ms.state_of(rows))
-            t2 = time.perf_counter()
-        out[display_name(key)] = {"fit seconds": t1 - t0, f"seconds to embed {len(rows)} models": t2 - t1,
-                                  "peak memory MiB": peak.mib, "reads": reads(key)}
+    for m, runs in classification_result["cost"].items():
+        out[m] = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+        out[m]["reads"] = reads(m)
     return out
 
 
@@ -1036,7 +1034,7 @@ def stages(ms, seeds: int = 1, config: LPSConfig | None = None, device="cpu", ch
     return run_protocol("stages", ms, [(p, "", s) for s in range(seeds) for p in parts], evaluate, settings, checkpoint)
 
 
-def probe_counts(ms, counts=(1, 4, 16), seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+def probe_counts(ms, counts=(1, 2, 4), seeds: int = 1, config: LPSConfig | None = None, device="cpu",
                  checkpoint=None) -> ProtocolResult:
     """How many probe images probing needs: classification top-1 with ``counts`` probes."""
     from .probing import Probing
@@ -1097,6 +1095,10 @@ def merge(*results) -> "ProtocolResult":
     merged = ProtocolResult.from_dict(first.to_dict() if isinstance(first, ProtocolResult) else dict(first))
     for r in results[1:]:
         merged.results = {**merged.results, **r["results"]}
+        extras = r.extras if isinstance(r, ProtocolResult) else ProtocolResult.from_dict(r).extras
+        for k, v in extras.items():  # per-method extras (costs, pairs) are merged; the rest is the first's
+            if isinstance(v, dict) and isinstance(merged.extras.get(k), dict):
+                merged.extras[k] = {**merged.extras[k], **v}
     return merged
 
 

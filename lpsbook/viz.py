@@ -720,7 +720,7 @@ def protocol_table(classification: dict, retrieval: dict, transferability: dict)
 
 
 def cost_of_methods(costs: dict):
-    """:func:`lpsbook.experiments.method_costs` as a table, cheapest fit first."""
+    """:func:`lpsbook.experiments.costs` as a table, cheapest fit first."""
     import pandas as pd
 
     return pd.DataFrame(costs).T.sort_values("fit seconds")

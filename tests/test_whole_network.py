@@ -50,12 +50,19 @@ def test_merge_and_challenge():
     assert table["beats it"].tolist() == ["no"]  # higher mean, overlapping spreads
 
 
-def test_method_costs_measure_each_method(tiny_modelset):
-    costs = experiments.method_costs(tiny_modelset, ("random", "filter_norms"), embed_models=5)
-    assert set(costs) == {"random prediction", "sorted filter norms"}
+def test_classification_records_what_each_fit_costs(tiny_modelset):
+    from lpsbook.lps import LPSConfig
+
+    cls = experiments.classification(tiny_modelset, methods=("random", "filter_norms"), seeds=2,
+                                     config=LPSConfig(epochs=2, batch_size=4, milestones=()))
+    costs = experiments.costs(cls)
+    assert set(costs) == {"random prediction", "sorted filter norms"} and len(cls["cost"]["random prediction"]) == 2
     for c in costs.values():
-        assert c["fit seconds"] >= 0 and c["seconds to embed 5 models"] >= 0 and c["peak memory MiB"] >= 0
+        assert c["fit seconds"] >= 0 and c["seconds to embed 100 models"] >= 0 and c["peak memory MiB"] >= 0
         assert c["reads"] == "weights"
+    merged = experiments.merge(cls, experiments.classification(tiny_modelset, methods=("fc",), seeds=2,
+                                                               config=LPSConfig(epochs=2, batch_size=4, milestones=())))
+    assert set(experiments.costs(merged)) == {"random prediction", "sorted filter norms", "only one FC layer"}
 
 
 def test_peak_memory_sees_an_allocation():
