@@ -123,6 +123,10 @@ class ProtocolResult:
     def __contains__(self, key) -> bool:
         return key in self.extras or key in {f.name for f in fields(self)}
 
+    def get(self, key, default=None):
+        """``result[key]``, or ``default`` when there is no such field or extra (as a dict's ``get``)."""
+        return self[key] if key in self else default
+
     def mean(self, row: str, metric: str) -> float:
         return self.results[row][metric]["mean"]
 

@@ -78,3 +78,11 @@ def test_transfer_scores_and_their_reference_protocol(tiny_modelset):
     assert (scores["leep"] <= 0).all() and (scores["ari"] <= 1).all()
     refs = experiments.reference_transfer(tiny_modelset, scores, seeds=1)
     assert set(refs.results) == {"leep", "logme"} and refs.experiment == "reference_transfer"
+
+
+def test_a_protocol_result_reads_like_the_dict_it_came_from():
+    r = experiments.ProtocolResult.from_dict({"experiment": "x", "preset": "tiny", "preset_hash": "0",
+                                              "code_version": "0", "models": 1, "settings": {}, "results": {},
+                                              "seconds": 0.0, "related": "share a class"})
+    assert r.get("related") == r["related"] == "share a class" and "related" in r
+    assert r.get("nothing", "default") == "default" and r.get("experiment") == "x"
