@@ -841,8 +841,8 @@ def training_length_comparison(ms, longer, seeds: int = 3, methods=("random", "l
     factor = longer.preset.epochs / ms.preset.epochs
     for label, s in (("recipe of the book", short), (f"{factor:g}x longer", longer)):
         r = classification(s, methods=methods, seeds=seeds, config=default_config(s))
-        r["epochs"], r["test_acc_mean"], r["tasks"] = s.preset.epochs, float(s.meta["test_acc"].mean()), len(tasks)
-        out[label] = r
+        r.extras.update(epochs=s.preset.epochs, test_acc_mean=float(s.meta["test_acc"].mean()), tasks=len(tasks))
+        out[label] = r.to_dict()
     return out
 
 
