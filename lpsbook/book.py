@@ -203,6 +203,15 @@ def transfer_matrix(preset: Preset | None = None) -> list:
 WHOLE_NETWORK = ("graph", "probing", "fc_permaug", "filter_norms")  # the methods of chapter 9
 
 
+def with_whole_network(preset: Preset | None = None) -> tuple:
+    """Classification, retrieval and transferability of chapters 5-6's methods and of :data:`WHOLE_NETWORK`,
+    each merged into one result (same splits; cached like :func:`experiment`)."""
+    from . import experiments
+
+    return tuple(experiments.merge(experiment(n, preset), experiment(n, preset, methods=list(WHOLE_NETWORK)))
+                 for n in ("classification", "retrieval", "transferability"))
+
+
 def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
     """2-D UMAP maps of all models: by raw conv weights and by LPS features (cached).
 

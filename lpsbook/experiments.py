@@ -1125,3 +1125,41 @@ def challenge(results: dict, challenger: str, incumbent: str = "LPS") -> "pandas
 PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval,
              "transferability": transferability, "branches": branches, "ablation": ablation,
              "stages": stages, "probe_counts": probe_counts}
+
+
+def main_metrics(classification, retrieval, transferability) -> dict:
+    """The five numbers chapter 9 compares methods on: ``{label: (result, metric, scale)}``."""
+    return {"classification top-1 %": (classification, "top1", 100), "retrieval rank-1 %": (retrieval, "rank1", 100),
+            "retrieval mAP %": (retrieval, "mAP", 100),
+            "transfer Spearman (per target)": (transferability, "spearman_per_target", 1),
+            "related-task AUC": (transferability, "related_auc", 1)}
+
+
+def challenges(classification, retrieval, transferability, challengers, incumbent: str = "LPS"):
+    """:func:`challenge` of every method in ``challengers`` (ids or names) on the five main metrics, one table."""
+    import pandas as pd
+
+    metrics = main_metrics(classification, retrieval, transferability)
+    return pd.concat({display_name(m): challenge(metrics, display_name(m), incumbent) for m in challengers},
+                     names=["challenger"])
+
+
+def whole_network_findings(cls, tr, verdicts, stages_result, references, probes_result, n_tasks: int) -> dict:
+    """What chapter 9's conclusion says, computed from its results (names and numbers for the prose)."""
+    top1 = means(cls, "top1", 100)
+    new = list(verdicts.index.get_level_values(0).unique())
+    best = max(new, key=top1.get)
+    wins = {m: verdicts.loc[m]["beats it"] == "yes" for m in new}
+    stage_top1 = {p: 100 * v["top1"]["mean"] for p, v in stages_result["results"].items()}
+    best_part = max(stage_top1, key=stage_top1.get)
+    ref_rho, weights_rho = means(references, "spearman_per_target"), means(tr, "spearman_per_target")
+    best_weights = max((m for m in weights_rho if reads(m) == "weights"), key=weights_rho.get)
+    probes = sorted((int(r.split()[0]), 100 * v["top1"]["mean"]) for r, v in probes_result["results"].items())
+    some = sorted(m for m, w in wins.items() if w.any())
+    return {"best": best, "best_top1": top1[best], "lps_top1": top1["LPS"], "chance": 100 / n_tasks,
+            "verdict": ("beats LPS on every protocol" if any(w.all() for w in wins.values())
+                        else "does not beat LPS on every protocol"), "some": ", ".join(some) or "none of them",
+            "best_part": best_part, "best_part_top1": stage_top1[best_part],
+            "whole_top1": top1[display_name("graph")], "leep": ref_rho["leep"], "logme": ref_rho["logme"],
+            "best_weights": best_weights, "best_weights_rho": weights_rho[best_weights],
+            "probe_counts": ", ".join(f"{n}: {v:.1f} %" for n, v in probes)}

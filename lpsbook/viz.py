@@ -704,10 +704,9 @@ def protocol_table(classification: dict, retrieval: dict, transferability: dict)
     """Every method on every protocol: mean ± sd over splits of the main metric of each."""
     import pandas as pd
 
-    columns = {"classification top-1 %": (classification, "top1", 100), "retrieval rank-1 %": (retrieval, "rank1", 100),
-               "retrieval mAP %": (retrieval, "mAP", 100),
-               "transfer Spearman (per target)": (transferability, "spearman_per_target", 1),
-               "related-task AUC": (transferability, "related_auc", 1)}
+    from .experiments import main_metrics
+
+    columns = main_metrics(classification, retrieval, transferability)
     rows = {}
     for m in classification["results"]:
         row = {}

@@ -86,3 +86,19 @@ def test_a_protocol_result_reads_like_the_dict_it_came_from():
                                               "seconds": 0.0, "related": "share a class"})
     assert r.get("related") == r["related"] == "share a class" and "related" in r
     assert r.get("nothing", "default") == "default" and r.get("experiment") == "x"
+
+
+def test_whole_network_findings_read_the_results():
+    n = "graph learner (whole network)"
+    cls = _result("classification", {"LPS": {"top1": (0.2, 0.01)}, n: {"top1": (0.5, 0.01)}})
+    ret = _result("retrieval", {"LPS": {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}, n: {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}})
+    tr = _result("transferability", {m: {"spearman_per_target": (0.1, 0.05), "related_auc": (0.5, 0.05)} for m in ("LPS", n)})
+    verdicts = experiments.challenges(cls, ret, tr, ["graph"])
+    assert verdicts.loc[n]["beats it"].tolist() == ["yes", "no", "no", "no", "no"]
+    stages = _result("stages", {"stem": {"top1": (0.1, 0)}, "stage 1": {"top1": (0.3, 0)}})
+    refs = _result("reference_transfer", {"leep": {"spearman_per_target": (0.6, 0)}, "logme": {"spearman_per_target": (0.5, 0)}})
+    probes = _result("probe_counts", {"1 probes": {"top1": (0.1, 0)}, "2 probes": {"top1": (0.2, 0)}})
+    f = experiments.whole_network_findings(cls, tr, verdicts, stages, refs, probes, n_tasks=50)
+    assert f["best"] == n and f["best_top1"] == pytest.approx(50) and f["chance"] == 2
+    assert f["verdict"] == "does not beat LPS on every protocol" and f["some"] == n
+    assert f["best_part"] == "stage 1" and f["leep"] == 0.6 and f["probe_counts"] == "1: 10.0 %, 2: 20.0 %"
