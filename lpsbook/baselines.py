@@ -29,6 +29,7 @@ from .errors import LpsbookError
 from .nets import conv_layers
 from .estimator import SimilarityMethod, num_models
 from .training import minibatch_sgd, one_thread
+from .store import digest
 from .symmetry import perm_sizes, permute_state, random_permutations, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -293,17 +294,6 @@ def canonical_permutations(state: dict, spec) -> dict:
 _ALIGNED: dict = {}  # (reference, settings, model) digests -> aligned layers, shared by all fits
 
 
-def _digest(state: dict) -> tuple:
-    """A content hash of a state dict (alignment is a pure function of the weights)."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return (h.hexdigest(),)
-
-
 class ReBasinFlat(SimilarityMethod):
     """Git Re-Basin weight matching to a reference model, then :class:`FlatFC`.
 
@@ -364,10 +354,10 @@ class ReBasinFlat(SimilarityMethod):
 
         m = self._check_state(state)
         aligned = {n: [] for n in self.layers}
-        ref_key = _digest(self.ref_) + (self.canonical_start, self.max_iter)
+        ref_key = (digest(self.ref_),) + (self.canonical_start, self.max_iter)
         for i in progress_bar(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
             model = {k: v[i] for k, v in state.items()}
-            key = ref_key + _digest(model)
+            key = ref_key + (digest(model),)
             if key in _ALIGNED:
                 for n in self.layers:
                     aligned[n].append(_ALIGNED[key][n])

@@ -32,7 +32,7 @@ from .methods import display_name, make, reads
 from .metrics import retrieval_metrics, spearman, topk_accuracy
 from .progress import bar as progress_bar
 from .store import Checkpoint, write_atomic
-from .similarity import features_in_bf16, penultimate_features
+from .similarity import features_in_bf16, models_features
 
 PAPER = {
     "classification": {"random prediction": (2.0, 9.6, 18.3), "only one FC layer": (5.3, 17.5, 29.3),
@@ -284,11 +284,14 @@ def transfer_scores(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0
     truth = [(data.test_labels[i] == t[1]).numpy() for i, t in zip(targets, tasks)]
     out = {k: np.zeros((len(tasks), len(tasks))) for k in ("ari", "leep", "logme")}
     bf16 = features_in_bf16(ms.preset)
+    sources, pack = [ms.index_of(s, source_seed) for s in range(len(tasks))], 5
     for s in progress_bar(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
-        net = ms.model(ms.index_of(s, source_seed))
-        feats = penultimate_features(net, data.test_images, data.mean, data.std, bf16=bf16)
-        with torch.no_grad():
-            probs = torch.softmax(net.fc(feats), dim=1).numpy()
+        if s % pack == 0:  # the next sources' features on every test image, computed together
+            chunk = models_features(ms.state_of(sources[s:s + pack]), data.test_images, data.mean, data.std,
+                                    bf16=bf16, pack=pack)
+        feats = chunk[s % pack]
+        w, b = ms.state["fc.weight"][sources[s]], ms.state["fc.bias"][sources[s]]
+        probs = torch.softmax(feats @ w.float().T + b.float(), dim=1).numpy()
         for t, idx in enumerate(targets):
             pred = KMeans(2, n_init=4, random_state=kmeans_seed).fit_predict(feats[idx].numpy())
             out["ari"][s, t] = adjusted_rand_score(truth[t], pred)

@@ -38,6 +38,7 @@ import torch
 
 from .errors import LpsbookError
 from .estimator import SimilarityMethod, check_labels, num_models
+from .store import Memo, digest
 
 NORMALISATIONS = ("none", "centre", "zscore")
 DISTANCES = ("pearson", "euclidean", "cosine")
@@ -401,6 +402,35 @@ def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024
                           .float() for i in range(0, len(images), batch)])
 
 
+@torch.no_grad()
+def models_features(models: dict, images: torch.Tensor, mean, std, bf16: bool = False, pack: int = 5,
+                    batch: int = 256) -> torch.Tensor:
+    """:func:`penultimate_features` of every model in ``models`` (stacked weights), ``[models, n, d]``.
+
+    The models run ``pack`` at a time as one packed network (grouped
+    convolutions): the same numbers as one by one, about a third faster on a CPU.
+    """
+    import contextlib
+
+    from .data import normalise
+    from .nets import PackedResNet20
+
+    w = models["conv1.weight"]
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    out = []
+    for start in range(0, num_models(models), pack):
+        states = [{k: v[i] for k, v in models.items()} for i in range(start, min(start + pack, len(w)))]
+        net = PackedResNet20.from_state_dicts(states, w.shape[1], w.shape[2]).to(w.device).eval()
+        net = net.to(memory_format=layout)
+        cast = torch.autocast(w.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), cast:
+            feats = [net.features(normalise(images[i:i + batch], mean, std).repeat(1, len(states), 1, 1)
+                                  .contiguous(memory_format=layout)).float().view(-1, len(states), net.fc_weight.shape[-1])
+                     for i in range(0, len(images), batch)]
+        out.append(torch.cat(feats).transpose(0, 1))
+    return torch.cat(out)
+
+
 def features_in_bf16(preset) -> bool:
     """Whether the features of a preset's models are computed in bf16 (as they were trained, on this CPU)."""
     from .training import mixed_precision
@@ -412,6 +442,9 @@ def probe_images(dataset, n_probe: int = 200, seed: int = 0) -> torch.Tensor:
     """``n_probe`` test images of ``dataset``, drawn without replacement (seeded)."""
     g = torch.Generator().manual_seed(seed)
     return dataset.test_images[torch.randperm(len(dataset.test_images), generator=g)[:n_probe]]
+
+
+FEATURES = Memo(8)  # the last features computed by ActivationSimilarity, by content of models and probes
 
 
 class ActivationSimilarity(SimilarityMethod):
@@ -441,16 +474,13 @@ class ActivationSimilarity(SimilarityMethod):
         self.bf16, self.device = bf16, device
 
     def features(self, models: dict) -> torch.Tensor:
-        """Every model's penultimate features on the probe images, ``[models, n, d]``."""
-        from .nets import ResNet20
+        """Every model's penultimate features on the probe images, ``[models, n, d]``.
 
-        w = models["conv1.weight"]
-        net = ResNet20(w.shape[1], w.shape[2])
-        out = []
-        for i in range(num_models(models)):
-            net.load_state_dict({k: v[i] for k, v in models.items()})
-            out.append(penultimate_features(net, self.images, self.mean, self.std, bf16=self.bf16))
-        return torch.stack(out)
+        They are remembered by content (:data:`FEATURES`): the measures of one
+        protocol read the same models on the same probes, and compute them once.
+        """
+        return FEATURES.get(digest(models, self.images, self.mean, self.std, self.bf16),
+                            lambda: models_features(models, self.images, self.mean, self.std, bf16=self.bf16))
 
     def _fit(self, models, y, n_classes):
         pass  # nothing to learn beyond the class means (the base class keeps them)

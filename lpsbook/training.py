@@ -188,11 +188,17 @@ def evaluate_packed(net: PackedResNet20, preset: Preset, dataset: Dataset, task_
     positives = _positives(preset, task_ids, device)
     mean, std = dataset.mean.to(device), dataset.std.to(device)
     correct = torch.zeros(len(task_ids), device=device)
+    fast = mixed_precision(preset, device)  # evaluate as trained: bf16 + channels_last (10 % of the build time)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if fast else nullcontext()
     for start in range(0, longest, chunk):
         sl = idx[:, start:start + chunk]
         x = normalise(images[sl], mean, std)  # [M, B, C, H, W]
         m, b = sl.shape
-        logits = net(x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:]).to(net.fc_weight.dtype))
+        x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:]).to(net.fc_weight.dtype)
+        if fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = net(x)
         pred = logits.argmax(-1).transpose(0, 1)  # [M, B]
         y = (labels[sl] == positives[:, None]).long()
         correct += ((pred == y) & valid[:, start:start + chunk]).sum(1)

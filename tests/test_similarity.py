@@ -195,3 +195,29 @@ def test_measure_validation():
 def test_bad_input(call, match):
     with pytest.raises(LpsbookError, match=match):
         call()
+
+
+def test_packed_features_equal_one_model_at_a_time_and_are_remembered():
+    from lpsbook import similarity
+    from lpsbook.nets import ResNet20, init_state
+
+    states = [init_state(4, 3, seed) for seed in range(7)]
+    for s in states:  # non-trivial BatchNorm statistics, as in a trained model
+        for k in s:
+            if k.endswith("running_mean") or k.endswith("running_var"):
+                s[k] += torch.rand_like(s[k])
+    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+    images = torch.randint(0, 256, (9, 3, 12, 12), dtype=torch.uint8)
+    mean, std = torch.full((3,), 120.0 / 255), torch.full((3,), 60.0 / 255)
+    packed = similarity.models_features(stacked, images, mean, std, pack=3, batch=4)  # ragged packs and batches
+    net = ResNet20(4, 3)
+    for i, s in enumerate(states):
+        net.load_state_dict(s)
+        one = similarity.penultimate_features(net, images, mean, std)
+        assert torch.allclose(packed[i], one, atol=1e-5, rtol=1e-4)
+    method = similarity.ActivationSimilarity("cka_linear", images, mean, std)
+    first = method.features(stacked)
+    assert torch.equal(first, packed)
+    assert method.features(stacked) is first  # the second measure on the same models computes nothing
+    stacked["conv1.weight"] = stacked["conv1.weight"] * 2
+    assert method.features(stacked) is not first  # other weights, other features
