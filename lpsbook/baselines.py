@@ -145,8 +145,7 @@ class FlatFC(SimilarityMethod):
         self.mean_ = x.mean(0)
         std = x.std(0, correction=0)
         self.std_ = torch.where(std > 1e-12, std, torch.ones_like(std))
-        # with permuted copies the set is large enough for every thread (4 copies: 13.9 -> 9.6 s on 2 cores)
-        with one_thread(self.device, enabled=not self.augment):
+        with one_thread(self.device):
             self._train(self._features(models), y.to(self.device), n_classes)
 
     def _train(self, x, y, num_classes):

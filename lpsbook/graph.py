@@ -204,7 +204,7 @@ class GraphLearner(SimilarityMethod):
                 "globals": torch.cat(glob, 1) if glob else torch.zeros(m, 0, device=dev)}
 
     def _fit(self, models, y, n_classes):
-        from .training import minibatch_sgd
+        from .training import minibatch_sgd, one_thread
 
         self.keys_ = self._used_keys(models)
         self.scale_ = {k: (models[k].double().mean().item(), max(models[k].double().std().item(), 1e-8))
@@ -223,9 +223,9 @@ class GraphLearner(SimilarityMethod):
             return F.cross_entropy(self.net_(_rows(x, idx)), y[idx])
 
         self.net_.train()
-        # every thread: the messages are large enough to use them (one thread: 31.9 s, two: 22.5 s on 2 cores)
-        minibatch_sgd(loss, len(y), self.epochs, self.batch_size, self.seed, opt, sched,
-                      torch.device(self.device), "graph learner")
+        with one_thread(self.device):
+            minibatch_sgd(loss, len(y), self.epochs, self.batch_size, self.seed, opt, sched,
+                          torch.device(self.device), "graph learner")
         self.net_.eval()
 
     @torch.no_grad()

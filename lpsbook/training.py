@@ -27,14 +27,13 @@ from .presets import Preset
 
 
 @contextmanager
-def one_thread(device=None, enabled: bool = True):
+def one_thread(device=None):
     """Run torch on one CPU thread inside the block (then restore the setting).
 
     Small networks (baselines, single branches): more intra-op threads only add
     synchronisation, which on a loaded CPU made training ~100x slower.
-    ``enabled=False`` keeps every thread, for work large enough to use them.
     """
-    if not enabled or (device is not None and torch.device(device).type != "cpu"):
+    if device is not None and torch.device(device).type != "cpu":
         yield
         return
     before = torch.get_num_threads()
