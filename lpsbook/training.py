@@ -110,6 +110,15 @@ def mixed_precision(preset: Preset, device) -> bool:
     return device.type == "cpu" and preset.cpu_bf16 and cpu_has_native_bf16()
 
 
+def precision(preset: Preset, device):
+    """``(layout, autocast)``: the memory format of inputs and the autocast context that training and
+    evaluation use (:func:`mixed_precision`: channels_last and bf16, else the defaults)."""
+    device = torch.device(device)
+    if mixed_precision(preset, device):
+        return torch.channels_last, torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.contiguous_format, nullcontext()
+
+
 def steps_per_epoch(preset: Preset, dataset: Dataset) -> int:
     """Steps of one epoch: the largest task's training set over the batch size."""
     n = max(len(dataset.task_indices(t, "train")) for t in preset.tasks)
@@ -188,17 +197,14 @@ def evaluate_packed(net: PackedResNet20, preset: Preset, dataset: Dataset, task_
     positives = _positives(preset, task_ids, device)
     mean, std = dataset.mean.to(device), dataset.std.to(device)
     correct = torch.zeros(len(task_ids), device=device)
-    fast = mixed_precision(preset, device)  # evaluate as trained: bf16 + channels_last (10 % of the build time)
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if fast else nullcontext()
+    layout, autocast = precision(preset, device)  # evaluate as trained (in float32: 10 % more build time)
     for start in range(0, longest, chunk):
         sl = idx[:, start:start + chunk]
         x = normalise(images[sl], mean, std)  # [M, B, C, H, W]
         m, b = sl.shape
         x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:]).to(net.fc_weight.dtype)
-        if fast:
-            x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits = net(x)
+            logits = net(x.contiguous(memory_format=layout))
         pred = logits.argmax(-1).transpose(0, 1)  # [M, B]
         y = (labels[sl] == positives[:, None]).long()
         correct += ((pred == y) & valid[:, start:start + chunk]).sum(1)
@@ -229,23 +235,19 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
     m = len(jobs)
     states = [init_state(preset.width, preset.in_channels, model_rng_seed(t, s)) for t, s in jobs]
     net = PackedResNet20.from_state_dicts(states, preset.width, preset.in_channels).to(device)
-    fast = mixed_precision(preset, device)
-    if fast:
-        net = net.to(memory_format=torch.channels_last)
+    layout, autocast = precision(preset, device)
+    net = net.to(memory_format=layout)
     streams = [recipe.stream(t, s) for t, s in jobs]
     positives = _positives(preset, task_ids, device)
     opt, sched = recipe.optimizer(net.parameters())
     total = recipe.total_steps if steps is None else steps
     bad = torch.zeros(m, dtype=torch.bool, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if fast else nullcontext()
     for _ in range(total):
         x, y = recipe.batch(streams, positives)
         b = x.shape[1]
         x = x.transpose(0, 1).reshape(b, m * x.shape[2], *x.shape[3:])
-        if fast:
-            x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
-            logits = net(x)  # [B, M, 2]
+            logits = net(x.contiguous(memory_format=layout))  # [B, M, 2]
         per_sample = F.cross_entropy(logits.to(net.fc_weight.dtype).reshape(b * m, -1), y.t().reshape(-1), reduction="none")
         per_model = per_sample.view(b, m).mean(0)
         bad |= ~torch.isfinite(per_model.detach())
