@@ -8,12 +8,17 @@ from lpsbook.presets import get_preset
 
 def test_preset_from_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LPSBOOK_PRESET", raising=False)
+    monkeypatch.delenv("LPSBOOK_NO_CIFAR", raising=False)
     monkeypatch.setenv("LPSBOOK_DATA", str(tmp_path))  # no CIFAR-100 there: the book falls back to digits
     assert book.current_preset().name == "digits"
     assert "CIFAR-100 not found" in book.banner() and "make data" in book.banner()
     (tmp_path / "cifar100.npz").write_bytes(b"")  # found (its contents are checked when it is loaded)
     assert book.current_preset().name == "cifar100-small"
     assert "not found" not in book.banner()
+    monkeypatch.setenv("LPSBOOK_NO_CIFAR", "1")  # make test's fallback build: as if the data were absent
+    assert book.current_preset().name == "digits" and "LPSBOOK_NO_CIFAR is set" in book.banner()
+    monkeypatch.setenv("LPSBOOK_NO_CIFAR", "0")
+    assert book.current_preset().name == "cifar100-small"
     monkeypatch.setenv("LPSBOOK_PRESET", "digits")  # asked for: no excuse in the banner
     assert book.current_preset().name == "digits" and "not found" not in book.banner()
     monkeypatch.setenv("LPSBOOK_PRESET", "cifar100")
