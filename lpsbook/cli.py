@@ -13,7 +13,7 @@ from .presets import PRESETS
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity", "stages",
-               "probe_counts")
+               "probe_counts", "ladder")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,10 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     i = ms_sub.add_parser("info", help="print the per-task table")
     i.add_argument("dir")
 
-    ex = sub.add_parser("experiment", help="run one of the paper's protocols on a model set")
+    ex = sub.add_parser("experiment", help="run one of the paper's protocols on a model set; `ladder` builds "
+                        "the recipe ladder and the 50-task width-16 set and measures them (hours; resumable)")
     ex.add_argument("name", choices=EXPERIMENTS)
-    ex.add_argument("--modelset", required=True)
-    ex.add_argument("--out", required=True, help="JSON file for the results")
+    ex.add_argument("--modelset", default=None, help="the model set folder (every experiment but ladder)")
+    ex.add_argument("--out", required=True, help="JSON file for the results (ladder: the folder for ladder.json)")
+    ex.add_argument("--only", default=None, metavar="SET,SET", help="ladder: build and measure only these sets")
     ex.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ex.add_argument("--seeds", type=int, default=None, help="training seeds of the second-order network")
     ex.add_argument("--epochs", type=int, default=None, help="epochs of the second-order network")
@@ -102,10 +104,33 @@ def _experiment(args):
     from . import experiments
 
     _check_data_dir(args)
+    if args.name == "ladder":
+        return _ladder(args)
+    if args.modelset is None or args.only:
+        raise LpsbookError(f"experiment {args.name} needs --modelset DIR (and --only is for the ladder only)")
     experiments.run_cli(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
                         epochs=args.epochs, data_dir=args.data_dir, layers=args.layers,
                         second_order_filters=args.second_order_filters)
     print(f"results written to {args.out}")
+
+
+def _ladder(args):
+    import os
+
+    from . import ladder
+    from .modelset import output_problem
+
+    names = args.only.split(",") if args.only else list(ladder.ORDER)
+    unknown = sorted(set(names) - set(ladder.ORDER))
+    if unknown:
+        raise LpsbookError(f"--only: unknown set(s) {', '.join(unknown)}; choose from {', '.join(ladder.ORDER)}")
+    problem = output_problem(args.out, folder=True)
+    if problem:
+        raise LpsbookError(f"--out {problem}; give a folder for {ladder.RESULTS_FILE}.")
+    if args.data_dir is not None:
+        os.environ["LPSBOOK_DATA"] = str(args.data_dir)
+    ladder.run(args.out, [n for n in ladder.ORDER if n in names])
+    print(f"results written to {Path(args.out) / ladder.RESULTS_FILE}")
 
 
 def _data(args):

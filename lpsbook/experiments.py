@@ -428,7 +428,7 @@ def weight_movement(ms) -> "pandas.DataFrame":
 
     rel = {name: [] for name in ms.layers}
     for i, row in enumerate(ms.meta.itertuples()):
-        start = init_state(ms.preset.width, ms.preset.in_channels, model_rng_seed(row.task_id, row.train_seed))
+        start = init_state(ms.preset.width, ms.preset.in_channels, model_rng_seed(ms.preset.task_number(row.task_id), row.train_seed))
         for name in ms.layers:
             w0 = start[name]
             rel[name].append(((ms.conv_weights[name][i] - w0).norm() / w0.norm()).item())

@@ -34,6 +34,7 @@ from .errors import LpsbookError
 from .store import os_fix, write_atomic
 from .nets import ResNet20, conv_layers
 from .presets import Preset, get_preset
+from .training import mixed_precision
 
 SET_FILE = "modelset.json"
 MODELS = "models"
@@ -164,6 +165,17 @@ def _clean_stale_temporaries(folder: Path):
             pass
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device, seconds: float):
     stem = model_stem(trained.task_id, trained.seed)
     blob = st_save({k: v.contiguous() for k, v in trained.state.items()})
@@ -176,7 +188,8 @@ def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, de
         "train_acc": trained.train_acc, "test_acc": trained.test_acc,
         "preset_name": preset.name, "preset_hash": preset.hash,
         "lpsbook_version": __version__, "torch_version": torch.__version__,
-        "device": str(device), "host": platform.node(), "train_seconds": round(seconds, 4),
+        "device": str(device), "host": platform.node(), "cpu": cpu_model(),
+        "precision": "bf16" if mixed_precision(preset, device) else "float32", "train_seconds": round(seconds, 4),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weights_file": f"{stem}.safetensors", "weights_sha256": _sha256(blob),
     }
@@ -398,6 +411,40 @@ class ModelSet:
             idx = torch.nonzero(idx).flatten()
         return ModelSet(self.path, self.preset, self.meta.iloc[idx.numpy()].reset_index(drop=True),
                         {k: v[idx] for k, v in self.state.items()})
+
+
+def extract(source, preset, out) -> Path:
+    """Write the models of ``preset`` that model set ``source`` already holds into ``out``.
+
+    ``preset`` must be ``source``'s recipe on some of its tasks, seeded as
+    there (``task_numbers`` = those tasks' positions in ``source``), so its
+    models are ``source``'s models of those tasks: the weights files are
+    copied, the metadata re-keyed to ``preset`` (and say where they came from).
+    Models already in ``out`` are left alone; returns ``out``.
+    """
+    source = check_modelset_dir(source)
+    src_preset = Preset.from_dict(_unseal(source / SET_FILE)["preset"])
+    preset = get_preset(preset)
+    numbers = [preset.task_number(t) for t in range(len(preset.tasks))]
+    same = src_preset.with_(name=preset.name, tasks=tuple(src_preset.tasks[n] for n in numbers),
+                            task_numbers=tuple(numbers), pack_size_cpu=preset.pack_size_cpu)
+    if same.hash != preset.hash or preset.seeds > src_preset.seeds:
+        raise LpsbookError(f"preset {preset.name!r} is not a part of {source}'s preset {src_preset.name!r} "
+                           "(the recipe, the tasks' seeding or the seeds differ); build it instead.")
+    out = Path(out).expanduser()
+    _open_or_create(out, preset)
+    for t, s in pending_models(out, preset):
+        meta = _unseal(source / MODELS / f"{model_stem(numbers[t], s)}.json")
+        blob = (source / MODELS / meta["weights_file"]).read_bytes()
+        if _sha256(blob) != meta["weights_sha256"]:
+            raise LpsbookError(f"{source / MODELS / meta['weights_file']} is corrupt (sha256 does not match); "
+                               "resume that model set's build to retrain it.")
+        stem = model_stem(t, s)
+        write_atomic(out / MODELS / f"{stem}.safetensors", blob)
+        meta.update(task_id=t, weights_file=f"{stem}.safetensors", preset_name=preset.name,
+                    preset_hash=preset.hash, copied_from=f"{src_preset.name}-{src_preset.hash}")
+        write_atomic(out / MODELS / f"{stem}.json", _sealed(meta))
+    return out
 
 
 def load(path, check: bool = True) -> ModelSet:

@@ -13,7 +13,10 @@ network and which training recipe.  Provided:
     a short schedule that a 2-core CPU builds in about half an hour;
 ``cifar100``
     the paper's ModelSet500: 50 disjoint CIFAR-100 tasks {2t, 2t+1}, 10 seeds
-    each, ResNet-20 16/32/64, SGD 160 epochs with the paper's recipe.
+    each, ResNet-20 16/32/64, SGD 160 epochs with the paper's recipe;
+``cifar100-w16-e40`` and ``ladder-w<width>-e<epochs>``
+    the paper's recipe at a quarter of its training (all 50 tasks), and the
+    recipe ladder on ten of them (:func:`paper_recipe` makes them all).
 """
 from __future__ import annotations
 
@@ -63,6 +66,13 @@ class Preset:
         Model (task, seed) is initialised and fed from the random stream of
         seed ``seed + seed_offset``: the same recipe with other seeds gives an
         independent model set of the same kind.
+    task_numbers : tuple of int
+        The number each task's random stream is drawn from (by default its
+        position in ``tasks``). A preset of a few of another preset's tasks
+        sets them to those tasks' positions there, so that its models are the
+        other set's models of those tasks, bit for bit on one machine.
+    milestones may be fractions of an epoch (3/4 of 10 epochs: 7.5); they are
+    rounded to whole steps.
     """
 
     name: str
@@ -81,6 +91,11 @@ class Preset:
     pack_size_cpu: int = 8
     seed_offset: int = 0
     cpu_bf16: bool = False
+    task_numbers: tuple = ()
+
+    def task_number(self, task_id: int) -> int:
+        """The number that seeds task ``task_id``'s models (see ``task_numbers``)."""
+        return self.task_numbers[task_id] if self.task_numbers else task_id
 
     @property
     def in_channels(self) -> int:
@@ -94,6 +109,7 @@ class Preset:
         d = dataclasses.asdict(self)
         d["tasks"] = [list(t) for t in self.tasks]
         d["milestones"] = list(self.milestones)
+        d["task_numbers"] = list(self.task_numbers)
         return d
 
     @classmethod
@@ -101,6 +117,7 @@ class Preset:
         d = dict(d)
         d["tasks"] = tuple(tuple(t) for t in d["tasks"])
         d["milestones"] = tuple(d["milestones"])
+        d["task_numbers"] = tuple(d.get("task_numbers", ()))
         return cls(**d)
 
     @property
@@ -131,7 +148,7 @@ class Preset:
 SPEED_SETTINGS = ("pack_size_cpu",)
 # Fields added after model sets were first published, with the value that means "as before":
 # hashed only when set otherwise, so existing model sets keep their hash.
-LATER_FIELDS = {"cpu_bf16": False}
+LATER_FIELDS = {"cpu_bf16": False, "task_numbers": []}
 
 DIGITS_PAIRS = tuple(itertools.combinations(range(10), 2))
 
@@ -178,6 +195,35 @@ PRESETS = {
         crop_padding=4, flip=True, pack_size_cpu=1,
     ),
 }
+
+
+def paper_recipe(name: str, width: int = 16, epochs: int = 160, every: int = 1, pack_size_cpu: int = 1) -> Preset:
+    """The paper's recipe (the ``cifar100`` preset) with only width and training length changed.
+
+    SGD with batch 128, lr 0.1 divided by 10 at 1/2 and 3/4 of training,
+    momentum 0.9, weight decay 1e-4, crop 4 + flip, 10 seeds; bf16 with
+    channels_last on a CPU that has native bf16. ``every=5`` keeps every fifth
+    of the 50 tasks, seeded as in the 50-task set (``task_numbers``), so a
+    rung that shares width and epochs with the 50-task set holds its models.
+    """
+    base = PRESETS["cifar100"]
+    half, three_quarters = epochs / 2, 3 * epochs / 4
+    numbers = tuple(range(0, len(base.tasks), every))
+    return base.with_(name=name, width=width, epochs=epochs,
+                      milestones=tuple(int(m) if m == int(m) else m for m in (half, three_quarters)),
+                      tasks=tuple(base.tasks[i] for i in numbers), task_numbers=numbers if every > 1 else (),
+                      cpu_bf16=True, pack_size_cpu=pack_size_cpu)
+
+
+# The recipe ladder: ten of ModelSet500's tasks (every fifth), only width and epochs changed;
+# (width, epochs) -> preset name. The paper trains width 16 for 160 epochs.
+LADDER = {(8, 10): "ladder-w8-e10", (8, 40): "ladder-w8-e40", (16, 10): "ladder-w16-e10",
+          (16, 40): "ladder-w16-e40", (16, 160): "ladder-w16-e160"}
+# Models trained together on a CPU, by width (fastest per model: see benchmarks/RESULTS.md).
+LADDER_PACK = {8: 4, 16: 2}
+PRESETS["cifar100-w16-e40"] = paper_recipe("cifar100-w16-e40", 16, 40, pack_size_cpu=LADDER_PACK[16])
+for (_w, _e), _name in LADDER.items():
+    PRESETS[_name] = paper_recipe(_name, _w, _e, every=5, pack_size_cpu=LADDER_PACK[_w])
 
 
 def get_preset(name: str) -> Preset:

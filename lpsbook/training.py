@@ -150,7 +150,8 @@ class Recipe:
 
     def stream(self, task_id: int, seed: int) -> SampleStream:
         p = self.preset
-        return SampleStream(self.dataset.task_indices(p.tasks[task_id], "train"), model_rng_seed(task_id, seed),
+        return SampleStream(self.dataset.task_indices(p.tasks[task_id], "train"),
+                            model_rng_seed(p.task_number(task_id), seed),
                             p.crop_padding, p.flip)
 
     def batch(self, streams, positives: torch.Tensor, dtype=None):
@@ -166,7 +167,7 @@ class Recipe:
         p = self.preset
         opt = torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
         sched = torch.optim.lr_scheduler.MultiStepLR(
-            opt, [m * self.steps_per_epoch for m in p.milestones], gamma=0.1)
+            opt, [round(m * self.steps_per_epoch) for m in p.milestones], gamma=0.1)
         return opt, sched
 
 
@@ -233,7 +234,7 @@ def train_pack(preset: Preset, dataset: Dataset, jobs, device="cpu", progress=No
     recipe = recipe or Recipe(preset, dataset, device)
     task_ids = [t for t, _ in jobs]
     m = len(jobs)
-    states = [init_state(preset.width, preset.in_channels, model_rng_seed(t, s)) for t, s in jobs]
+    states = [init_state(preset.width, preset.in_channels, model_rng_seed(preset.task_number(t), s)) for t, s in jobs]
     net = PackedResNet20.from_state_dicts(states, preset.width, preset.in_channels).to(device)
     layout, autocast = precision(preset, device)
     net = net.to(memory_format=layout)
@@ -319,7 +320,8 @@ def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, devic
     device = torch.device(device)
     recipe = recipe or Recipe(preset, dataset, device)
     net = ResNet20(preset.width, preset.in_channels)
-    net.load_state_dict(init_state(preset.width, preset.in_channels, model_rng_seed(task_id, seed)))
+    net.load_state_dict(init_state(preset.width, preset.in_channels,
+                                   model_rng_seed(preset.task_number(task_id), seed)))
     net.to(device).train()
     stream = recipe.stream(task_id, seed)
     positives = _positives(preset, [task_id], device)

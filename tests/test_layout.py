@@ -6,7 +6,7 @@ import lpsbook
 
 # lowest first: a module may import any module to its left, never one to its right
 CHAIN = ("errors progress presets nets _torchvision data store estimator metrics training modelset symmetry "
-         "lps baselines graph probing similarity methods experiments viz explorer book cli").split()
+         "lps baselines graph probing similarity methods experiments viz explorer book ladder cli").split()
 PACKAGE = Path(lpsbook.__file__).parent
 
 

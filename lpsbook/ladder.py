@@ -1,0 +1,213 @@
+"""How much training the headline needs: the recipe ladder, and ModelSet500's tasks at width 16.
+
+The book's model set is trained 80 SGD steps at width 8; the paper trains
+1,280 steps at width 16. Two builds measure what that costs LPS:
+
+* ``cifar100-w16-e40``: ModelSet500's 50 tasks x 10 seeds at the paper's
+  recipe with a quarter of its training (40 epochs, 320 steps), width 16;
+  Tables 1-2 (classification, retrieval) of every method on it;
+* the recipe ladder (:data:`lpsbook.presets.LADDER`): ten of those tasks
+  (every fifth), 10 seeds, width 8 or 16 and 10, 40 or 160 epochs, nothing
+  else changed; the classification protocol of the main methods on each rung.
+
+:func:`run` builds or resumes each model set in turn (cheap rungs first,
+then the 50-task set, then the paper's own recipe), and after each one
+rewrites ``results/ladder.json`` with every number and its provenance: an
+interruption loses at most the pack being trained, and the file always says
+how far the build got. The file is what the book reads; :func:`stale` says
+when it no longer matches the presets in the code.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, book, code_version, experiments
+from . import modelset as msets
+from .errors import LpsbookError
+from .lps import LPSConfig
+from .methods import method_id
+from .presets import get_preset
+from .store import write_atomic
+
+RESULTS_FILE = "ladder.json"
+COMMAND = "lpsbook experiment ladder --out results/"
+FULL_SET = "cifar100-w16-e40"
+# Build order: cheap rungs, the 50-task set (whose ten tasks are the width-16, 40-epoch rung), the paper's recipe.
+ORDER = ("ladder-w8-e10", "ladder-w16-e10", "ladder-w8-e40", FULL_SET, "ladder-w16-e40", "ladder-w16-e160")
+RUNG_METHODS = ("random", "fc", "frobenius", "lps", "weight_stats", "rebasin_fc", "probing", "graph")
+TABLE_METHODS = experiments.PAPER_METHODS + experiments.EXTRA_METHODS + book.WHOLE_NETWORK
+PAPER_LPS = "lps_paper"  # LPS with the paper's second-order schedule (LPSConfig.paper()), beside the book's
+FLOAT32_JOBS = ((0, 0), (1, 0), (2, 0))  # (task, seed) of the top rung trained in float32 as well
+
+
+def _by_id(result) -> dict:
+    """A protocol result's ``{method id: {metric: {mean, std, values}}}`` (results are kept by display name)."""
+    return {method_id(name): metrics for name, metrics in result["results"].items()}
+
+
+def set_summary(ms) -> dict:
+    """The models of a set: accuracies, weight movement, and how, where and how long they were built."""
+    meta = ms.meta
+    moved = experiments.weight_movement(ms)["mean"]
+    last_stage = [n for n in ms.layers if n.startswith("layer3.")]
+    col = lambda name: sorted(set(meta[name].dropna().astype(str))) if name in meta else []  # noqa: E731
+    return {
+        "models": len(meta),
+        "test_acc": {"mean": float(meta.test_acc.mean()), "min": float(meta.test_acc.min()),
+                     "sd": float(meta.test_acc.std(ddof=1))},
+        "train_acc_mean": float(meta.train_acc.mean()),
+        "movement": {"conv1": float(moved[ms.layers[0]]), "last_stage": float(np.mean([moved[n] for n in last_stage]))},
+        "build": {"train_seconds": float(meta.train_seconds.sum()), "first_model": str(meta.created.min()),
+                  "last_model": str(meta.created.max()), "hosts": col("host"), "cpus": col("cpu"),
+                  "precision": col("precision"), "devices": col("device"), "torch": col("torch_version"),
+                  "copied_from": col("copied_from")},
+    }
+
+
+def rung_classification(preset) -> dict:
+    """The classification protocol (8 train / 2 test models per task, 3 splits) of :data:`RUNG_METHODS`,
+    and of LPS with the paper's schedule (:data:`PAPER_LPS`), keyed by method id."""
+    cls = _by_id(book.experiment("classification", preset, methods=list(RUNG_METHODS)))
+    paper = book.experiment("classification", preset, methods=["lps"], config=LPSConfig.paper().to_dict())
+    cls[PAPER_LPS] = _by_id(paper)["lps"]
+    return cls
+
+
+def tables(preset) -> dict:
+    """Tables 1 and 2 (classification and retrieval) of :data:`TABLE_METHODS`, keyed by method id."""
+    out = {}
+    for name in ("classification", "retrieval"):
+        result = experiments.merge(book.experiment(name, preset),
+                                   book.experiment(name, preset, methods=list(book.WHOLE_NETWORK)))
+        out[name] = _by_id(result)
+    return out
+
+
+def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu") -> list:
+    """A few models of ``preset`` trained again in float32: same initialisation and batches, other rounding.
+
+    Returns, per model, its test accuracy as built (bf16 autocast on a CPU with
+    native bf16) and in float32, and the float32 training time.
+    """
+    from .data import load_dataset
+    from .training import train_pack
+
+    ms = book.modelset(preset, progress=False)
+    f32 = preset.with_(cpu_bf16=False)
+
+    def compute():
+        data, rows = load_dataset(preset), []
+        for t, s in jobs:
+            start = time.perf_counter()
+            trained = train_pack(f32, data, [(t, s + preset.seed_offset)], device)[0]
+            rows.append({"task_id": t, "seed": s, "test_acc_as_built": float(ms.meta.test_acc[ms.index_of(t, s)]),
+                         "test_acc_float32": trained.test_acc, "float32_seconds": time.perf_counter() - start})
+        return rows
+
+    return book.cached_json("float32_check", {"jobs": [list(j) for j in jobs]}, compute, preset=preset)
+
+
+def ensure_set(name: str, progress: bool = True):
+    """The model set ``name``, built or resumed; a rung that is part of the 50-task set is taken from it."""
+    p = get_preset(name)
+    full = get_preset(FULL_SET)
+    if (p.width, p.epochs) == (full.width, full.epochs) and name != FULL_SET:
+        source = book.modelset(full, progress=progress)  # complete first (it comes before in ORDER)
+        msets.extract(source.path, p, msets.cache_dir(p))
+    return book.modelset(p, progress=progress)
+
+
+def provenance(command: str, started: str, seconds: float) -> dict:
+    """Who computed the file, where, with what and when."""
+    return {"command": command, "code_version": code_version(), "lpsbook_version": __version__,
+            "torch": torch.__version__, "python": platform.python_version(), "cpu": msets.cpu_model(),
+            "cpu_threads": torch.get_num_threads(), "host": platform.node(), "run_started": started,
+            "run_seconds": round(seconds, 1),
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def preset_record(name: str) -> dict:
+    from .training import steps_per_model
+
+    p = get_preset(name)
+    return {"hash": p.hash, "width": p.width, "epochs": p.epochs, "steps": steps_per_model(p),
+            "tasks": len(p.tasks), "seeds": p.seeds, "models": p.num_models, "cpu_bf16": p.cpu_bf16}
+
+
+def read(path) -> dict:
+    """The results file at ``path`` (a file, or the folder holding ``ladder.json``)."""
+    path = Path(path)
+    path = path / RESULTS_FILE if path.is_dir() else path
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LpsbookError(f"{path} does not exist; run `{COMMAND}` to compute it.") from None
+    except (ValueError, UnicodeDecodeError):
+        raise LpsbookError(f"{path} is damaged (not JSON); run `{COMMAND}` to compute it again.") from None
+
+
+def stale(results: dict) -> list:
+    """Why ``results`` no longer describes the presets in the code (an empty list if it still does)."""
+    problems = []
+    for name, rec in results.get("presets", {}).items():
+        try:
+            now = get_preset(name).hash
+        except LpsbookError:
+            problems.append(f"preset {name!r} is no longer in the code")
+            continue
+        if rec["hash"] != now:
+            problems.append(f"preset {name!r} changed (hash {rec['hash']} in the file, {now} in the code)")
+    return problems
+
+
+def run(out="results", names=ORDER, float32=True, progress=True, command: str | None = None) -> dict:
+    """Build or resume every model set of ``names`` in order; rewrite ``out/ladder.json`` after each.
+
+    A set's numbers are kept from an earlier file when its preset has not
+    changed, so a later session resumes where the last one stopped.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS_FILE
+    if command is None:
+        command = " ".join(["lpsbook", *sys.argv[1:]]) if sys.argv[0].endswith("lpsbook") else COMMAND
+    try:
+        results = read(path)
+    except LpsbookError:
+        results = {}
+    keep = {n for n, rec in results.get("presets", {}).items() if n in ORDER and rec["hash"] == get_preset(n).hash}
+    results = {"about": __doc__.split("\n\n")[0], "order": list(ORDER),
+               "presets": {n: preset_record(n) for n in ORDER},
+               "sets": {n: v for n, v in results.get("sets", {}).items() if n in keep},
+               "tables": results.get("tables", {}) if FULL_SET in keep else {},
+               "float32": results.get("float32", []) if ORDER[-1] in keep else []}
+    started, t0 = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), time.time()
+
+    def save():
+        results["provenance"] = provenance(command, started, time.time() - t0)
+        write_atomic(path, json.dumps(results, indent=1, default=float).encode())
+
+    for name in names:
+        if name in results["sets"] and (name != FULL_SET or results["tables"]):
+            continue
+        ms = ensure_set(name, progress)
+        p = ms.preset
+        entry = {"summary": set_summary(ms)}
+        if name == FULL_SET:
+            results["tables"] = tables(p)
+        else:
+            entry["classification"] = rung_classification(p)
+        results["sets"][name] = entry
+        save()
+    if float32 and ORDER[-1] in names and not results["float32"]:
+        results["float32"] = float32_check(get_preset(ORDER[-1]))
+    save()
+    return results

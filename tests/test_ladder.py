@@ -1,0 +1,132 @@
+"""The recipe ladder: presets made from the paper's, rungs taken from the 50-task set, a results file
+that says when it is stale."""
+import json
+
+import pytest
+import torch
+
+from lpsbook import cli, ladder
+from lpsbook import modelset as msets
+from lpsbook.errors import LpsbookError
+from lpsbook.presets import LADDER, PRESETS, get_preset, paper_recipe
+
+REPO_RESULTS = ladder.Path(__file__).resolve().parents[1] / "results" / ladder.RESULTS_FILE
+
+
+def test_rungs_change_only_width_and_epochs():
+    paper = get_preset("cifar100")
+    for (width, epochs), name in LADDER.items():
+        p = get_preset(name)
+        assert (p.width, p.epochs) == (width, epochs)
+        assert p.milestones == (epochs / 2, 3 * epochs / 4), "lr / 10 at 1/2 and 3/4 of training"
+        assert p.tasks == paper.tasks[::5] and p.task_numbers == tuple(range(0, 50, 5))
+        same = {k for k in ("batch_size", "lr", "momentum", "weight_decay", "crop_padding", "flip", "seeds", "dataset")
+                if getattr(p, k) == getattr(paper, k)}
+        assert len(same) == 8 and p.cpu_bf16
+    full = get_preset(ladder.FULL_SET)
+    assert (full.width, full.epochs, full.tasks, full.task_numbers) == (16, 40, paper.tasks, ())
+    assert get_preset("ladder-w16-e160").with_(cpu_bf16=False, tasks=paper.tasks, task_numbers=(),
+                                               name="cifar100", pack_size_cpu=1) == paper
+    # one function makes them: the same call gives the same hash, another width another one
+    assert paper_recipe(full.name, 16, 40).hash == full.hash != paper_recipe(full.name, 8, 40).hash
+
+
+def test_existing_presets_keep_their_hash():
+    """task_numbers is hashed only when set: the book's model sets (and their stored outputs) stay valid."""
+    d = PRESETS["cifar100-small"].to_dict()
+    assert d["task_numbers"] == [] and PRESETS["cifar100-small"].with_(task_numbers=(1,)).hash != PRESETS[
+        "cifar100-small"].hash
+    assert msets.Preset.from_dict({k: v for k, v in d.items() if k != "task_numbers"}) == PRESETS["cifar100-small"]
+
+
+def _part(full, every=2):
+    numbers = tuple(range(0, len(full.tasks), every))
+    return full.with_(name="part", tasks=tuple(full.tasks[i] for i in numbers), task_numbers=numbers, pack_size_cpu=2)
+
+
+def test_a_rung_holds_the_larger_sets_models(tmp_path):
+    """Models of a few tasks seeded as in the larger set are its models: extracting them equals training them."""
+    full = get_preset("tiny").with_(epochs=1)
+    part = _part(full)
+    msets.build(full, tmp_path / "full", device="cpu", progress=False)
+    msets.build(part, tmp_path / "trained", device="cpu", progress=False)
+    msets.extract(tmp_path / "full", part, tmp_path / "extracted")
+    trained, extracted = msets.load(tmp_path / "trained"), msets.load(tmp_path / "extracted")  # checksums verified
+    assert list(extracted.meta.task_id) == list(trained.meta.task_id) and len(extracted) == part.num_models
+    for k in trained.state:
+        torch.testing.assert_close(extracted.state[k], trained.state[k], rtol=1e-4, atol=1e-5)
+    assert set(extracted.meta.copied_from) == {f"{full.name}-{full.hash}"}
+    msets.extract(tmp_path / "full", part, tmp_path / "extracted")  # again: nothing to do, nothing broken
+    msets.verify(tmp_path / "extracted")
+
+
+def test_extract_refuses_another_recipe(tmp_path):
+    full = get_preset("tiny").with_(epochs=1)
+    msets.build(full, tmp_path / "full", device="cpu", progress=False)
+    with pytest.raises(LpsbookError, match="is not a part of"):
+        msets.extract(tmp_path / "full", _part(full).with_(epochs=2), tmp_path / "x")
+    unseeded = _part(full).with_(task_numbers=())  # the same tasks, seeded by their new positions
+    with pytest.raises(LpsbookError, match="seeding"):
+        msets.extract(tmp_path / "full", unseeded, tmp_path / "y")
+
+
+def test_stale_names_the_changed_preset(monkeypatch):
+    results = {"presets": {n: ladder.preset_record(n) for n in ladder.ORDER}}
+    assert ladder.stale(results) == []
+    monkeypatch.setitem(PRESETS, "ladder-w8-e10", get_preset("ladder-w8-e10").with_(lr=0.05))
+    problems = ladder.stale(results)
+    assert len(problems) == 1 and "ladder-w8-e10" in problems[0] and "changed" in problems[0]
+    monkeypatch.delitem(PRESETS, "ladder-w8-e10")
+    assert "no longer in the code" in ladder.stale(results)[0]
+
+
+def test_damaged_results_file_is_a_clear_error(tmp_path):
+    (tmp_path / ladder.RESULTS_FILE).write_text('{"presets": {"trunc')
+    with pytest.raises(LpsbookError, match="damaged"):
+        ladder.read(tmp_path)
+    with pytest.raises(LpsbookError, match="lpsbook experiment ladder"):
+        ladder.read(tmp_path / "nothing.json")
+
+
+def test_committed_results_match_the_presets():
+    """results/ladder.json is computed from the presets in the code; a changed preset makes it stale."""
+    results = ladder.read(REPO_RESULTS)
+    problems = ladder.stale(results)
+    assert not problems, f"{REPO_RESULTS} is stale: {'; '.join(problems)}. Regenerate it: {ladder.COMMAND}"
+    prov = results["provenance"]
+    assert prov["code_version"] and prov["cpu"] and prov["torch"] and prov["command"].startswith("lpsbook experiment")
+    assert results["sets"], "the file holds at least one finished model set"
+    for name, entry in results["sets"].items():
+        assert entry["summary"]["models"] == get_preset(name).num_models
+        if name != ladder.FULL_SET:
+            assert {"lps", ladder.PAPER_LPS, "random", "weight_stats"} <= set(entry["classification"])
+
+
+def test_cli_ladder_errors(tmp_path, capsys):
+    assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10,nonsense"]) == 2
+    assert "unknown set(s) nonsense" in capsys.readouterr().err
+    assert cli.main(["experiment", "classification", "--out", str(tmp_path / "x.json")]) == 2
+    assert "needs --modelset" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert cli.main(["experiment", "ladder", "--out", str(tmp_path / "file")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
+    """A second run does not recompute a set the file already holds for the same preset."""
+    calls = []
+    monkeypatch.setattr(ladder, "ensure_set", lambda name, progress=True: calls.append(name) or _FakeSet(name))
+    monkeypatch.setattr(ladder, "set_summary", lambda ms: {"models": ms.preset.num_models})
+    monkeypatch.setattr(ladder, "rung_classification", lambda p: {"lps": {"top1": {"mean": 0.5}}})
+    ladder.run(tmp_path, ["ladder-w8-e10"], command="test")
+    first = json.loads((tmp_path / ladder.RESULTS_FILE).read_text())
+    assert calls == ["ladder-w8-e10"] and first["sets"]["ladder-w8-e10"]["classification"]["lps"]
+    assert first["presets"]["ladder-w8-e10"]["hash"] == get_preset("ladder-w8-e10").hash
+    assert first["provenance"]["command"] == "test"
+    ladder.run(tmp_path, ["ladder-w8-e10", "ladder-w16-e10"], command="test")
+    assert calls == ["ladder-w8-e10", "ladder-w16-e10"], "the finished set was kept, only the new one ran"
+
+
+class _FakeSet:
+    def __init__(self, name):
+        self.preset = get_preset(name)
