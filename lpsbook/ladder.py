@@ -116,12 +116,17 @@ def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu") -> list:
 
 
 def ensure_set(name: str, progress: bool = True):
-    """The model set ``name``, built or resumed; a rung that is part of the 50-task set is taken from it."""
+    """The model set ``name``, built or resumed.
+
+    The 50-task set and the rung that shares its width and epochs hold the
+    same models of ten tasks: whichever is built second starts from the
+    other's (:func:`lpsbook.modelset.extract`) and trains only the rest.
+    """
     p = get_preset(name)
-    full = get_preset(FULL_SET)
-    if (p.width, p.epochs) == (full.width, full.epochs) and name != FULL_SET:
-        source = book.modelset(full, progress=progress)  # complete first (it comes before in ORDER)
-        msets.extract(source.path, p, msets.cache_dir(p))
+    for other in ORDER:
+        q = get_preset(other)
+        if other != name and (q.width, q.epochs) == (p.width, p.epochs) and (msets.cache_dir(q) / msets.SET_FILE).is_file():
+            msets.extract(msets.cache_dir(q), p, msets.cache_dir(p))
     return book.modelset(p, progress=progress)
 
 
@@ -140,6 +145,18 @@ def preset_record(name: str) -> dict:
     p = get_preset(name)
     return {"hash": p.hash, "width": p.width, "epochs": p.epochs, "steps": steps_per_model(p),
             "tasks": len(p.tasks), "seeds": p.seeds, "models": p.num_models, "cpu_bf16": p.cpu_bf16}
+
+
+REPO_RESULTS = Path(__file__).resolve().parents[1] / "results" / RESULTS_FILE
+
+
+def committed() -> dict:
+    """The results file committed with the book; an LpsbookError when it is stale (see :func:`stale`)."""
+    results = read(REPO_RESULTS)
+    problems = stale(results)
+    if problems:
+        raise LpsbookError(f"{REPO_RESULTS} is stale ({'; '.join(problems)}); regenerate it: {COMMAND}")
+    return results
 
 
 def read(path) -> dict:
@@ -211,3 +228,117 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
         results["float32"] = float32_check(get_preset(ORDER[-1]))
     save()
     return results
+
+
+# --- what the book shows: tables, curves and verdicts, from the results file ----------------------
+
+CURVE_METHODS = ("lps", PAPER_LPS, "weight_stats", "probing", "graph", "rebasin_fc", "fc", "random")
+PAPER_STEPS = 1280  # the paper's recipe: 160 epochs of batch 128 on a two-class task (1,000 images)
+PAPER_TOP1 = 79.8  # LPS, Table 1 of the paper (50 tasks)
+
+
+def label(key: str) -> str:
+    """A method's display name; :data:`PAPER_LPS` is LPS with the paper's second-order schedule."""
+    from .methods import display_name
+
+    return "LPS, paper's schedule" if key == PAPER_LPS else display_name(key)
+
+
+def rungs(results: dict) -> list:
+    """The ladder's sets in the file's order (the 50-task set left out), with their recipe."""
+    return [(n, results["presets"][n]) for n in results["order"] if n != FULL_SET]
+
+
+def curve(results: dict, methods=CURVE_METHODS) -> "pandas.DataFrame":
+    """Top-1 (%) of each method on each finished rung: one row per (method, rung)."""
+    import pandas as pd
+
+    rows = []
+    for name, rec in rungs(results):
+        cls = results["sets"].get(name, {}).get("classification")
+        for m in methods if cls else ():
+            rows.append({"method": label(m), "id": m, "width": rec["width"], "epochs": rec["epochs"],
+                         "steps": rec["steps"], "top1": 100 * cls[m]["top1"]["mean"],
+                         "sd": 100 * cls[m]["top1"]["std"], "top5": 100 * cls[m]["top5"]["mean"]})
+    return pd.DataFrame(rows, columns=["method", "id", "width", "epochs", "steps", "top1", "sd", "top5"])
+
+
+def models_table(results: dict) -> "pandas.DataFrame":
+    """One row per model set of the file: its recipe, and for a built one its models and build time."""
+    import pandas as pd
+
+    rows = {}
+    for name in results["order"]:
+        rec, entry = results["presets"][name], results["sets"].get(name)
+        row = {"tasks": rec["tasks"], "width": rec["width"], "epochs": rec["epochs"], "SGD steps": rec["steps"]}
+        if entry is None:
+            row["status"] = "not built yet"
+        else:
+            s = entry["summary"]
+            row.update({"status": "built", "test acc. % (mean / min)":
+                        f"{100 * s['test_acc']['mean']:.1f} / {100 * s['test_acc']['min']:.1f}",
+                        "conv1 moved": f"{s['movement']['conv1']:.2f}",
+                        "last stage moved": f"{s['movement']['last_stage']:.2f}",
+                        "training (min)": f"{s['build']['train_seconds'] / 60:.0f}"})
+        rows[name] = row
+    return pd.DataFrame(rows).T.fillna("")
+
+
+def methods_table(results: dict, methods=CURVE_METHODS, metric: str = "top1") -> "pandas.DataFrame":
+    """Rungs by methods: ``mean ± sd`` (%) of ``metric`` in one cell; rungs not built yet are left out."""
+    import pandas as pd
+
+    rows = {}
+    for name, rec in rungs(results):
+        cls = results["sets"].get(name, {}).get("classification")
+        if cls:
+            rows[f"width {rec['width']}, {rec['epochs']} epochs"] = {
+                label(m): f"{100 * cls[m][metric]['mean']:.1f} ± {100 * cls[m][metric]['std']:.1f}" for m in methods}
+    return pd.DataFrame(rows).T
+
+
+def _gap(a_mean, a_sd, b_mean, b_sd) -> tuple:
+    """(difference, margin): ``a - b`` and the larger of the two spreads."""
+    return a_mean - b_mean, max(a_sd, b_sd)
+
+
+def verdicts(results: dict) -> list:
+    """The section's three questions, each with its rule, the numbers and a verdict.
+
+    A question whose model sets are not built yet gets the verdict ``"not measured yet"``.
+    Verdicts are ``"holds"`` / ``"does not hold"``; the margin is the larger sd over splits.
+    """
+    c = curve(results)
+    rows = []
+    full = results["sets"].get(FULL_SET)
+    if full and results.get("tables"):
+        lps = results["tables"]["classification"]["lps"]["top1"]
+        mean, sd = 100 * lps["mean"], 100 * lps["std"]
+        rows.append({"question": "LPS reaches the paper's 79.8 % top-1 at a quarter of its recipe (50 tasks, width 16)",
+                     "rule": "mean + sd >= 79.8", "measured": f"{mean:.1f} ± {sd:.1f} %",
+                     "verdict": "holds" if mean + sd >= PAPER_TOP1 else "does not hold"})
+    else:
+        rows.append({"question": "LPS reaches the paper's 79.8 % top-1 at a quarter of its recipe (50 tasks, width 16)",
+                     "rule": "mean + sd >= 79.8", "measured": "", "verdict": "not measured yet"})
+    lps16 = c[(c.id == "lps") & (c.width == 16)].sort_values("steps")
+    question = "LPS gains as training grows (width 16, shortest vs longest rung built)"
+    if len(lps16) >= 2:
+        first, last = lps16.iloc[0], lps16.iloc[-1]
+        diff, margin = _gap(last.top1, last.sd, first.top1, first.sd)
+        rows.append({"question": question, "rule": "gain > larger sd",
+                     "measured": f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps)",
+                     "verdict": "holds" if diff > margin else "does not hold"})
+    else:
+        rows.append({"question": question, "rule": "gain > larger sd", "measured": "", "verdict": "not measured yet"})
+    built = c[c.id == "lps"]
+    if len(built):
+        top = built.sort_values(["steps", "width"]).iloc[-1]
+        at = c[(c.steps == top.steps) & (c.width == top.width)].set_index("id")
+        rival = at.loc[["weight_stats", "probing"]].top1.idxmax()
+        diff, margin = _gap(at.top1["lps"], at.sd["lps"], at.top1[rival], at.sd[rival])
+        rows.append({"question": "LPS pulls away from weight statistics and probing (longest rung built)",
+                     "rule": "LPS - best of the two > larger sd",
+                     "measured": f"LPS {at.top1['lps']:.1f}, {label(rival)} {at.top1[rival]:.1f} % "
+                                 f"(width {top.width}, {top.steps} steps)",
+                     "verdict": "holds" if diff > margin else "does not hold"})
+    return rows

@@ -413,28 +413,38 @@ class ModelSet:
                         {k: v[idx] for k, v in self.state.items()})
 
 
-def extract(source, preset, out) -> Path:
-    """Write the models of ``preset`` that model set ``source`` already holds into ``out``.
+def _recipe_hash(preset: Preset) -> str:
+    """The hash of everything but which tasks a preset holds and what it is called."""
+    return preset.with_(name="", tasks=(), task_numbers=(), pack_size_cpu=1).hash
 
-    ``preset`` must be ``source``'s recipe on some of its tasks, seeded as
-    there (``task_numbers`` = those tasks' positions in ``source``), so its
-    models are ``source``'s models of those tasks: the weights files are
-    copied, the metadata re-keyed to ``preset`` (and say where they came from).
-    Models already in ``out`` are left alone; returns ``out``.
+
+def extract(source, preset, out) -> Path:
+    """Write into ``out`` the models of ``preset`` that model set ``source`` already holds.
+
+    ``preset`` and ``source``'s preset must be the same recipe; a task counts
+    as the same when its classes and its seeding (``Preset.task_number``)
+    agree, so a few tasks seeded as in a larger set (``task_numbers``) share
+    that set's models, in either direction: a rung taken from the 50-task
+    set, or the 50-task set started from a rung built first. The weights
+    files are copied after their checksum is checked, and the metadata is
+    re-keyed to ``preset`` (saying where it came from). Models already in
+    ``out``, or missing from ``source``, are left alone; returns ``out``.
     """
     source = check_modelset_dir(source)
     src_preset = Preset.from_dict(_unseal(source / SET_FILE)["preset"])
     preset = get_preset(preset)
-    numbers = [preset.task_number(t) for t in range(len(preset.tasks))]
-    same = src_preset.with_(name=preset.name, tasks=tuple(src_preset.tasks[n] for n in numbers),
-                            task_numbers=tuple(numbers), pack_size_cpu=preset.pack_size_cpu)
-    if same.hash != preset.hash or preset.seeds > src_preset.seeds:
-        raise LpsbookError(f"preset {preset.name!r} is not a part of {source}'s preset {src_preset.name!r} "
-                           "(the recipe, the tasks' seeding or the seeds differ); build it instead.")
+    if _recipe_hash(src_preset) != _recipe_hash(preset):
+        raise LpsbookError(f"preset {preset.name!r} and {source}'s preset {src_preset.name!r} are not the same "
+                           "recipe; build it instead.")
+    where = {(tuple(task), src_preset.task_number(t)): t for t, task in enumerate(src_preset.tasks)}
     out = Path(out).expanduser()
     _open_or_create(out, preset)
     for t, s in pending_models(out, preset):
-        meta = _unseal(source / MODELS / f"{model_stem(numbers[t], s)}.json")
+        t_src = where.get((tuple(preset.tasks[t]), preset.task_number(t)))
+        meta_path = source / MODELS / f"{model_stem(t_src, s)}.json" if t_src is not None else None
+        if meta_path is None or s >= src_preset.seeds or not meta_path.exists():
+            continue
+        meta = _unseal(meta_path)
         blob = (source / MODELS / meta["weights_file"]).read_bytes()
         if _sha256(blob) != meta["weights_sha256"]:
             raise LpsbookError(f"{source / MODELS / meta['weights_file']} is corrupt (sha256 does not match); "

@@ -608,6 +608,39 @@ def weight_movement(moved: dict, title="How far training moved each conv layer f
     return fig
 
 
+def training_curve(curve, chance: float, paper_steps: int, title="Top-1 task classification against training"):
+    """Top-1 (%) against SGD steps per model: one line per method (colour) and width (solid 16, dotted 8),
+    the spread over splits as error bars, chance and the paper's training length marked.
+
+    ``curve``: rows with method, width, epochs, steps, top1, sd (:func:`lpsbook.ladder.curve`).
+    """
+    import plotly.colors
+
+    colours = plotly.colors.qualitative.D3
+    fig = go.Figure()
+    for i, method in enumerate(dict.fromkeys(curve["method"])):
+        for width in sorted(set(curve["width"]), reverse=True):
+            rows = curve[(curve["method"] == method) & (curve["width"] == width)].sort_values("steps")
+            if rows.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=rows["steps"], y=rows["top1"], error_y={"type": "data", "array": rows["sd"], "thickness": 1},
+                mode="lines+markers", name=f"{method}, width {width}", legendgroup=method,
+                line={"color": colours[i % len(colours)], "dash": "solid" if width == 16 else "dot"},
+                customdata=np.stack([rows["epochs"], rows["sd"]], axis=1),
+                hovertemplate=f"{method}, width {width}<br>%{{x}} steps (%{{customdata[0]}} epochs)<br>"
+                              "top-1 %{y:.1f} ± %{customdata[1]:.1f} %<extra></extra>"))
+    fig.add_hline(y=chance, line={"dash": "dash", "color": "gray", "width": 1},
+                  annotation_text=f"chance {chance:.0f} %", annotation_position="bottom right")
+    fig.add_vline(x=paper_steps, line={"dash": "dash", "color": "black", "width": 1},
+                  annotation_text="the paper's recipe", annotation_position="top left")
+    fig.update_xaxes(type="log", title_text="SGD steps per model (log scale)",
+                     tickvals=sorted(set(curve["steps"]) | {paper_steps}))
+    fig.update_yaxes(title_text="top-1 %", range=[0, 100])
+    fig.update_layout(title=title, height=480, legend={"font": {"size": FONT_SMALL}})
+    return fig
+
+
 # --- results as tables and text ---------------------------------------------------------------
 
 def show(table, digits: int = 1):

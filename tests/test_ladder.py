@@ -58,16 +58,24 @@ def test_a_rung_holds_the_larger_sets_models(tmp_path):
     assert set(extracted.meta.copied_from) == {f"{full.name}-{full.hash}"}
     msets.extract(tmp_path / "full", part, tmp_path / "extracted")  # again: nothing to do, nothing broken
     msets.verify(tmp_path / "extracted")
+    # the other way: a larger set started from the part built first trains only the other tasks
+    msets.extract(tmp_path / "trained", full, tmp_path / "grown")
+    assert len(msets.pending_models(tmp_path / "grown", full)) == full.num_models - part.num_models
+    msets.build(full, tmp_path / "grown", device="cpu", progress=False)
+    grown, first = msets.load(tmp_path / "grown"), msets.load(tmp_path / "full")
+    for k in first.state:
+        torch.testing.assert_close(grown.state[k], first.state[k], rtol=1e-4, atol=1e-5)
 
 
 def test_extract_refuses_another_recipe(tmp_path):
     full = get_preset("tiny").with_(epochs=1)
     msets.build(full, tmp_path / "full", device="cpu", progress=False)
-    with pytest.raises(LpsbookError, match="is not a part of"):
+    with pytest.raises(LpsbookError, match="not the same recipe"):
         msets.extract(tmp_path / "full", _part(full).with_(epochs=2), tmp_path / "x")
-    unseeded = _part(full).with_(task_numbers=())  # the same tasks, seeded by their new positions
-    with pytest.raises(LpsbookError, match="seeding"):
-        msets.extract(tmp_path / "full", unseeded, tmp_path / "y")
+    unseeded = _part(full).with_(task_numbers=())  # the same tasks, seeded by their new positions: other models
+    msets.extract(tmp_path / "full", unseeded, tmp_path / "y")
+    assert len(msets.pending_models(tmp_path / "y", unseeded)) == unseeded.num_models - unseeded.seeds, \
+        "only task 0 (number 0 in both) is shared"
 
 
 def test_stale_names_the_changed_preset(monkeypatch):
