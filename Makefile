@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.lpsbook-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 JB_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book book-clean test test-fallback test-fast browser clean data modelset
+.PHONY: setup book book-clean lab test test-fallback test-fast browser clean data modelset
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ book: setup modelset
 book-clean: setup modelset
 	rm -rf _build/.jupyter_cache
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS) --all
+
+# JupyterLab with the book's kernel, opening chapter 3 (the aligned-filter explorer) on a
+# model set that is already built, so its widgets are live as soon as the cells run.
+lab: setup modelset
+	$(BIN)/jupyter lab --ServerApp.root_dir=book ch3_alignment.ipynb
 
 browser:
 	bash scripts/install_browser.sh

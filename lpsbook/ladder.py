@@ -342,3 +342,29 @@ def verdicts(results: dict) -> list:
                                  f"(width {top.width}, {top.steps} steps)",
                      "verdict": "holds" if diff > margin else "does not hold"})
     return rows
+
+
+def full_table(results: dict, book_set=None, protocol: str = "classification", metric: str = "top1"):
+    """Table 1 (or 2) on the 50-task width-16 set beside the paper's and, optionally, the book's set.
+
+    ``book_set``: the book's own result of the same protocol (a ProtocolResult of cifar100-small), or None.
+    Rows are methods; cells ``mean ± sd`` (%); None when the 50-task set is not built yet.
+    """
+    import pandas as pd
+
+    if not results.get("tables"):
+        return None
+    k = {"top1": 0, "top5": 1, "top10": 2, "rank1": 0, "rank5": 1, "rank10": 2}[metric]
+    paper = experiments.PAPER[protocol]
+    fmt = lambda v: f"{100 * v[metric]['mean']:.1f} ± {100 * v[metric]['std']:.1f}"  # noqa: E731
+    ours = results["tables"][protocol]
+    mine = _by_id(book_set) if book_set is not None else {}
+    rows = {}
+    for m in TABLE_METHODS:
+        name = label(m)
+        row = {"paper": f"{paper[name][k]:.1f}" if name in paper else "—",
+               "50 tasks, width 16, 40 epochs": fmt(ours[m]) if m in ours else "—"}
+        if book_set is not None:
+            row[f"{book_set['preset']} (this book)"] = fmt(mine[m]) if m in mine else "—"
+        rows[name] = row
+    return pd.DataFrame(rows).T

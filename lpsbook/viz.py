@@ -648,6 +648,37 @@ def show(table, digits: int = 1):
     return table.style.format(precision=digits, na_rep="—")
 
 
+METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "top10": "top-10", "rank1": "rank-1", "rank5": "rank-5",
+                "rank10": "rank-10", "mAP": "mAP", "spearman": "Spearman ρ", "spearman_per_target": "Spearman ρ per target",
+                "related_auc": "related-task AUC"}
+
+
+def results_table(result: dict, metrics=None):
+    """A protocol's results as a reader writes them: ``mean ± sd`` in one cell, one column per metric
+    ("top-1 %"), the paper's number beside it where the paper has one ("top-1 %, paper").
+
+    Percentages for classification and retrieval, plain values (3 decimals) for the other protocols.
+    """
+    import pandas as pd
+
+    from .experiments import PAPER
+
+    kind = result["experiment"]
+    paper, pct = PAPER.get(kind, {}), kind in PAPER
+    rows = {}
+    for method, per_metric in result["results"].items():
+        row = {}
+        for i, metric in enumerate(metrics or list(per_metric)):
+            name = METRIC_NAMES.get(metric, metric.replace("_", " ")) + (" %" if pct else "")
+            r = per_metric[metric]
+            row[name] = (f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}" if pct
+                         else f"{r['mean']:.3f} ± {r['std']:.3f}")
+            if pct:
+                row[f"{name}, paper"] = f"{paper[method][i]:.1f}" if method in paper and i < len(paper[method]) else "—"
+        rows[method] = row
+    return pd.DataFrame(rows).T
+
+
 def summary(result: dict, metric: str, scale: float = 100) -> str:
     """``metric`` mean +- sd over seeds: a heading line, then one line per method."""
     unit = " %" if scale == 100 else ""

@@ -179,3 +179,18 @@ def test_layer_numbers_follow_the_forward_order():
 
     convs = [n for n in ResNet20(width=4).state_dict() if n.endswith("weight") and "conv" in n]
     assert [layer_number(n) for n in convs] == list(range(1, 20))
+
+
+def test_results_table_reads_like_a_paper():
+    """mean ± sd in one cell, column names a reader writes, the paper's number beside ours."""
+    cls = {"experiment": "classification", "results": {
+        "LPS": {"top1": {"mean": 0.291, "std": 0.056}, "top5": {"mean": 0.7, "std": 0.03}},
+        "weight statistics": {"top1": {"mean": 0.263, "std": 0.021}, "top5": {"mean": 0.6, "std": 0.03}}}}
+    t = viz.results_table(cls)
+    assert list(t.columns) == ["top-1 %", "top-1 %, paper", "top-5 %", "top-5 %, paper"]
+    assert t.loc["LPS", "top-1 %"] == "29.1 ± 5.6" and t.loc["LPS", "top-1 %, paper"] == "79.8"
+    assert t.loc["weight statistics", "top-1 %, paper"] == "—"
+    tr = {"experiment": "transferability", "results": {"LPS": {"spearman_per_target": {"mean": 0.1234, "std": 0.01}}}}
+    t = viz.results_table(tr)
+    assert list(t.columns) == ["Spearman ρ per target"] and t.iloc[0, 0] == "0.123 ± 0.010"
+    assert not any("_" in c for c in t.columns)

@@ -208,13 +208,22 @@ _RENDER_REPORT_JS = r"""
       .filter((e) => e.scrollWidth > e.clientWidth + 1)
       .map((e) => e.textContent.split('\n').sort((a, b) => b.length - a.length)[0].slice(0, 80));
 
+  // a finished progress bar left on the page shows the build's timings, not the book
+  const barText = /\d+\/\d+ ?\[\d\d:\d\d<\d\d:\d\d/;
+  const leftoverBars = Array.from(document.querySelectorAll('.widget-hprogress, .widget-progress'))
+      .filter((b) => b.getBoundingClientRect().height > 0)
+      .map((b) => describe(b) + ': ' + ((b.closest('.widget-hbox') || b).textContent || '').trim().slice(0, 60))
+      .concat(Array.from(document.querySelectorAll('.cell_output pre'))
+          .filter((e) => barText.test(e.textContent))
+          .map((e) => describe(e) + ': ' + e.textContent.trim().slice(0, 60)));
+
   const maths = Array.from(document.querySelectorAll('.math'));
   const mathMissing = maths.filter((m) => !m.querySelector('mjx-container'))
       .map((m) => m.textContent.trim().slice(0, 60));
 
   return {
     nPlotly: plotly.length, plotlyMissing, rawLatex,
-    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff,
+    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff, leftoverBars,
     nMath: maths.length, mathMissing,
   };
 }
@@ -343,6 +352,7 @@ def test_page_renders_offline(page_path, request):
     problems += [f"math not typeset by MathJax: {m!r}" for m in report["mathMissing"]]
     problems += [f"hidden widget leaves a blank band (e.g. a closed progress bar): {w}" for w in report["blankWidgets"]]
     problems += [f"output line cut off at 1280 px (horizontal scrollbar): {t!r}" for t in report["cutOff"]]
+    problems += [f"a finished progress bar is left on the page: {b}" for b in report["leftoverBars"]]
 
     summary = (
         f"{report['nPlotly']} plotly figure(s), {report['nViews']} widget view(s), "
@@ -354,3 +364,25 @@ def test_page_renders_offline(page_path, request):
             f"[{summary}]:\n  - " + "\n  - ".join(dict.fromkeys(problems)),
             pytrace=False,
         )
+
+
+_BAR_PAGE = """<div class="cell" id="c1"><div class="cell_output">
+<div class="widget-hbox"><div class="widget-html">classification: 100%</div>
+<div class="widget-hprogress" style="height: 20px"></div><div class="widget-html">24/24 [00:16<00:00]</div></div>
+<pre>fit: 100%|##########| 3/3 [00:08<00:00,  2.87s/fit]</pre><pre>top-1 29.0 %</pre></div></div>"""
+
+
+@pytest.mark.skipif(not ENABLED, reason="with the browser check (LPSBOOK_RENDER_CHECK=1)")
+def test_check_finds_a_leftover_progress_bar(request):
+    """The report flags a finished bar, as a widget or as text, and nothing else on the page."""
+    browser = request.getfixturevalue("browser")
+    page = browser.new_page()
+    try:
+        page.set_content(_BAR_PAGE)
+        found = page.evaluate(_RENDER_REPORT_JS)["leftoverBars"]
+        page.set_content(_BAR_PAGE.replace('style="height: 20px"', 'style="display: none"').replace("<pre>fit", "<p>fit"))
+        hidden = page.evaluate(_RENDER_REPORT_JS)["leftoverBars"]
+    finally:
+        page.close()
+    assert len(found) == 2 and "24/24" in found[0] and "3/3" in found[1], found
+    assert hidden == [], hidden

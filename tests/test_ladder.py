@@ -138,3 +138,40 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
 class _FakeSet:
     def __init__(self, name):
         self.preset = get_preset(name)
+
+
+def _result(ids, value):
+    return {"results": {ladder.label(m): {"top1": {"mean": value, "std": 0.01}} for m in ids}, "preset": "cifar100-small"}
+
+
+def test_full_table_beside_the_paper_and_the_book():
+    results = {"tables": {}}
+    assert ladder.full_table(results) is None, "nothing to show before the 50-task set is built"
+    results["tables"] = {"classification": {m: {"top1": {"mean": 0.5, "std": 0.02}} for m in ladder.TABLE_METHODS}}
+    table = ladder.full_table(results, book_set=_result(ladder.TABLE_METHODS[:4], 0.25))
+    assert list(table.columns) == ["paper", "50 tasks, width 16, 40 epochs", "cifar100-small (this book)"]
+    assert table.loc["LPS", "paper"] == "79.8" and table.loc["LPS", "50 tasks, width 16, 40 epochs"] == "50.0 ± 2.0"
+    assert table.loc["weight statistics", "paper"] == "—" and table.loc["LPS", "cifar100-small (this book)"] == "25.0 ± 1.0"
+    assert len(table) == len(ladder.TABLE_METHODS)
+
+
+def test_verdicts_follow_their_rules():
+    def rung(lps, ws, probing, sd=0.02):
+        cls = {m: {"top1": {"mean": 0.1, "std": sd}, "top5": {"mean": 0.5, "std": sd}} for m in ladder.CURVE_METHODS}
+        cls["lps"]["top1"]["mean"], cls["weight_stats"]["top1"]["mean"] = lps, ws
+        cls["probing"]["top1"]["mean"] = probing
+        return {"classification": cls}
+
+    presets = {n: ladder.preset_record(n) for n in ladder.ORDER}
+    results = {"order": list(ladder.ORDER), "presets": presets, "tables": {},
+               "sets": {"ladder-w16-e10": rung(0.4, 0.3, 0.3)}}
+    v = {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}
+    assert v == {"reaches": "not measured yet", "gains": "not measured yet", "pulls": "holds"}
+    results["sets"]["ladder-w16-e40"] = rung(0.45, 0.5, 0.3)  # +5 points > sd 2: gains; weight stats lead
+    v = {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}
+    assert v["gains"] == "holds" and v["pulls"] == "does not hold"
+    results["sets"]["ladder-w16-e40"] = rung(0.41, 0.3, 0.3)  # +1 point < sd 2: no gain beyond the spread
+    assert {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}["gains"] == "does not hold"
+    results["tables"] = {"classification": {"lps": {"top1": {"mean": 0.78, "std": 0.03}}}}
+    results["sets"][ladder.FULL_SET] = {"summary": {}}
+    assert ladder.verdicts(results)[0]["verdict"] == "holds", "78 + 3 >= 79.8"

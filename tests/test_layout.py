@@ -35,3 +35,10 @@ def test_no_private_name_crosses_modules():
         assert not re.findall(r"from \.\w* ?import .*\b_[a-z]", text), path.name
         # another object's _private method (IPython's _repr_*_ protocol names end in "_" and are allowed)
         assert not re.findall(r"\b(?!self\b)[a-z]\w*\._[a-z]\w*[a-z0-9]\(", text), path.name
+
+
+def test_licence_is_shipped_and_declared():
+    from importlib.metadata import metadata
+
+    assert (PACKAGE.parent / "LICENSE").read_text().startswith("MIT License")
+    assert metadata("lpsbook")["License-Expression"] == "MIT"
