@@ -1135,7 +1135,7 @@ def main_metrics(classification, retrieval, transferability) -> dict:
     return {"classification top-1 %": (classification, "top1", 100), "retrieval rank-1 %": (retrieval, "rank1", 100),
             "retrieval mAP %": (retrieval, "mAP", 100),
             "transfer Spearman (per target)": (transferability, "spearman_per_target", 1),
-            "related-task AUC": (transferability, "related_auc", 1)}
+            "related-task AUC (retrieval split)": (transferability, "related_auc", 1)}
 
 
 def challenges(classification, retrieval, transferability, challengers, incumbent: str = "LPS"):

@@ -650,7 +650,7 @@ def show(table, digits: int = 1):
 
 METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "top10": "top-10", "rank1": "rank-1", "rank5": "rank-5",
                 "rank10": "rank-10", "mAP": "mAP", "spearman": "Spearman ρ", "spearman_per_target": "Spearman ρ per target",
-                "related_auc": "related-task AUC"}
+                "related_auc": "related-task AUC (retrieval split)"}
 
 
 def results_table(result: dict, metrics=None):
@@ -686,6 +686,25 @@ def summary(result: dict, metric: str, scale: float = 100) -> str:
              else f"  {m}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
              for m, r in result["results"].items() if metric in r]
     return "\n".join([f"{result['experiment']} {metric}:"] + parts)
+
+
+def settings_text(result: dict) -> str:
+    """A protocol's settings as a sentence a reader can check (not the dict it is stored as)."""
+    from .nets import layer_number
+
+    st, parts = result["settings"], []
+    if st.get("lps"):
+        c = st["lps"]
+        steps = ", ".join(str(m) for m in c["milestones"])
+        parts.append(f"second-order network trained {c['epochs']} epochs in batches of {c['batch_size']}, "
+                     f"lr {c['lr']:g} divided by 10 after epochs {steps}")
+    if st.get("layers"):
+        parts.append("branches " + ", ".join(str(layer_number(n)) for n in st["layers"]) + " (of 19)")
+    if st.get("second_order_filters"):
+        parts.append(f"{st['second_order_filters']} second-order filters per branch")
+    if st.get("seeds"):
+        parts.append(f"{st['seeds']} random split{'s' if st['seeds'] > 1 else ''}")
+    return "; ".join(parts) + "."
 
 
 def branch_summary(result: dict) -> str:
@@ -758,7 +777,7 @@ def relation_table(tr: dict, sim: dict):
                "transfer Spearman sd": r["spearman_per_target"]["std"]}
         if m in sim["results"]:
             s = sim["results"][m]
-            row.update({"related AUC": s["related_auc"]["mean"], "related rank-1 %": 100 * s["related_rank1"]["mean"],
+            row.update({"related-task AUC (5 folds)": s["related_auc"]["mean"], "related rank-1 %": 100 * s["related_rank1"]["mean"],
                         "rank-1 chance %": 100 * s["related_rank1_chance"]["mean"]})
         rows[m] = row
     return pd.DataFrame(rows).T

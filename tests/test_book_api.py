@@ -194,3 +194,11 @@ def test_results_table_reads_like_a_paper():
     t = viz.results_table(tr)
     assert list(t.columns) == ["Spearman ρ per target"] and t.iloc[0, 0] == "0.123 ± 0.010"
     assert not any("_" in c for c in t.columns)
+
+
+def test_settings_read_as_a_sentence():
+    r = {"settings": {"seeds": 2, "lps": {"epochs": 20, "batch_size": 8, "lr": 0.05, "milestones": [10, 15]},
+                      "layers": ["conv1.weight", "layer1.0.conv1.weight", "layer3.2.conv2.weight"],
+                      "second_order_filters": 8, "device": "cpu"}}
+    text = viz.settings_text(r)
+    assert "branches 1, 2, 19 (of 19)" in text and "2 random splits" in text and "{" not in text
