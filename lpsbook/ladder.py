@@ -368,3 +368,36 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
             row[f"{book_set['preset']} (this book)"] = fmt(mine[m]) if m in mine else "—"
         rows[name] = row
     return pd.DataFrame(rows).T
+
+
+def build_summary(results: dict) -> dict:
+    """What the file holds and how it was made, for the chapter's prose: rungs built, hours of
+    training, CPU, threads, precision, first and last dates, code version."""
+    summaries = [results["sets"][n]["summary"] for n in results["order"] if n in results["sets"]]
+    dates = sorted(d[:10] for s in summaries for d in (s["build"]["first_model"], s["build"]["last_model"]))
+    names = [n for n, _ in rungs(results)]
+    return {"built": sum(n in results["sets"] for n in names), "rungs": len(names), "sets": len(summaries),
+            "hours": sum(s["build"]["train_seconds"] for s in summaries) / 3600,
+            "cpu": ", ".join(sorted({c for s in summaries for c in s["build"]["cpus"]})),
+            "threads": results["provenance"]["cpu_threads"], "first_date": dates[0] if dates else "",
+            "last_date": dates[-1] if dates else "",
+            "precision": ", ".join(sorted({p for s in summaries for p in s["build"]["precision"]})),
+            "code": results["provenance"]["code_version"],
+            "min_mean_test_acc": min((s["test_acc"]["mean"] for s in summaries), default=float("nan"))}
+
+
+def findings(results: dict) -> dict:
+    """The numbers the chapter's prose quotes: each method's top-1 and sd on the cheapest and on the
+    longest rung built (``first_lps``, ``last_ws_sd``, ...), the two rungs' labels, and the verdicts."""
+    c = curve(results).set_index(["id", "steps", "width"])
+    order = c.reset_index().sort_values(["steps", "width"])[["steps", "width"]].drop_duplicates()
+    short = {"lps": "lps", PAPER_LPS: "paper", "weight_stats": "ws", "probing": "probing", "graph": "graph",
+             "fc": "fc", "random": "random"}
+    out = {}
+    for end, key in (("first", tuple(order.iloc[0])), ("last", tuple(order.iloc[-1]))):
+        out[end] = f"width {key[1]}, {key[0]} steps"
+        for m, s in short.items():
+            out[f"{end}_{s}"], out[f"{end}_{s}_sd"] = c.loc[(m, *key)].top1, c.loc[(m, *key)].sd
+    v = [r["verdict"] for r in verdicts(results)]
+    out.update(level=v[0], gain=v[1], pull=v[2])
+    return out

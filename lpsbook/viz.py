@@ -688,6 +688,44 @@ def summary(result: dict, metric: str, scale: float = 100) -> str:
     return "\n".join([f"{result['experiment']} {metric}:"] + parts)
 
 
+def contrast_text(contrast) -> str:
+    """Chapter 5's reading of :func:`lpsbook.book.contrast_with_digits` (Markdown): the comparison and its
+    three explanations when both sets are there, else (the digits fallback) why it is left out."""
+    d = contrast.iloc[:, -1]  # the digits set: the only column when the book runs on digits
+    if contrast.shape[1] == 1:
+        return f"""This build did not find CIFAR-100 (the banner at the top of the chapter says
+why), so the table shows the digits set alone and the comparison with a
+CIFAR-100 set is left out. Here LPS classifies at {d["LPS top-1 / chance"]:.1f} times chance, although
+the models are nearly perfect on their tasks ({d["model test accuracy %"]:.1f} % test accuracy
+on average) and their first conv layers moved by {d["conv1 weight change (relative)"]:.2f} of their
+initial norm. With the data (`make data`, or `LPSBOOK_DATA` pointing at
+`cifar100.npz`), this section compares the two model sets and weighs what
+differs between them: the input and the overlap between tasks."""
+    c = contrast.iloc[:, 0]
+    return f"""On CIFAR-100 LPS classifies at {c["LPS top-1 / chance"]:.1f} times chance, on digits at
+{d["LPS top-1 / chance"]:.1f} times: there, held-out models are no better placed than by
+a guess. What the measurements rule out, and what they leave:
+
+* **Not untrained weights.** The digits models are nearly perfect on their
+  tasks ({d["model test accuracy %"]:.1f} % test accuracy on average), and their first
+  conv layers moved by {d["conv1 weight change (relative)"]:.2f} of their initial norm
+  (CIFAR-100: {c["conv1 weight change (relative)"]:.2f}). Chapter 7 also trains digits models
+  five times longer, and LPS stays at chance.
+* **The input.** A digits model's first layer sees one grey channel of an
+  8x8 image, {d["training images per task"]} images per task; a CIFAR-100 model's sees
+  three colour channels of a 32x32 image, {c["training images per task"]} per task.
+  Two digit pairs differ in shape only, so first-layer edge detectors may
+  serve every pair alike; CIFAR-100 pairs differ in colour too, which a first
+  layer with three input channels can encode.
+* **Task overlap.** {d["task pairs sharing a class %"]:.0f} % of the digits tasks share a
+  class with each other, none of CIFAR-100's: tasks that share a digit
+  should look alike, which makes them harder to tell apart.
+
+We have not separated the last two (that would take, for instance, a CIFAR-100
+set trained on grey 8x8 images); the table states what differs, not which
+difference is the cause."""
+
+
 def settings_text(result: dict) -> str:
     """A protocol's settings as a sentence a reader can check (not the dict it is stored as)."""
     from .nets import layer_number

@@ -104,6 +104,9 @@ def test_committed_results_match_the_presets():
     prov = results["provenance"]
     assert prov["code_version"] and prov["cpu"] and prov["torch"] and prov["command"].startswith("lpsbook experiment")
     assert results["sets"], "the file holds at least one finished model set"
+    summary, found = ladder.build_summary(results), ladder.findings(results)
+    assert summary["sets"] == len(results["sets"]) and summary["hours"] > 0 and summary["first_date"] <= summary["last_date"]
+    assert found["first"].startswith("width") and found["level"] in ("holds", "does not hold", "not measured yet")
     for name, entry in results["sets"].items():
         assert entry["summary"]["models"] == get_preset(name).num_models
         if name != ladder.FULL_SET:
