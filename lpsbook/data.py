@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import http.client
 import os
 import zipfile
 import zlib
@@ -215,14 +216,9 @@ def download_cifar100(data_dir) -> Path:
         ) from None
 
 
-def _download_errors() -> tuple:
-    import http.client
-
-    # no network, a refused write, a broken or truncated archive (torchvision's md5 check: RuntimeError)
-    return OSError, RuntimeError, ValueError, EOFError, http.client.HTTPException
-
-
-DOWNLOAD_ERRORS = _download_errors()
+# What a download can raise: no network, a refused write, a broken or truncated archive
+# (torchvision's md5 check raises RuntimeError).
+DOWNLOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, http.client.HTTPException)
 
 
 def fetch_cifar100(root: Path) -> Path:

@@ -36,6 +36,7 @@ from .lps import LPSConfig
 from .methods import method_id
 from .presets import get_preset
 from .store import write_atomic
+from .viz import mean_sd
 
 RESULTS_FILE = "ladder.json"
 COMMAND = "lpsbook experiment ladder --out results/"
@@ -293,7 +294,7 @@ def methods_table(results: dict, methods=CURVE_METHODS, metric: str = "top1") ->
         cls = results["sets"].get(name, {}).get("classification")
         if cls:
             rows[f"width {rec['width']}, {rec['epochs']} epochs"] = {
-                label(m): f"{100 * cls[m][metric]['mean']:.1f} ± {100 * cls[m][metric]['std']:.1f}" for m in methods}
+                label(m): mean_sd(cls[m][metric]) for m in methods}
     return pd.DataFrame(rows).T
 
 
@@ -356,16 +357,15 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
         return None
     k = {"top1": 0, "top5": 1, "top10": 2, "rank1": 0, "rank5": 1, "rank10": 2}[metric]
     paper = experiments.PAPER[protocol]
-    fmt = lambda v: f"{100 * v[metric]['mean']:.1f} ± {100 * v[metric]['std']:.1f}"  # noqa: E731
     ours = results["tables"][protocol]
     mine = _by_id(book_set) if book_set is not None else {}
     rows = {}
     for m in TABLE_METHODS:
         name = label(m)
         row = {"paper": f"{paper[name][k]:.1f}" if name in paper else "—",
-               "50 tasks, width 16, 40 epochs": fmt(ours[m]) if m in ours else "—"}
+               "50 tasks, width 16, 40 epochs": mean_sd(ours[m][metric]) if m in ours else "—"}
         if book_set is not None:
-            row[f"{book_set['preset']} (this book)"] = fmt(mine[m]) if m in mine else "—"
+            row[f"{book_set['preset']} (this book)"] = mean_sd(mine[m][metric]) if m in mine else "—"
         rows[name] = row
     return pd.DataFrame(rows).T
 

@@ -653,6 +653,11 @@ METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "top10": "top-10", "rank1": "r
                 "related_auc": "related-task AUC (retrieval split)"}
 
 
+def mean_sd(summary: dict, scale: float = 100, digits: int = 1) -> str:
+    """``"29.0 ± 5.6"``: a result's ``{"mean", "std"}`` over splits, scaled (100 for %), in one cell."""
+    return f"{scale * summary['mean']:.{digits}f} ± {scale * summary['std']:.{digits}f}"
+
+
 def results_table(result: dict, metrics=None):
     """A protocol's results as a reader writes them: ``mean ± sd`` in one cell, one column per metric
     ("top-1 %"), the paper's number beside it where the paper has one ("top-1 %, paper").
@@ -671,8 +676,7 @@ def results_table(result: dict, metrics=None):
         for i, metric in enumerate(metrics or list(per_metric)):
             name = METRIC_NAMES.get(metric, metric.replace("_", " ")) + (" %" if pct else "")
             r = per_metric[metric]
-            row[name] = (f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}" if pct
-                         else f"{r['mean']:.3f} ± {r['std']:.3f}")
+            row[name] = mean_sd(r) if pct else mean_sd(r, scale=1, digits=3)
             if pct:
                 row[f"{name}, paper"] = f"{paper[method][i]:.1f}" if method in paper and i < len(paper[method]) else "—"
         rows[method] = row
@@ -834,7 +838,7 @@ def protocol_table(classification: dict, retrieval: dict, transferability: dict)
         for label, (result, metric, scale) in columns.items():
             r = result["results"].get(m, {}).get(metric)
             digits = 1 if scale == 100 else 2
-            row[label] = f"{scale * r['mean']:.{digits}f} ± {scale * r['std']:.{digits}f}" if r else float("nan")
+            row[label] = mean_sd(r, scale, digits) if r else float("nan")
         rows[m] = row
     return pd.DataFrame(rows).T
 
