@@ -97,12 +97,11 @@ def fetch_data(probe_timeout: float = 3.0) -> str | None:
 
 
 def _unavailable() -> str | None:
+    """Why the last attempt to get CIFAR-100 failed, as :func:`fetch_data` noted it (None if no readable note)."""
     from .data import default_cache_dir
+    from .store import read_note
 
-    try:
-        return (Path(default_cache_dir()) / UNAVAILABLE).read_text().strip() or None
-    except OSError:
-        return None
+    return read_note(Path(default_cache_dir()) / UNAVAILABLE)
 
 
 def banner(preset: Preset | None = None) -> str:

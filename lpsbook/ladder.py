@@ -160,16 +160,35 @@ def committed() -> dict:
     return results
 
 
+# What every results file holds, by type: the parts that :func:`run` and the tables read.
+SHAPE = {"order": list, "presets": dict, "sets": dict, "tables": dict, "float32": list, "provenance": dict}
+
+
 def read(path) -> dict:
-    """The results file at ``path`` (a file, or the folder holding ``ladder.json``)."""
+    """The results file at ``path`` (a file, or the folder holding ``ladder.json``).
+
+    An LpsbookError naming the file and the command that computes it again when
+    it is missing, not JSON (truncated, emptied, overwritten) or not shaped
+    like a results file (:data:`SHAPE`, and a hash for each preset).
+    """
     path = Path(path)
     path = path / RESULTS_FILE if path.is_dir() else path
     try:
-        return json.loads(path.read_text())
+        results = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise LpsbookError(f"{path} does not exist; run `{COMMAND}` to compute it.") from None
-    except (ValueError, UnicodeDecodeError):
+    except OSError as exc:
+        raise LpsbookError(f"{path} could not be read ({exc.strerror or exc}); run `{COMMAND}` to compute it "
+                           "again.") from None
+    except ValueError:  # not UTF-8 or not JSON
         raise LpsbookError(f"{path} is damaged (not JSON); run `{COMMAND}` to compute it again.") from None
+    shaped = (isinstance(results, dict) and all(isinstance(results.get(k), t) for k, t in SHAPE.items())
+              and all(isinstance(rec, dict) and isinstance(rec.get("hash"), str)
+                      for rec in results["presets"].values()))
+    if not shaped:
+        raise LpsbookError(f"{path} is damaged (not a results file of the ladder); run `{COMMAND}` to compute "
+                           "it again.")
+    return results
 
 
 def stale(results: dict) -> list:

@@ -11,6 +11,12 @@ is written after its weights, so a model counts as saved exactly when its JSON
 exists.  A build killed at any moment and run again trains only the models
 that were not saved; ``--shard K/N`` builds a disjoint part of the set so that
 several processes or machines can fill one folder.
+
+Both JSON files carry a checksum of themselves (``meta_sha256``) and a model's
+JSON the sha256 of its weights, so a damaged file (truncated, emptied,
+overwritten, edited) is never read as a model: :func:`verify` names it, and
+:func:`build` run again on the folder trains that model again (and writes a
+damaged ``modelset.json`` again when the models show which preset it held).
 """
 from __future__ import annotations
 
@@ -20,18 +26,20 @@ import json
 import os
 import platform
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from . import __version__
 from .errors import LpsbookError
-from .store import os_fix, write_atomic
+from .store import DamagedFileWarning, os_fix, read_sealed, seal, write_atomic
 from .nets import ResNet20, conv_layers
 from .presets import Preset, get_preset
 from .training import mixed_precision
@@ -72,25 +80,20 @@ def output_problem(path, folder: bool) -> str | None:
     return None
 
 
+SEAL = "meta_sha256"  # the field of a model set's JSON files that holds their own checksum
+RETRAIN = "run the build again on the folder to retrain that model"
+
+
 def _sealed(meta: dict) -> bytes:
-    """JSON of ``meta`` with a ``meta_sha256`` field over the rest of it."""
-    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    body["meta_sha256"] = _sha256(json.dumps(body, sort_keys=True).encode())
-    return json.dumps(body, indent=1, sort_keys=True).encode()
+    """JSON of ``meta`` with a ``meta_sha256`` field over the rest of it (:func:`lpsbook.store.seal`)."""
+    return seal(meta, SEAL)
 
 
-def _unseal(path: Path) -> dict:
-    """Read a sealed JSON file; LpsbookError if unreadable or altered."""
-    try:
-        meta = json.loads(path.read_bytes())
-        body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-        ok = meta.get("meta_sha256") == _sha256(json.dumps(body, sort_keys=True).encode())
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        ok = False
-    if not ok:
-        raise LpsbookError(f"{path} is corrupt or was altered (its checksum does not match); "
-                           "delete it and run the build again to retrain that model.")
-    return meta
+def _unseal(path: Path, fix: str = RETRAIN) -> dict:
+    """A sealed JSON file as written (with its checksum field); :class:`lpsbook.store.DamagedFile`
+    (an LpsbookError naming the file, ending with ``fix``) if unreadable or altered."""
+    meta = read_sealed(path, fix, SEAL)
+    return {**meta, SEAL: _sha256(json.dumps(meta, sort_keys=True).encode())}
 
 
 def parse_shard(text: str | None) -> tuple:
@@ -128,10 +131,41 @@ def check_modelset_dir(path, flag: str = "") -> Path:
     except LpsbookError:
         ours = False
     if not ours:
-        raise LpsbookError(f"{arg} is not a model set: its {SET_FILE} is damaged or was not written by "
-                           f"lpsbook; delete it and run `lpsbook modelset build --preset NAME --out {path}` "
-                           "again, or give another folder.")
+        raise LpsbookError(f"{arg} is not a model set: {path / SET_FILE} is damaged or was not written by "
+                           f"lpsbook; run `lpsbook modelset build --preset NAME --out {path}` with the preset "
+                           "it was built with to write it again (the models saved are kept), or give another "
+                           "folder.")
     return path
+
+
+def _saved_presets(out: Path) -> set:
+    """The preset hashes of the models in ``out`` whose JSON reads back whole."""
+    hashes = set()
+    for meta_path in (out / MODELS).glob("t*_s*.json"):
+        try:
+            hashes.add(_unseal(meta_path).get("preset_hash"))
+        except LpsbookError:
+            pass
+    return hashes
+
+
+def _repair_header(out: Path, preset: Preset, damage: LpsbookError):
+    """Write a damaged ``modelset.json`` again, when the folder's models show that it held ``preset``.
+
+    Only when at least one model reads back whole and every such model is of
+    ``preset``, or when ``models/`` holds no file at all; anything else may be
+    someone else's folder, and is an LpsbookError.
+    """
+    models = out / MODELS
+    hashes = _saved_presets(out)
+    empty = not any(p for p in models.iterdir() if not p.name.endswith(".tmp")) if models.is_dir() else True
+    if hashes != {preset.hash} and not empty:
+        raise LpsbookError(f"{str(damage).rstrip('.')}, and it cannot be written again for preset "
+                           f"{preset.name!r}, because {models} does not hold only models of that preset; "
+                           "choose another --out.")
+    warnings.warn(f"{str(damage).rstrip('.')}; written again for preset {preset.name!r}, whose models the "
+                  "folder holds", DamagedFileWarning, stacklevel=3)
+    write_atomic(out / SET_FILE, _sealed(_set_header(preset)))
 
 
 def _open_or_create(out: Path, preset: Preset):
@@ -143,7 +177,11 @@ def _open_or_create(out: Path, preset: Preset):
                            f"{os_fix(exc)}.") from None
     path = out / SET_FILE
     if path.is_file():
-        header = _unseal(path)
+        try:
+            header = _unseal(path, "")
+        except LpsbookError as exc:
+            _repair_header(out, preset, exc)
+            return
         if header.get("preset_hash") != preset.hash:
             raise LpsbookError(
                 f"{out} holds a model set of preset {header.get('preset_name')!r} "
@@ -203,6 +241,46 @@ def pending_models(out, preset) -> list:
             if not (folder / f"{model_stem(t, s)}.json").exists()]
 
 
+def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
+    """Why model (task, seed) of ``preset`` in the set at ``path`` cannot be used; None when it is whole.
+
+    Missing, a JSON that does not read back as written, one of another
+    preset or model, missing weights, or weights whose sha256 is not the one
+    the JSON records (truncated, emptied, overwritten).
+    """
+    stem = model_stem(task_id, seed)
+    meta_path = Path(path) / MODELS / f"{stem}.json"
+    try:
+        meta = _unseal(meta_path, "")
+    except FileNotFoundError:
+        return f"missing model {stem} (resume the build to train it)"
+    except LpsbookError as exc:
+        return str(exc)
+    if meta.get("preset_hash") != preset.hash or (meta.get("task_id"), meta.get("seed")) != (task_id, seed):
+        return f"{meta_path} is foreign: it belongs to another preset or model"
+    weights = Path(path) / MODELS / str(meta.get("weights_file"))
+    try:
+        blob = weights.read_bytes()
+    except FileNotFoundError:
+        return f"missing weights file {weights}"
+    except OSError as exc:
+        return f"{weights} could not be read ({exc.strerror or exc})"
+    if _sha256(blob) != meta.get("weights_sha256"):
+        return f"{weights} is corrupt or truncated (sha256 does not match)"
+    return None
+
+
+def damaged_models(out, preset, jobs=None) -> dict:
+    """``{(task_id, seed): why}`` of the saved models of ``preset`` in ``out`` (of ``jobs`` only, if
+    given) whose files do not read back as written; the build trains them again."""
+    out = Path(out)
+    saved = set(jobs if jobs is not None else
+                [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)])
+    saved -= set(pending_models(out, preset))
+    found = {job: model_problem(out, preset, *job) for job in sorted(saved)}
+    return {job: why for job, why in found.items() if why}
+
+
 def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
           progress=True, pack_size=None) -> Path:
     """Train and save every model of ``preset`` (or of one shard) into ``out``.
@@ -235,12 +313,18 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     order = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
     mine = {job for i, job in enumerate(order) if i % n == k}
     todo = [job for job in pending_models(out, preset) if job in mine]
-    if todo or not (out / SET_FILE).is_file():  # something to write: check first, not after training
+    damaged = damaged_models(out, preset, mine) if (out / MODELS).is_dir() else {}
+    if todo or damaged or not (out / SET_FILE).is_file():  # something to write: check first, not after training
         problem = output_problem(out, folder=True)
         if problem:
             raise LpsbookError(f"--out {problem}; choose another --out (a folder, created if missing).")
     _open_or_create(out, preset)
     _clean_stale_temporaries(out / MODELS)
+    for (t, s), why in damaged.items():  # trained again, as if never saved
+        warnings.warn(f"{why.rstrip('.')}: model {model_stem(t, s)} is trained again", DamagedFileWarning,
+                      stacklevel=2)
+        (out / MODELS / f"{model_stem(t, s)}.json").unlink(missing_ok=True)
+    todo = sorted(set(todo) | set(damaged))
     if not todo:
         return out
     dev = resolve_device(device)
@@ -268,42 +352,43 @@ def verify(path) -> dict:
     (missing, corrupt, truncated or foreign files).
     """
     path = check_modelset_dir(path)
-    header = _unseal(path / SET_FILE)
-    preset = Preset.from_dict(header["preset"])
+    preset = _preset_of(path)
     problems, expected = [], set()
     for t in range(len(preset.tasks)):
         for s in range(preset.seeds):
             stem = model_stem(t, s)
             expected |= {f"{stem}.json", f"{stem}.safetensors"}
-            meta_path = path / MODELS / f"{stem}.json"
-            if not meta_path.exists():
-                problems.append(f"missing model {stem} (resume the build to train it)")
-                continue
-            try:
-                meta = _unseal(meta_path)
-            except LpsbookError as exc:
-                problems.append(str(exc))
-                continue
-            if meta.get("preset_hash") != preset.hash or (meta["task_id"], meta["seed"]) != (t, s):
-                problems.append(f"{meta_path} is foreign: it belongs to another preset or model")
-                continue
-            weights = path / MODELS / meta["weights_file"]
-            if not weights.exists():
-                problems.append(f"missing weights file {weights}")
-            elif _sha256(weights.read_bytes()) != meta["weights_sha256"]:
-                problems.append(f"{weights} is corrupt or truncated (sha256 does not match)")
+            problem = model_problem(path, preset, t, s)
+            if problem:
+                problems.append(problem)
     listing = (path / MODELS).iterdir() if (path / MODELS).is_dir() else ()
     foreign = sorted(p.name for p in listing if p.name not in expected and not p.name.endswith(".tmp"))
     problems += [f"foreign file {path / MODELS / name} does not belong to this model set" for name in foreign]
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise LpsbookError(f"model set {path} failed verification ({len(problems)} problems):\n  {shown}{more}")
+        raise LpsbookError(f"model set {path} failed verification ({len(problems)} problems):\n  {shown}{more}\n"
+                           f"`lpsbook modelset build --preset {preset.name} --out {path}` trains the missing and "
+                           "damaged models again.")
     return {"path": str(path), "preset": preset.name, "preset_hash": preset.hash, "models": preset.num_models}
 
 
+def _preset_of(path: Path) -> Preset:
+    """The preset a model set's ``modelset.json`` records (the folder is checked already)."""
+    header = _unseal(path / SET_FILE)
+    try:
+        return Preset.from_dict(header["preset"])
+    except (KeyError, TypeError, ValueError):
+        raise LpsbookError(f"{path / SET_FILE} does not describe a preset lpsbook knows (written by another "
+                           "version?); build the model set again into another folder.") from None
+
+
+def _retrain(path: Path, preset: Preset) -> str:
+    return f"`lpsbook modelset build --preset {preset.name} --out {path}` trains that model again"
+
+
 def _read_metadata(path: Path, preset: Preset) -> pd.DataFrame:
-    rows = [_unseal(path / MODELS / f"{model_stem(t, s)}.json")
+    rows = [_unseal(path / MODELS / f"{model_stem(t, s)}.json", _retrain(path, preset))
             for t in range(len(preset.tasks)) for s in range(preset.seeds)]
     return pd.DataFrame(rows)
 
@@ -311,7 +396,8 @@ def _read_metadata(path: Path, preset: Preset) -> pd.DataFrame:
 def info(path) -> pd.DataFrame:
     """Per-task table of a (possibly incomplete) model set."""
     path = check_modelset_dir(path)
-    rows = [_unseal(p) for p in sorted((path / MODELS).glob("t*_s*.json"))]
+    fix = _retrain(path, _preset_of(path))
+    rows = [_unseal(p, fix) for p in sorted((path / MODELS).glob("t*_s*.json"))]
     if not rows:
         return pd.DataFrame(columns=["task_id", "classes", "models", "test_acc_mean", "test_acc_min"])
     meta = pd.DataFrame(rows)
@@ -431,7 +517,7 @@ def extract(source, preset, out) -> Path:
     ``out``, or missing from ``source``, are left alone; returns ``out``.
     """
     source = check_modelset_dir(source)
-    src_preset = Preset.from_dict(_unseal(source / SET_FILE)["preset"])
+    src_preset = _preset_of(source)
     preset = get_preset(preset)
     if _recipe_hash(src_preset) != _recipe_hash(preset):
         raise LpsbookError(f"preset {preset.name!r} and {source}'s preset {src_preset.name!r} are not the same "
@@ -444,11 +530,13 @@ def extract(source, preset, out) -> Path:
         meta_path = source / MODELS / f"{model_stem(t_src, s)}.json" if t_src is not None else None
         if meta_path is None or s >= src_preset.seeds or not meta_path.exists():
             continue
+        problem = model_problem(source, src_preset, t_src, s)
+        if problem:  # left to the build of ``out``, which trains it
+            warnings.warn(f"{problem.rstrip('.')}: not copied into {out}, its build trains it", DamagedFileWarning,
+                          stacklevel=2)
+            continue
         meta = _unseal(meta_path)
         blob = (source / MODELS / meta["weights_file"]).read_bytes()
-        if _sha256(blob) != meta["weights_sha256"]:
-            raise LpsbookError(f"{source / MODELS / meta['weights_file']} is corrupt (sha256 does not match); "
-                               "resume that model set's build to retrain it.")
         stem = model_stem(t, s)
         write_atomic(out / MODELS / f"{stem}.safetensors", blob)
         meta.update(task_id=t, weights_file=f"{stem}.safetensors", preset_name=preset.name,
@@ -462,13 +550,18 @@ def load(path, check: bool = True) -> ModelSet:
     path = check_modelset_dir(path)
     if check:
         verify(path)
-    header = _unseal(path / SET_FILE)
-    preset = Preset.from_dict(header["preset"])
+    preset = _preset_of(path)
     meta = _read_metadata(path, preset)
     expected = ResNet20(preset.width, preset.in_channels).state_dict()
     stacks = {k: [] for k in expected}
     for name in meta["weights_file"]:
-        tensors = st_load((path / MODELS / name).read_bytes())
+        try:
+            tensors = st_load((path / MODELS / name).read_bytes())
+        except (OSError, SafetensorError) as exc:
+            raise LpsbookError(f"{path / MODELS / name} could not be read as safetensors ({exc}); "
+                               f"`lpsbook modelset verify {path}` names every damaged file, and "
+                               f"`lpsbook modelset build --preset {preset.name} --out {path}` trains them "
+                               "again.") from None
         if set(tensors) != set(expected) or any(tensors[k].shape != v.shape for k, v in expected.items()):
             raise LpsbookError(f"{path / MODELS / name} does not hold a ResNet-20 of width "
                                f"{preset.width} with {preset.in_channels} input channels (wrong architecture)")
@@ -485,9 +578,17 @@ def cache_dir(preset: Preset, root=None) -> Path:
 
 
 def ensure(preset, root=None, device="auto", data_dir=None, progress=True) -> ModelSet:
-    """Load the cached model set of ``preset``, building (or finishing) it first if needed."""
+    """Load the cached model set of ``preset``, building (or finishing) it first if needed.
+
+    A set that fails verification (a damaged file) is built again, which
+    trains the damaged models again (:func:`build`), then loaded.
+    """
     preset = get_preset(preset)
     path = cache_dir(preset, root)
     if not (path / SET_FILE).exists() or pending_models(path, preset):
         build(preset, path, device=device, data_dir=data_dir, progress=progress)
-    return load(path)
+    try:
+        return load(path)
+    except LpsbookError:
+        build(preset, path, device=device, data_dir=data_dir, progress=progress)
+        return load(path)
