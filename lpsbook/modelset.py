@@ -11,12 +11,8 @@ is written after its weights, so a model counts as saved exactly when its JSON
 exists.  A build killed at any moment and run again trains only the models
 that were not saved; ``--shard K/N`` builds a disjoint part of the set so that
 several processes or machines can fill one folder.
-
-Both JSON files carry a checksum of themselves (``meta_sha256``) and a model's
-JSON the sha256 of its weights, so a damaged file (truncated, emptied,
-overwritten, edited) is never read as a model: :func:`verify` names it, and
-:func:`build` run again on the folder trains that model again (and writes a
-damaged ``modelset.json`` again when the models show which preset it held).
+Both JSON files are sealed (:func:`lpsbook.store.seal`) and a model's JSON holds
+its weights' sha256: :func:`verify` names a damaged file, :func:`build` trains its model again.
 """
 from __future__ import annotations
 
@@ -138,26 +134,15 @@ def check_modelset_dir(path, flag: str = "") -> Path:
     return path
 
 
-def _saved_presets(out: Path) -> set:
-    """The preset hashes of the models in ``out`` whose JSON reads back whole."""
-    hashes = set()
-    for meta_path in (out / MODELS).glob("t*_s*.json"):
+def _repair_header(out: Path, preset: Preset, damage: LpsbookError):
+    """Write a damaged ``modelset.json`` again if ``models/`` is empty or every model that reads back
+    whole (at least one) is of ``preset``; anything else may be someone else's folder: an LpsbookError."""
+    models, hashes = out / MODELS, set()
+    for meta_path in models.glob("t*_s*.json"):
         try:
             hashes.add(_unseal(meta_path).get("preset_hash"))
         except LpsbookError:
             pass
-    return hashes
-
-
-def _repair_header(out: Path, preset: Preset, damage: LpsbookError):
-    """Write a damaged ``modelset.json`` again, when the folder's models show that it held ``preset``.
-
-    Only when at least one model reads back whole and every such model is of
-    ``preset``, or when ``models/`` holds no file at all; anything else may be
-    someone else's folder, and is an LpsbookError.
-    """
-    models = out / MODELS
-    hashes = _saved_presets(out)
     empty = not any(p for p in models.iterdir() if not p.name.endswith(".tmp")) if models.is_dir() else True
     if hashes != {preset.hash} and not empty:
         raise LpsbookError(f"{str(damage).rstrip('.')}, and it cannot be written again for preset "
@@ -242,12 +227,8 @@ def pending_models(out, preset) -> list:
 
 
 def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
-    """Why model (task, seed) of ``preset`` in the set at ``path`` cannot be used; None when it is whole.
-
-    Missing, a JSON that does not read back as written, one of another
-    preset or model, missing weights, or weights whose sha256 is not the one
-    the JSON records (truncated, emptied, overwritten).
-    """
+    """Why model (task, seed) of ``preset`` in the set at ``path`` cannot be used (missing, damaged,
+    foreign, or weights whose sha256 is not the one its JSON records); None when it is whole."""
     stem = model_stem(task_id, seed)
     meta_path = Path(path) / MODELS / f"{stem}.json"
     try:
@@ -268,17 +249,6 @@ def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
     if _sha256(blob) != meta.get("weights_sha256"):
         return f"{weights} is corrupt or truncated (sha256 does not match)"
     return None
-
-
-def damaged_models(out, preset, jobs=None) -> dict:
-    """``{(task_id, seed): why}`` of the saved models of ``preset`` in ``out`` (of ``jobs`` only, if
-    given) whose files do not read back as written; the build trains them again."""
-    out = Path(out)
-    saved = set(jobs if jobs is not None else
-                [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)])
-    saved -= set(pending_models(out, preset))
-    found = {job: model_problem(out, preset, *job) for job in sorted(saved)}
-    return {job: why for job, why in found.items() if why}
 
 
 def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
@@ -313,7 +283,8 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     order = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
     mine = {job for i, job in enumerate(order) if i % n == k}
     todo = [job for job in pending_models(out, preset) if job in mine]
-    damaged = damaged_models(out, preset, mine) if (out / MODELS).is_dir() else {}
+    saved = sorted(mine - set(todo)) if (out / MODELS).is_dir() else []
+    damaged = {job: why for job in saved for why in [model_problem(out, preset, *job)] if why}
     if todo or damaged or not (out / SET_FILE).is_file():  # something to write: check first, not after training
         problem = output_problem(out, folder=True)
         if problem:
@@ -353,14 +324,9 @@ def verify(path) -> dict:
     """
     path = check_modelset_dir(path)
     preset = _preset_of(path)
-    problems, expected = [], set()
-    for t in range(len(preset.tasks)):
-        for s in range(preset.seeds):
-            stem = model_stem(t, s)
-            expected |= {f"{stem}.json", f"{stem}.safetensors"}
-            problem = model_problem(path, preset, t, s)
-            if problem:
-                problems.append(problem)
+    jobs = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
+    problems = [why for job in jobs for why in [model_problem(path, preset, *job)] if why]
+    expected = {f"{model_stem(*job)}{ext}" for job in jobs for ext in (".json", ".safetensors")}
     listing = (path / MODELS).iterdir() if (path / MODELS).is_dir() else ()
     foreign = sorted(p.name for p in listing if p.name not in expected and not p.name.endswith(".tmp"))
     problems += [f"foreign file {path / MODELS / name} does not belong to this model set" for name in foreign]
