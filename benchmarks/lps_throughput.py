@@ -17,7 +17,7 @@ import torch
 
 from lpsbook.lps import LPSConfig, SecondOrderNet
 from lpsbook.nets import ResNet20, conv_layers
-from lpsbook.training import resolve_device
+from lpsbook.runtime import resolve_device
 
 
 def main():

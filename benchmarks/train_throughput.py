@@ -24,7 +24,8 @@ import torch
 
 from lpsbook.data import Dataset, load_dataset
 from lpsbook.presets import get_preset
-from lpsbook.training import Recipe, pack_size, resolve_device, train_alone, train_pack
+from lpsbook.runtime import resolve_device
+from lpsbook.training import Recipe, pack_size, train_alone, train_pack
 
 
 def synthetic_like(preset) -> Dataset:
@@ -93,7 +94,7 @@ def main():
 
 
 def compare_cpu_paths(args):
-    from lpsbook.training import mixed_precision
+    from lpsbook.runtime import mixed_precision
 
     new = get_preset(args.preset)
     old = new.with_(cpu_bf16=False)

@@ -20,7 +20,8 @@ import torch
 from lpsbook.data import load_dataset
 from lpsbook.modelset import cpu_model
 from lpsbook.presets import paper_recipe
-from lpsbook.training import Recipe, cpu_has_native_bf16, train_pack
+from lpsbook.runtime import cpu_has_native_bf16
+from lpsbook.training import Recipe, train_pack
 
 
 def seconds(preset, data, pack: int, steps: int) -> float:

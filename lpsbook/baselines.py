@@ -26,10 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import LpsbookError
-from .nets import conv_layers
 from .estimator import SimilarityMethod, num_models
-from .training import minibatch_sgd, one_thread
-from .store import digest
+from .memo import Memo, digest
+from .nets import conv_layers
+from .progress import bar as progress_bar
+from .runtime import minibatch_sgd, one_thread
 from .symmetry import perm_sizes, permute_state, random_permutations, resnet20_spec, weight_matching
 
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -291,7 +292,7 @@ def canonical_permutations(state: dict, spec) -> dict:
     return perms
 
 
-_ALIGNED: dict = {}  # (reference, settings, model) digests -> aligned layers, shared by all fits
+ALIGNED = Memo(5000)  # (reference, settings, layers, model digest) -> the model's aligned layers, shared by all fits
 
 
 class ReBasinFlat(SimilarityMethod):
@@ -350,26 +351,22 @@ class ReBasinFlat(SimilarityMethod):
         return self._align(state)
 
     def _align(self, state: dict) -> dict:
-        from .progress import bar as progress_bar
-
         m = self._check_state(state)
         aligned = {n: [] for n in self.layers}
         ref_key = (digest(self.ref_),) + (self.canonical_start, self.max_iter)
         for i in progress_bar(range(m), desc="re-basin alignment", unit="model", disable=not self.progress, leave=False):
             model = {k: v[i] for k, v in state.items()}
-            key = ref_key + (digest(model),)
-            if key in _ALIGNED:
-                for n in self.layers:
-                    aligned[n].append(_ALIGNED[key][n])
-                continue
-            if self.canonical_start:
-                model = permute_state(model, canonical_permutations(model, self.spec), self.spec)
-            perms = weight_matching(self.ref_, model, self.spec, max_iter=self.max_iter)
-            model = permute_state(model, perms, self.spec)
-            _ALIGNED[key] = {n: model[n] for n in self.layers}
+            done = ALIGNED.get(ref_key + (self.layers, digest(model)), lambda: self._aligned_layers(model))
             for n in self.layers:
-                aligned[n].append(model[n])
+                aligned[n].append(done[n])
         return {n: torch.stack(v) for n, v in aligned.items()}
+
+    def _aligned_layers(self, model: dict) -> dict:
+        """One model aligned to the reference by weight matching: its ``layers``."""
+        if self.canonical_start:
+            model = permute_state(model, canonical_permutations(model, self.spec), self.spec)
+        model = permute_state(model, weight_matching(self.ref_, model, self.spec, max_iter=self.max_iter), self.spec)
+        return {n: model[n] for n in self.layers}
 
     def _check_state(self, state) -> int:
         m = num_models(state)

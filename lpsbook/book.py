@@ -199,7 +199,7 @@ class _PlainText(str):
 def experiment_settings(name: str, preset: Preset | None = None) -> dict:
     """Settings of experiment ``name`` in the book: the paper's protocol on its recipe (cifar100);
     on the CPU presets fewer seeds, epochs and branches so the whole book builds in minutes."""
-    from .experiments import EXTRA_METHODS, PAPER_METHODS, PARAMETER_METHODS
+    from .protocols import EXTRA_METHODS, PAPER_METHODS, PARAMETER_METHODS
 
     p = preset or current_preset()
     full = p.follows_paper
@@ -225,47 +225,36 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
 
 
 def experiment(name: str, preset: Preset | None = None, progress: bool = True, **overrides):
-    """Run (or load from the cache) experiment ``name`` on the book's model set."""
-    import dataclasses
-
-    from . import experiments
-    from .training import resolve_device
+    """Run (or load from the cache) experiment ``name`` on the book's model set (settings translated by
+    :func:`lpsbook.protocols.arguments`, as on the command line)."""
+    from . import protocols
+    from .results import ProtocolResult
+    from .runtime import resolve_device
 
     p = preset or current_preset()
     settings = {**experiment_settings(name, p), **overrides}
 
     def compute():
         ms = modelset(p, progress=progress)
-        kwargs = dict(settings)
-        if "config" in kwargs:
-            base = experiments.default_config(ms)
-            kwargs["config"] = dataclasses.replace(base, **{k: tuple(v) if k == "milestones" else v
-                                                            for k, v in kwargs["config"].items()})
-        else:
-            kwargs["config"] = experiments.default_config(ms)
-        if "layers" in kwargs:
-            kwargs["layers"] = [ms.layers[i - 1] for i in kwargs["layers"]]
-        if "methods" in kwargs:
-            kwargs["methods"] = tuple(kwargs["methods"])
-        kwargs["device"] = resolve_device("auto")
+        kwargs = protocols.arguments(name, ms, settings, resolve_device("auto"))
         if name in ("transferability", "similarity"):  # both compare with the same measured transfer
             kwargs["ari"] = transfer_matrix(p)
         if name != "similarity":  # finished fits survive an interruption
             kwargs["checkpoint"] = result_path(name, settings, p).with_suffix(".partial")
-        return experiments.PROTOCOLS[name](ms, **kwargs).to_dict()
+        return protocols.PROTOCOLS[name](ms, **kwargs).to_dict()
 
-    return experiments.ProtocolResult.from_dict(cached_json(name, settings, compute, preset=p))
+    return ProtocolResult.from_dict(cached_json(name, settings, compute, preset=p))
 
 
 def transfer_scores(preset: Preset | None = None) -> dict:
     """Measured transfer (ARI) and the LEEP and LogME references for every pair of tasks (cached):
-    :func:`lpsbook.experiments.transfer_scores`, as lists."""
-    from . import experiments
+    :func:`lpsbook.transfer.transfer_scores`, as lists."""
     from .similarity import features_in_bf16
+    from .transfer import transfer_scores as compute
 
     p = preset or current_preset()
     return cached_json("transfer", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)},
-                       lambda: {k: v.tolist() for k, v in experiments.transfer_scores(modelset(p)).items()}, preset=p)
+                       lambda: {k: v.tolist() for k, v in compute(modelset(p)).items()}, preset=p)
 
 
 def transfer_matrix(preset: Preset | None = None) -> list:
@@ -279,9 +268,9 @@ WHOLE_NETWORK = ("graph", "probing", "fc_permaug", "filter_norms")  # the method
 def with_whole_network(preset: Preset | None = None) -> tuple:
     """Classification, retrieval and transferability of chapters 5-6's methods and of :data:`WHOLE_NETWORK`,
     each merged into one result (same splits; cached like :func:`experiment`)."""
-    from . import experiments
+    from .results import merge
 
-    return tuple(experiments.merge(experiment(n, preset), experiment(n, preset, methods=list(WHOLE_NETWORK)))
+    return tuple(merge(experiment(n, preset), experiment(n, preset, methods=list(WHOLE_NETWORK)))
                  for n in ("classification", "retrieval", "transferability"))
 
 
@@ -292,11 +281,11 @@ def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
     map shows training and held-out models alike.  Returns
     ``{"task_id": [...], "maps": {title: [[x, y], ...]}, "held_out": [...]}``.
     """
-    from . import experiments
+    from .analyses import model_maps as compute
 
     p = preset or current_preset()
     return cached_json("model_maps", {"layer_index": layer_index},
-                       lambda: experiments.model_maps(modelset(p), layer_index), preset=p)
+                       lambda: compute(modelset(p), layer_index), preset=p)
 
 
 def training_length_check(preset: Preset | None = None, every: int = 3, factor: int = 5, seeds: int = 3):
@@ -307,8 +296,8 @@ def training_length_check(preset: Preset | None = None, every: int = 3, factor: 
     the same tasks trained ``factor`` times longer (learning-rate steps
     scaled alike).  Returns ``None`` on the paper's recipe (cifar100).
     """
-    from . import experiments
     from . import modelset as ms_module
+    from .analyses import training_length_comparison
 
     p = preset or current_preset()
     if p.follows_paper:
@@ -317,17 +306,17 @@ def training_length_check(preset: Preset | None = None, every: int = 3, factor: 
     longer = p.with_(name=f"{p.name}-x{factor}", tasks=tasks, epochs=factor * p.epochs,
                      milestones=tuple(factor * m for m in p.milestones))
     return cached_json("training_length", {"every": every, "factor": factor, "seeds": seeds},
-                       lambda: experiments.training_length_comparison(modelset(p), ms_module.ensure(longer), seeds),
+                       lambda: training_length_comparison(modelset(p), ms_module.ensure(longer), seeds),
                        preset=p)
 
 
 def weight_movement(preset: Preset | None = None) -> dict:
     """Per layer, how far training moved the weights from their initialisation (cached; see
-    :func:`lpsbook.experiments.weight_movement`): ``{"mean": {layer: x}, "min": ..., "max": ...}``."""
-    from . import experiments
+    :func:`lpsbook.analyses.weight_movement`): ``{"mean": {layer: x}, "min": ..., "max": ...}``."""
+    from .analyses import weight_movement as compute
 
     p = preset or current_preset()
-    return cached_json("weight_movement", {}, lambda: experiments.weight_movement(modelset(p)).to_dict(), preset=p)
+    return cached_json("weight_movement", {}, lambda: compute(modelset(p)).to_dict(), preset=p)
 
 
 def contrast_with_digits(preset: Preset | None = None):
@@ -339,16 +328,18 @@ def contrast_with_digits(preset: Preset | None = None):
     """
     import pandas as pd
 
-    from . import experiments, training
+    from . import training
+    from .claims import means
     from .data import load_dataset
+    from .transfer import related_pairs
 
     p = preset or current_preset()
     columns = {}
     for q in (p,) if p.dataset == "digits" else (p, get_preset("digits")):
         data, ms, cls, moved = load_dataset(q), modelset(q), experiment("classification", q), weight_movement(q)
         shape = tuple(data.train_images.shape[1:])
-        shared = experiments.related_pairs([set(t) for t in q.tasks])
-        top1, chance = experiments.means(cls, "top1", 100), 100 / len(q.tasks)
+        shared = related_pairs([set(t) for t in q.tasks])
+        top1, chance = means(cls, "top1", 100), 100 / len(q.tasks)
         columns[f"{q.name} ({q.dataset})"] = {
             "image": f"{shape[1]}x{shape[2]}, {'colour' if shape[0] == 3 else 'grey'}",
             "training images per task": len(data.task_indices(q.tasks[0], "train")),
@@ -358,9 +349,9 @@ def contrast_with_digits(preset: Preset | None = None):
             "conv1 weight change (relative)": moved["mean"][ms.layers[0]],
             "last conv weight change (relative)": moved["mean"][ms.layers[-1]],
             "chance top-1 %": chance,
-            "LPS top-1 %": top1["LPS"],
-            "LPS top-1 / chance": top1["LPS"] / chance,
-            "weight statistics top-1 %": top1["weight statistics"],
+            "LPS top-1 %": top1["lps"],
+            "LPS top-1 / chance": top1["lps"] / chance,
+            "weight statistics top-1 %": top1["weight_stats"],
         }
     return pd.DataFrame(columns)
 

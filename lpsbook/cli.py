@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
+from . import data, ladder, modelset, protocols
+from .data import load_dataset
 from .errors import LpsbookError
+from .modelset import output_problem
 from .presets import PRESETS
+from .runtime import resolve_device
+from .store import DamagedFileWarning, write_atomic
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity", "stages",
@@ -65,8 +71,6 @@ def _check_data_dir(args, create: bool = False):
     cannot be created to receive it)."""
     if args.data_dir is None:
         return
-    from .modelset import output_problem
-
     path = Path(args.data_dir).expanduser()
     if path.exists():
         usable = path.is_dir() or (path.is_file() and path.suffix == ".npz")  # a folder, or the .npz itself
@@ -79,8 +83,6 @@ def _check_data_dir(args, create: bool = False):
 
 
 def _modelset(args):
-    from . import modelset
-
     if args.action == "build":
         _check_data_dir(args, create=args.download)
         out = modelset.build(args.preset, args.out, device=args.device, shard=args.shard,
@@ -101,24 +103,64 @@ def _modelset(args):
 
 
 def _experiment(args):
-    from . import experiments
-
     _check_data_dir(args)
     if args.name == "ladder":
         return _ladder(args)
     if args.modelset is None or args.only:
         raise LpsbookError(f"experiment {args.name} needs --modelset DIR (and --only is for the ladder only)")
-    experiments.run_cli(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
-                        epochs=args.epochs, data_dir=args.data_dir, layers=args.layers,
-                        second_order_filters=args.second_order_filters)
+    run_experiment(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
+                   epochs=args.epochs, data_dir=args.data_dir, layers=args.layers,
+                   second_order_filters=args.second_order_filters)
     print(f"results written to {args.out}")
+
+
+def _layers(text) -> list | None:
+    """``--layers 1,2,5`` as a list of ints (their range is checked by :func:`lpsbook.protocols.arguments`)."""
+    if not text:
+        return None
+    try:
+        return [int(i) for i in str(text).split(",")]
+    except ValueError:
+        raise LpsbookError(f"--layers must list conv layers like 1,2,5; got {text!r}") from None
+
+
+def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None,
+                   layers=None, second_order_filters=None):
+    """Load a model set, run protocol ``name``, write its JSON to ``out``.
+
+    Every path is checked before the (possibly long) run starts; a path that
+    cannot be used raises LpsbookError naming the argument.
+    """
+    import json
+
+    modelset.check_modelset_dir(modelset_dir, "--modelset")
+    out = Path(out).expanduser()
+    for path, arg in ((out, "--out"), (Path(f"{out}.partial"), f"--out {out}: its checkpoint")):
+        problem = modelset.output_problem(path, folder=False)
+        if problem:
+            raise LpsbookError(f"{arg} {problem}; give the path of a JSON file in a folder you can write to.")
+    ms = modelset.load(modelset_dir)
+    dev = resolve_device(device)
+    settings = {"seeds": seeds, "config": {"epochs": epochs} if epochs is not None else None,
+                "layers": _layers(layers), "second_order_filters": second_order_filters}
+    kwargs = protocols.arguments(name, ms, {k: v for k, v in settings.items() if v is not None}, dev)
+    if data_dir is not None and name in ("transferability", "similarity"):
+        kwargs["dataset"] = load_dataset(ms.preset, data_dir)  # measured transfer and the probe images
+    kwargs["checkpoint"] = Path(str(out) + ".partial")
+    try:  # before the run: the checkpoint is written beside the results
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LpsbookError(f"--out {out}: could not create {out.parent} ({exc.strerror or exc}); "
+                           "choose another --out.") from None
+    result = protocols.PROTOCOLS[name](ms, **kwargs)
+    result.extras["modelset"] = str(modelset_dir)
+    result.settings["device"] = str(dev)
+    write_atomic(out, json.dumps(result.to_dict(), indent=1).encode())
+    return result
 
 
 def _ladder(args):
     import os
-
-    from . import ladder
-    from .modelset import output_problem
 
     names = args.only.split(",") if args.only else list(ladder.ORDER)
     unknown = sorted(set(names) - set(ladder.ORDER))
@@ -136,8 +178,6 @@ def _ladder(args):
 def _data(args):
     import time
 
-    from . import data
-
     if args.action == "download":
         _check_data_dir(args, create=True)
         root = data.download_cifar100(args.data_dir or data.default_data_dir())
@@ -153,10 +193,23 @@ def _data(args):
           f"{len(ds.coarse_names)} superclasses; loaded in {seconds:.1f} s")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A damaged file the run repairs is one line (``lpsbook: warning: ...``); other warnings as Python shows them."""
+    if issubclass(category, DamagedFileWarning):
+        print(f"lpsbook: warning: {message}", file=sys.stderr)
+    else:
+        SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+SHOW_WARNING = warnings.showwarning
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"modelset": _modelset, "experiment": _experiment, "data": _data}[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            {"modelset": _modelset, "experiment": _experiment, "data": _data}[args.command](args)
     except LpsbookError as exc:
         print(f"lpsbook: error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import LpsbookError
+from .memo import Memo
 from .presets import Preset
 
 CIFAR_FILES = ("train", "test", "meta")
@@ -105,12 +106,12 @@ def load_digits(test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
 
 # --- CIFAR-100: torchvision's folder or the offline .npz ------------------------------------------
 
-_CACHE: dict = {}  # resolved source path -> (stamp, Dataset); see _cached
+LOADED = Memo(2)  # (resolved source path, stamp) -> Dataset: the CIFAR-100 arrays loaded in this process
 
 
 def clear_cache() -> None:
     """Forget the CIFAR-100 datasets loaded in this process."""
-    _CACHE.clear()
+    LOADED.clear()
 
 
 def _stamp(*paths) -> tuple:
@@ -131,13 +132,7 @@ def _cached(key: Path, stamp: tuple, load) -> Dataset:
     The same :class:`Dataset` object is returned each time: do not modify
     its tensors in place.
     """
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    _CACHE.pop(key, None)
-    data = load()
-    _CACHE[key] = (stamp, data)
-    return data
+    return LOADED.get((key, stamp), load)
 
 
 def cifar100_source(data_dir) -> tuple[str, Path]:

@@ -29,6 +29,7 @@ from torch import nn
 
 from .errors import LpsbookError
 from .estimator import SimilarityMethod, num_models
+from .runtime import minibatch_sgd, one_thread
 from .symmetry import resnet20_spec
 
 
@@ -204,8 +205,6 @@ class GraphLearner(SimilarityMethod):
                 "globals": torch.cat(glob, 1) if glob else torch.zeros(m, 0, device=dev)}
 
     def _fit(self, models, y, n_classes):
-        from .training import minibatch_sgd, one_thread
-
         self.keys_ = self._used_keys(models)
         self.scale_ = {k: (models[k].double().mean().item(), max(models[k].double().std().item(), 1e-8))
                        for k in self.keys_}

@@ -29,13 +29,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, book, code_version, experiments
+from . import __version__, book, code_version
 from . import modelset as msets
+from .analyses import weight_movement
+from .claims import PAPER
+from .data import load_dataset
 from .errors import LpsbookError
 from .lps import LPSConfig
-from .methods import method_id
+from .methods import display_name
 from .presets import get_preset
+from .protocols import EXTRA_METHODS, PAPER_METHODS
+from .results import merge
 from .store import write_atomic
+from .training import steps_per_model, train_pack
 from .viz import mean_sd
 
 RESULTS_FILE = "ladder.json"
@@ -44,20 +50,15 @@ FULL_SET = "cifar100-w16-e40"
 # Build order: cheap rungs, the 50-task set (whose ten tasks are the width-16, 40-epoch rung), the paper's recipe.
 ORDER = ("ladder-w8-e10", "ladder-w16-e10", "ladder-w8-e40", FULL_SET, "ladder-w16-e40", "ladder-w16-e160")
 RUNG_METHODS = ("random", "fc", "frobenius", "lps", "weight_stats", "rebasin_fc", "probing", "graph")
-TABLE_METHODS = experiments.PAPER_METHODS + experiments.EXTRA_METHODS + book.WHOLE_NETWORK
+TABLE_METHODS = PAPER_METHODS + EXTRA_METHODS + book.WHOLE_NETWORK
 PAPER_LPS = "lps_paper"  # LPS with the paper's second-order schedule (LPSConfig.paper()), beside the book's
 FLOAT32_JOBS = ((0, 0), (1, 0), (2, 0))  # (task, seed) of the top rung trained in float32 as well
-
-
-def _by_id(result) -> dict:
-    """A protocol result's ``{method id: {metric: {mean, std, values}}}`` (results are kept by display name)."""
-    return {method_id(name): metrics for name, metrics in result["results"].items()}
 
 
 def set_summary(ms) -> dict:
     """The models of a set: accuracies, weight movement, and how, where and how long they were built."""
     meta = ms.meta
-    moved = experiments.weight_movement(ms)["mean"]
+    moved = weight_movement(ms)["mean"]
     last_stage = [n for n in ms.layers if n.startswith("layer3.")]
     col = lambda name: sorted(set(meta[name].dropna().astype(str))) if name in meta else []  # noqa: E731
     return {
@@ -76,9 +77,9 @@ def set_summary(ms) -> dict:
 def rung_classification(preset) -> dict:
     """The classification protocol (8 train / 2 test models per task, 3 splits) of :data:`RUNG_METHODS`,
     and of LPS with the paper's schedule (:data:`PAPER_LPS`), keyed by method id."""
-    cls = _by_id(book.experiment("classification", preset, methods=list(RUNG_METHODS)))
+    cls = dict(book.experiment("classification", preset, methods=list(RUNG_METHODS))["results"])
     paper = book.experiment("classification", preset, methods=["lps"], config=LPSConfig.paper().to_dict())
-    cls[PAPER_LPS] = _by_id(paper)["lps"]
+    cls[PAPER_LPS] = paper["results"]["lps"]
     return cls
 
 
@@ -86,9 +87,8 @@ def tables(preset) -> dict:
     """Tables 1 and 2 (classification and retrieval) of :data:`TABLE_METHODS`, keyed by method id."""
     out = {}
     for name in ("classification", "retrieval"):
-        result = experiments.merge(book.experiment(name, preset),
-                                   book.experiment(name, preset, methods=list(book.WHOLE_NETWORK)))
-        out[name] = _by_id(result)
+        result = merge(book.experiment(name, preset), book.experiment(name, preset, methods=list(book.WHOLE_NETWORK)))
+        out[name] = dict(result["results"])
     return out
 
 
@@ -98,9 +98,6 @@ def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu") -> list:
     Returns, per model, its test accuracy as built (bf16 autocast on a CPU with
     native bf16) and in float32, and the float32 training time.
     """
-    from .data import load_dataset
-    from .training import train_pack
-
     ms = book.modelset(preset, progress=False)
     f32 = preset.with_(cpu_bf16=False)
 
@@ -141,8 +138,6 @@ def provenance(command: str, started: str, seconds: float) -> dict:
 
 
 def preset_record(name: str) -> dict:
-    from .training import steps_per_model
-
     p = get_preset(name)
     return {"hash": p.hash, "width": p.width, "epochs": p.epochs, "steps": steps_per_model(p),
             "tasks": len(p.tasks), "seeds": p.seeds, "models": p.num_models, "cpu_bf16": p.cpu_bf16}
@@ -237,7 +232,8 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
             continue
         ms = ensure_set(name, progress)
         p = ms.preset
-        entry = {"summary": set_summary(ms)}
+        entry = {"summary": set_summary(ms), "code_version": code_version(),
+                 "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if name == FULL_SET:
             results["tables"] = tables(p)
         else:
@@ -259,8 +255,6 @@ PAPER_TOP1 = 79.8  # LPS, Table 1 of the paper (50 tasks)
 
 def label(key: str) -> str:
     """A method's display name; :data:`PAPER_LPS` is LPS with the paper's second-order schedule."""
-    from .methods import display_name
-
     return "LPS, paper's schedule" if key == PAPER_LPS else display_name(key)
 
 
@@ -375,13 +369,13 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
     if not results.get("tables"):
         return None
     k = {"top1": 0, "top5": 1, "top10": 2, "rank1": 0, "rank5": 1, "rank10": 2}[metric]
-    paper = experiments.PAPER[protocol]
+    paper = PAPER[protocol]
     ours = results["tables"][protocol]
-    mine = _by_id(book_set) if book_set is not None else {}
+    mine = book_set["results"] if book_set is not None else {}
     rows = {}
     for m in TABLE_METHODS:
         name = label(m)
-        row = {"paper": f"{paper[name][k]:.1f}" if name in paper else "—",
+        row = {"paper": f"{paper[m][k]:.1f}" if m in paper else "—",
                "50 tasks, width 16, 40 epochs": mean_sd(ours[m][metric]) if m in ours else "—"}
         if book_set is not None:
             row[f"{book_set['preset']} (this book)"] = mean_sd(mine[m][metric]) if m in mine else "—"
@@ -401,7 +395,8 @@ def build_summary(results: dict) -> dict:
             "threads": results["provenance"]["cpu_threads"], "first_date": dates[0] if dates else "",
             "last_date": dates[-1] if dates else "",
             "precision": ", ".join(sorted({p for s in summaries for p in s["build"]["precision"]})),
-            "code": results["provenance"]["code_version"],
+            "code": ", ".join(sorted({results["sets"][n].get("code_version", results["provenance"]["code_version"])
+                                      for n in results["order"] if n in results["sets"]})),
             "min_mean_test_acc": min((s["test_acc"]["mean"] for s in summaries), default=float("nan"))}
 
 

@@ -29,6 +29,8 @@ from torch import nn
 
 from .errors import LpsbookError
 from .estimator import SimilarityMethod, num_models
+from .nets import conv_layers
+from .runtime import minibatch_sgd
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,10 @@ class SecondOrderNet(nn.Module):
                        first_layer=(n == names[0]), align_filters=align_filters,
                        align_channels=align_channels) for n in self.names])
 
+    def branch(self, layer: str) -> "Branch":
+        """The branch that reads conv layer ``layer``."""
+        return self.branches[self.names.index(layer)]
+
     @property
     def name(self) -> str:
         s = self.settings
@@ -243,8 +249,6 @@ class SecondOrderNet(nn.Module):
     def fit(self, weights: dict, labels: torch.Tensor, num_classes: int | None = None,
             config: LPSConfig = LPSConfig(), device="cpu", progress: bool = False) -> "SecondOrderNet":
         """Train on models ``weights`` (``{layer: [M, ...]}``) with task ``labels [M]``."""
-        from .training import minibatch_sgd
-
         labels = torch.as_tensor(labels, dtype=torch.long)
         m = len(labels)
         if num_classes is not None and num_classes != self.num_classes:
@@ -306,8 +310,6 @@ class LPS(SimilarityMethod):
 
     def _fit(self, models, y, n_classes):
         from dataclasses import replace
-
-        from .nets import conv_layers
 
         names = list(self.layers) if self.layers is not None else [n for n in conv_layers() if n in models]
         missing = [n for n in names if n not in models]

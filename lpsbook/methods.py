@@ -3,11 +3,11 @@
 One line per method: ``id: Entry(display name, builder)``.  The builder
 makes a fresh, unfitted method for one model set and one split::
 
-    builder(ms, seed, config, device) -> SimilarityMethod
+    builder(ms, seed, config, device, dataset) -> SimilarityMethod
 
 where ``config`` is the second-order training setting of the run
 (:class:`lpsbook.lps.LPSConfig`; the baselines that train reuse its epochs,
-learning rate and batch size).  Results are reported under the display name.
+learning rate and batch size).  Results are keyed by the id; tables and figures show the display name.
 
 Adding a method is one class (a :class:`lpsbook.estimator.SimilarityMethod`)
 and one line here.
@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import baselines
+from .data import load_dataset
 from .errors import LpsbookError
+from .graph import GraphLearner
+from .lps import LPS, LPSConfig
+from .probing import Probing
+from .similarity import ActivationSimilarity, features_in_bf16, probe_images
 
 
 @dataclass(frozen=True)
 class Entry:
-    name: str  # the display name results are reported under
-    build: Callable  # build(ms, seed, config, device) -> an unfitted SimilarityMethod
-    reads: str = "weights"  # or "activations"
+    name: str  # the display name tables and figures show
+    kind: type  # the SimilarityMethod class it builds: what it reads is the class's ``reads``
+    build: Callable  # build(ms, seed, config, device, dataset) -> an unfitted instance of ``kind``
 
 
 def _flat_fc(ms, seed, config, device, rebasin=False, augment=0):
@@ -36,37 +41,21 @@ def _flat_fc(ms, seed, config, device, rebasin=False, augment=0):
     return baselines.FlatFC(**flat)
 
 
-def _lps(ms, seed, config, device, aligned=True):
-    from .lps import LPS
-
+def _lps(config, seed, device, aligned=True):
     return LPS(config, align_filters=aligned, align_channels=aligned, seed=seed, device=device)
 
 
 def _activations(measure):
-    def build(ms, seed, config, device):
-        from .data import load_dataset
-        from .similarity import ActivationSimilarity, features_in_bf16, probe_images
-
-        data = load_dataset(ms.preset)
+    def build(ms, seed, config, device, dataset):
+        data = dataset or load_dataset(ms.preset)
         return ActivationSimilarity(measure, probe_images(data, N_PROBE, seed), data.mean, data.std,
                                     bf16=features_in_bf16(ms.preset), device=device)
-    return build
+    return Entry(measure, ActivationSimilarity, build)
 
 
-def _graph(seed, device, **settings):
-    from .graph import GraphLearner
-
-    return GraphLearner(seed=seed, device=device, **{**GRAPH_SETTINGS, **settings})
-
-
-def _probing(seed, device, **settings):
-    from .probing import Probing
-
-    return Probing(seed=seed, device=device, **settings)
-
-
-def _seeded(cls):
-    return lambda ms, seed, config, device: cls(seed=seed)
+def _entry(name, kind, build):
+    """An entry whose builder needs only some of ``(ms, seed, config, device)``."""
+    return Entry(name, kind, lambda ms, seed, config, device, dataset: build(ms, seed, config, device))
 
 
 N_PROBE = 200  # probe images of the activation measures
@@ -74,24 +63,26 @@ PERMUTED_COPIES = 4  # extra randomly permuted copies of each training model, fo
 GRAPH_SETTINGS = dict(hidden=16, rounds=1, epochs=30, lr=1e-2)  # the graph learner on a 2-core CPU
 
 REGISTRY: dict[str, Entry] = {
-    "random": Entry("random prediction", _seeded(baselines.RandomPrediction)),
-    "fc": Entry("only one FC layer", _flat_fc),
-    "frobenius": Entry("Frobenius+FC w/o alignment", lambda ms, seed, config, device: _lps(ms, seed, config, device, False)),
-    "lps": Entry("LPS", _lps),
-    "weight_stats": Entry("weight statistics", _seeded(baselines.WeightStatistics)),
-    "rebasin_fc": Entry("re-basin + FC", lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, rebasin=True)),
-    "filter_norms": Entry("sorted filter norms", lambda ms, seed, config, device: baselines.FilterNorms()),
-    "fc_permaug": Entry("one FC layer + permutation augmentation",
-                        lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, augment=PERMUTED_COPIES)),
-    "graph": Entry("graph learner (whole network)", lambda ms, seed, config, device: _graph(seed, device)),
-    "probing": Entry("probing (learned inputs)", lambda ms, seed, config, device: _probing(seed, device), "activations"),
-    "rsa": Entry("rsa", _activations("rsa"), "activations"),
-    "cka_linear": Entry("cka_linear", _activations("cka_linear"), "activations"),
-    "cka_rbf": Entry("cka_rbf", _activations("cka_rbf"), "activations"),
-    "dds_zscore_cosine": Entry("dds_zscore_cosine", _activations("dds_zscore_cosine"), "activations"),
-    "dds_zscore_pearson": Entry("dds_zscore_pearson", _activations("dds_zscore_pearson"), "activations"),
-    "dds_zscore_euclidean": Entry("dds_zscore_euclidean", _activations("dds_zscore_euclidean"), "activations"),
-    "dds_none_linear": Entry("dds_none_linear", _activations("dds_none_linear"), "activations"),
+    "random": _entry("random prediction", baselines.RandomPrediction,
+                     lambda ms, seed, config, device: baselines.RandomPrediction(seed=seed)),
+    "fc": _entry("only one FC layer", baselines.FlatFC, _flat_fc),
+    "frobenius": _entry("Frobenius+FC w/o alignment", LPS,
+                        lambda ms, seed, config, device: _lps(config, seed, device, aligned=False)),
+    "lps": _entry("LPS", LPS, lambda ms, seed, config, device: _lps(config, seed, device)),
+    "weight_stats": _entry("weight statistics", baselines.WeightStatistics,
+                           lambda ms, seed, config, device: baselines.WeightStatistics(seed=seed)),
+    "rebasin_fc": _entry("re-basin + FC", baselines.ReBasinFlat,
+                         lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, rebasin=True)),
+    "filter_norms": _entry("sorted filter norms", baselines.FilterNorms,
+                           lambda ms, seed, config, device: baselines.FilterNorms()),
+    "fc_permaug": _entry("one FC layer + permutation augmentation", baselines.FlatFC,
+                         lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, augment=PERMUTED_COPIES)),
+    "graph": _entry("graph learner (whole network)", GraphLearner,
+                    lambda ms, seed, config, device: GraphLearner(seed=seed, device=device, **GRAPH_SETTINGS)),
+    "probing": _entry("probing (learned inputs)", Probing,
+                      lambda ms, seed, config, device: Probing(seed=seed, device=device)),
+    **{m: _activations(m) for m in ("rsa", "cka_linear", "cka_rbf", "dds_zscore_cosine", "dds_zscore_pearson",
+                                    "dds_zscore_euclidean", "dds_none_linear")},
 }
 
 
@@ -106,17 +97,16 @@ def method_id(key: str) -> str:
 
 
 def display_name(key: str) -> str:
-    """The name a method's results are reported under."""
+    """The name tables and figures show for method ``key``."""
     return REGISTRY[method_id(key)].name
 
 
 def reads(key: str) -> str:
-    """What method ``key`` looks at: ``"weights"`` or ``"activations"``."""
-    return REGISTRY[method_id(key)].reads
+    """What method ``key`` looks at: ``"weights"`` or ``"activations"`` (its class's ``reads``)."""
+    return REGISTRY[method_id(key)].kind.reads
 
 
-def make(key: str, ms, seed: int = 0, config=None, device="cpu"):
-    """A fresh, unfitted method ``key`` (id or display name) for model set ``ms``."""
-    from .lps import LPSConfig
-
-    return REGISTRY[method_id(key)].build(ms, seed, config or LPSConfig(), device)
+def make(key: str, ms, seed: int = 0, config=None, device="cpu", dataset=None):
+    """A fresh, unfitted method ``key`` (id or display name) for model set ``ms``; ``dataset`` is where the
+    activation measures draw their probe images (default: the preset's data, :func:`lpsbook.data.load_dataset`)."""
+    return REGISTRY[method_id(key)].build(ms, seed, config or LPSConfig(), device, dataset)

@@ -38,7 +38,7 @@ from .errors import LpsbookError
 from .store import DamagedFileWarning, os_fix, read_sealed, seal, write_atomic
 from .nets import ResNet20, conv_layers
 from .presets import Preset, get_preset
-from .training import mixed_precision
+from .runtime import mixed_precision
 
 SET_FILE = "modelset.json"
 MODELS = "models"
@@ -275,7 +275,8 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
 
     from .data import load_dataset
     from .training import pack_size as auto_pack_size
-    from .training import Recipe, resolve_device, train_with_retries
+    from .runtime import resolve_device
+    from .training import Recipe, train_with_retries
 
     preset = get_preset(preset)
     out = Path(out).expanduser()

@@ -22,6 +22,7 @@ from torch import nn
 from .errors import LpsbookError
 from .estimator import SimilarityMethod, num_models
 from .nets import ResNet20
+from .runtime import minibatch_sgd
 
 
 class _Outputs(ResNet20):
@@ -94,8 +95,6 @@ class Probing(SimilarityMethod):
         return torch.cat([logits.flatten(1), gram[:, i, j]], dim=1)
 
     def _fit(self, models, y, n_classes):
-        from .training import minibatch_sgd
-
         m = num_models(models)
         shape = self.image_shape or (models["conv1.weight"].shape[2], 16, 16)
         dev = torch.device(self.device)

@@ -36,9 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .data import normalise
 from .errors import LpsbookError
 from .estimator import SimilarityMethod, check_labels, num_models
-from .store import Memo, digest
+from .memo import Memo, digest
+from .nets import PackedResNet20
+from .runtime import mixed_precision
 
 NORMALISATIONS = ("none", "centre", "zscore")
 DISTANCES = ("pearson", "euclidean", "cosine")
@@ -384,13 +387,11 @@ def penultimate_features(net, images: torch.Tensor, mean, std, batch: int = 1024
     """Globally pooled last-stage features of one first-order network (float32).
 
     ``bf16``: compute in bfloat16 autocast with channels_last, as the model set
-    was trained (see :func:`lpsbook.training.mixed_precision`); on a CPU with
+    was trained (see :func:`lpsbook.runtime.mixed_precision`); on a CPU with
     native bf16 this is about five times faster, and the features differ from
     float32's by well under 1 % of their scale.
     """
     import contextlib
-
-    from .data import normalise
 
     net.eval()
     layout = torch.channels_last if bf16 else torch.contiguous_format
@@ -412,9 +413,6 @@ def models_features(models: dict, images: torch.Tensor, mean, std, bf16: bool = 
     """
     import contextlib
 
-    from .data import normalise
-    from .nets import PackedResNet20
-
     w = models["conv1.weight"]
     layout = torch.channels_last if bf16 else torch.contiguous_format
     out = []
@@ -433,8 +431,6 @@ def models_features(models: dict, images: torch.Tensor, mean, std, bf16: bool = 
 
 def features_in_bf16(preset) -> bool:
     """Whether the features of a preset's models are computed in bf16 (as they were trained, on this CPU)."""
-    from .training import mixed_precision
-
     return mixed_precision(preset, "cpu")
 
 

@@ -13,8 +13,8 @@
   new key, so a fix is never hidden by an old result.
 * :class:`Checkpoint`: the finished pieces of a long run (one fit, one
   split), kept under the same kind of key so an interrupted run resumes.
-* :func:`digest` and :class:`Memo`: in memory, results that are pure
-  functions of tensors (an alignment, a model's features), kept by content.
+
+In memory, the one cache is :class:`lpsbook.memo.Memo`.
 """
 from __future__ import annotations
 
@@ -23,47 +23,9 @@ import hashlib
 import json
 import os
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 from .errors import LpsbookError
-
-
-def digest(*parts) -> str:
-    """A content hash of tensors, dicts of tensors and plain values (for results that are pure functions of them)."""
-    h = hashlib.sha1()
-
-    def add(x):
-        if isinstance(x, dict):
-            for k in sorted(x):
-                h.update(str(k).encode())
-                add(x[k])
-        elif hasattr(x, "detach"):
-            h.update(str((x.dtype, tuple(x.shape))).encode())
-            h.update(x.detach().cpu().contiguous().numpy().tobytes())
-        else:
-            h.update(repr(x).encode())
-
-    for p in parts:
-        add(p)
-    return h.hexdigest()
-
-
-class Memo:
-    """At most ``size`` results in memory, the least recently used dropped first."""
-
-    def __init__(self, size: int):
-        self.size, self.items = size, OrderedDict()
-
-    def get(self, key, compute):
-        """The result stored under ``key``, computing (and storing) it with ``compute()`` if missing."""
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
-        value = self.items[key] = compute()
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
-        return value
 
 
 def os_fix(exc: OSError) -> str:

@@ -1,7 +1,7 @@
 """The chapter-level calls: preset selection, result cache, settings."""
 import pytest
 
-from lpsbook import book, experiments, training, viz
+from lpsbook import book, claims, training, viz
 from lpsbook.errors import LpsbookError
 from lpsbook.presets import get_preset
 
@@ -132,10 +132,10 @@ def test_glue_hands_plain_text_to_the_prose():
 
 def test_means_and_measure_families_read_a_result():
     result = {"results": {"rsa": {"rho": {"mean": 0.5, "std": 0.1}},
-                          "LPS": {"rho": {"mean": 0.1, "std": 0.0}, "top1": {"mean": 0.2, "std": 0.0}}}}
-    assert experiments.means(result, "rho") == {"rsa": 0.5, "LPS": 0.1}
-    assert experiments.means(result, "top1", 100) == {"LPS": 20.0}
-    assert experiments.measure_families(result) == (["rsa"], ["LPS"])
+                          "lps": {"rho": {"mean": 0.1, "std": 0.0}, "top1": {"mean": 0.2, "std": 0.0}}}}
+    assert claims.means(result, "rho") == {"rsa": 0.5, "lps": 0.1}
+    assert claims.means(result, "top1", 100) == {"lps": 20.0}
+    assert claims.measure_families(result) == (["rsa"], ["lps"])
 
 
 def _result(values: dict) -> dict:
@@ -145,33 +145,33 @@ def _result(values: dict) -> dict:
 
 def test_paper_claims_follow_their_rules():
     p = get_preset("cifar100-small")  # 50 tasks: chance 2 %
-    cls = _result({"LPS": {"top1": (0.30, 0.05)}, "only one FC layer": {"top1": (0.06, 0.02)},
-                   "Frobenius+FC w/o alignment": {"top1": (0.05, 0.01)}})
-    ret = _result({"LPS": {"rank1": (0.55, 0.15)}, "random prediction": {"rank1": (0.10, 0.10)}})
-    claims = experiments.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()
-    assert claims == ["yes", "yes", "yes", "yes", "no"]
+    cls = _result({"lps": {"top1": (0.30, 0.05)}, "fc": {"top1": (0.06, 0.02)},
+                   "frobenius": {"top1": (0.05, 0.01)}})
+    ret = _result({"lps": {"rank1": (0.55, 0.15)}, "random": {"rank1": (0.10, 0.10)}})
+    verdicts = claims.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()
+    assert verdicts == ["holds", "holds", "holds", "holds", "does not hold"]
     # LPS at chance: the first two claims fail, the last too; overlapping retrieval spreads fail
-    cls["results"]["LPS"]["top1"] = {"mean": 0.03, "std": 0.01}
-    ret["results"]["LPS"]["rank1"] = {"mean": 0.25, "std": 0.10}
-    assert experiments.paper_claims(cls, ret, len(p.tasks))["holds"].tolist() == ["no", "no", "yes", "no", "no"]
-    cls["results"]["LPS"]["top1"] = {"mean": 0.78, "std": 0.02}  # the paper's level
-    assert experiments.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()[4] == "yes"
+    cls["results"]["lps"]["top1"] = {"mean": 0.03, "std": 0.01}
+    ret["results"]["lps"]["rank1"] = {"mean": 0.25, "std": 0.10}
+    assert claims.paper_claims(cls, ret, len(p.tasks))["holds"].tolist() == ["does not hold", "does not hold", "holds", "does not hold", "does not hold"]
+    cls["results"]["lps"]["top1"] = {"mean": 0.78, "std": 0.02}  # the paper's level
+    assert claims.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()[4] == "holds"
 
 
 def test_figure3_claims_follow_their_rules():
     p = get_preset("cifar100-small")
-    tr = _result({"LPS": {"spearman_per_target": (0.4, 0.1)}})
+    tr = _result({"lps": {"spearman_per_target": (0.4, 0.1)}})
     layers = ["conv1.weight", "layer1.0.conv1.weight", "layer3.0.conv1.weight", "layer3.2.conv2.weight"]
-    br = {"results": {"LPS": {n: {"mean": m, "std": 0.0} for n, m in zip(layers, (0.3, 0.1, 0.02, 0.03))}}}
+    br = {"results": {"lps": {n: {"mean": m, "std": 0.0} for n, m in zip(layers, (0.3, 0.1, 0.02, 0.03))}}}
     ab = {"results": {v: {n: {"mean": m * (2 if n == layers[0] else 1), "std": 0.0} for n in layers}
-                      for v, m in (("both on", 0.10), ("filter alignment off", 0.05),
-                                   ("channel alignment off", 0.097), ("both off", 0.04))}}
-    assert experiments.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist() == ["yes", "yes", "yes", "yes", "no"]
-    tr["results"]["LPS"]["spearman_per_target"] = {"mean": 0.05, "std": 0.2}
-    br["results"]["LPS"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
-    assert experiments.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[:2] == ["no", "no"]
-    ab["results"]["both on"][layers[0]]["std"] = 0.2  # a drop within the spread does not count
-    assert experiments.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[3] == "no"
+                      for v, m in (("both_on", 0.10), ("no_filter_alignment", 0.05),
+                                   ("no_channel_alignment", 0.097), ("both_off", 0.04))}}
+    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist() == ["holds", "holds", "holds", "holds", "does not hold"]
+    tr["results"]["lps"]["spearman_per_target"] = {"mean": 0.05, "std": 0.2}
+    br["results"]["lps"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
+    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[:2] == ["does not hold", "does not hold"]
+    ab["results"]["both_on"][layers[0]]["std"] = 0.2  # a drop within the spread does not count
+    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[3] == "does not hold"
 
 
 def test_layer_numbers_follow_the_forward_order():
@@ -184,13 +184,13 @@ def test_layer_numbers_follow_the_forward_order():
 def test_results_table_reads_like_a_paper():
     """mean ± sd in one cell, column names a reader writes, the paper's number beside ours."""
     cls = {"experiment": "classification", "results": {
-        "LPS": {"top1": {"mean": 0.291, "std": 0.056}, "top5": {"mean": 0.7, "std": 0.03}},
-        "weight statistics": {"top1": {"mean": 0.263, "std": 0.021}, "top5": {"mean": 0.6, "std": 0.03}}}}
+        "lps": {"top1": {"mean": 0.291, "std": 0.056}, "top5": {"mean": 0.7, "std": 0.03}},
+        "weight_stats": {"top1": {"mean": 0.263, "std": 0.021}, "top5": {"mean": 0.6, "std": 0.03}}}}
     t = viz.results_table(cls)
     assert list(t.columns) == ["top-1 %", "top-1 %, paper", "top-5 %", "top-5 %, paper"]
     assert t.loc["LPS", "top-1 %"] == "29.1 ± 5.6" and t.loc["LPS", "top-1 %, paper"] == "79.8"
     assert t.loc["weight statistics", "top-1 %, paper"] == "—"
-    tr = {"experiment": "transferability", "results": {"LPS": {"spearman_per_target": {"mean": 0.1234, "std": 0.01}}}}
+    tr = {"experiment": "transferability", "results": {"lps": {"spearman_per_target": {"mean": 0.1234, "std": 0.01}}}}
     t = viz.results_table(tr)
     assert list(t.columns) == ["Spearman ρ per target"] and t.iloc[0, 0] == "0.123 ± 0.010"
     assert not any("_" in c for c in t.columns)

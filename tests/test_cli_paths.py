@@ -8,11 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from lpsbook import cli, experiments, modelset, store
+from lpsbook import cli, modelset, protocols, results, store
 from lpsbook.presets import get_preset
 
 BUILD = ["modelset", "build", "--preset", "tiny", "--device", "cpu"]
@@ -192,8 +193,8 @@ def test_experiment_data_dir_is_a_file(tmp_path, capsys):
 def test_experiment_disk_full_when_writing_the_results(tmp_path, capsys, monkeypatch):
     """The run itself is stubbed: only the final write fails."""
     ms, out = _header_only(tmp_path / "ms"), tmp_path / "sub" / "r.json"
-    monkeypatch.setattr(modelset, "load", lambda path: None)
-    monkeypatch.setitem(experiments.PROTOCOLS, "classification", lambda ms, **kw: experiments.ProtocolResult("classification", "tiny", "0", "0", 0, {}, {}, 0.0))
+    monkeypatch.setattr(modelset, "load", lambda path: types.SimpleNamespace(preset=get_preset("tiny"), layers=[]))
+    monkeypatch.setitem(protocols.PROTOCOLS, "classification", lambda ms, **kw: results.ProtocolResult("classification", "tiny", "0", "0", 0, {}, {}, 0.0))
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))

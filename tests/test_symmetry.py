@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from lpsbook import demos
 from lpsbook import symmetry as sym
 from lpsbook.nets import ResNet20, conv_layers, init_state
 
@@ -183,15 +184,15 @@ def test_count_symmetries_resnet20():
 
 def test_accuracy_counts_argmax_hits():
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, -1.0], [0.5, 0.6]])
-    assert sym.accuracy(logits, torch.tensor([0, 1, 1, 0])) == pytest.approx(0.5)
-    assert sym.accuracy(logits, logits.argmax(1)) == pytest.approx(1.0)
+    assert demos.accuracy(logits, torch.tensor([0, 1, 1, 0])) == pytest.approx(0.5)
+    assert demos.accuracy(logits, logits.argmax(1)) == pytest.approx(1.0)
 
 
 def test_align_undoes_a_scramble_and_keeps_the_function(x):
     state = _random_resnet(3).state_dict()
     spec = sym.resnet20_spec()
     scrambled = sym.permute_state(state, sym.random_permutations(spec, state, torch.Generator().manual_seed(4)), spec)
-    aligned = sym.align(state, scrambled, spec)
+    aligned = demos.align(state, scrambled, spec)
     for key in conv_layers():
         torch.testing.assert_close(aligned[key], state[key])
     assert (_outputs(aligned, x, False) - _outputs(scrambled, x, False)).abs().max() < 1e-5
@@ -202,26 +203,26 @@ def test_shuffle_table_rows_and_columns(x):
     state, spec = net.state_dict(), sym.resnet20_spec()
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
     results = {
-        "consistent": sym.compare_outputs(net, state, sym.permute_group(state, spec, "layer1.0.inner", perm), x),
-        "filters only": sym.compare_outputs(net, state, sym.permute_group(
+        "consistent": demos.compare_outputs(net, state, sym.permute_group(state, spec, "layer1.0.inner", perm), x),
+        "filters only": demos.compare_outputs(net, state, sym.permute_group(
             state, spec, "layer1.0.inner", perm, keys=["layer1.0.conv1.weight"]), x),
     }
     labels = torch.arange(len(x)) % 2
-    table = sym.shuffle_table(results, labels)
+    table = demos.shuffle_table(results, labels)
     assert list(table.index) == ["consistent", "filters only"]
     assert list(table.columns) == ["max |Δ logit|", "predictions changed", "accuracy"]
     assert table.loc["consistent", "max |Δ logit|"] < 1e-5
     assert table.loc["consistent", "predictions changed"] == 0
     assert table.loc["filters only", "max |Δ logit|"] == pytest.approx(results["filters only"]["max_abs_diff"])
     for name, out in results.items():
-        assert table.loc[name, "accuracy"] == pytest.approx(sym.accuracy(out["logits_b"], labels))
+        assert table.loc[name, "accuracy"] == pytest.approx(demos.accuracy(out["logits_b"], labels))
         assert 0 <= table.loc[name, "predictions changed"] <= 1
-    assert "accuracy" not in sym.shuffle_table(results).columns
+    assert "accuracy" not in demos.shuffle_table(results).columns
 
 
 def test_matching_study_on_the_tiny_set(tiny_modelset):
     ms, spec = tiny_modelset, sym.resnet20_spec()
-    study = sym.matching_study(ms, spec, task=0)
+    study = demos.matching_study(ms, spec, task=0)
     assert study.other_task == len(ms.preset.tasks) - 1
     ref_row = ms.index_of(0, 0)
     for key, value in study.reference.items():
@@ -229,17 +230,17 @@ def test_matching_study_on_the_tiny_set(tiny_modelset):
     assert study.same_rows == [ms.index_of(0, s) for s in range(1, ms.preset.seeds)]
     assert study.other_rows == [ms.index_of(study.other_task, s) for s in range(1, ms.preset.seeds)]
     sim = study.similarity
-    assert list(sim.columns) == list(sym.SIMILARITY_COLUMNS)
+    assert list(sim.columns) == list(demos.SIMILARITY_COLUMNS)
     assert list(sim.index) == [k.removesuffix(".weight") for k in ms.layers]
     assert ((sim.abs() <= 1 + 1e-9).all()).all()
     # the scrambled copy of the reference is matched back exactly
-    assert (sim[sym.SIMILARITY_COLUMNS[-1]] - 1).abs().max() < 1e-5
+    assert (sim[demos.SIMILARITY_COLUMNS[-1]] - 1).abs().max() < 1e-5
     n_models, n_layers = ms.preset.seeds - 1, len(ms.layers)
     for name, values in study.per_model.items():
         assert values.shape == (n_models, n_layers)
         assert sim[name].to_numpy() == pytest.approx(values.mean(0))
     # matched columns agree with matched_similarities of one model
-    stored, matched = sym.matched_similarities(study.reference, ms.state_of(study.same_rows[:1]), spec, ms.layers)
+    stored, matched = demos.matched_similarities(study.reference, ms.state_of(study.same_rows[:1]), spec, ms.layers)
     assert study.per_model["same task, matched"][0] == pytest.approx(matched[0])
     assert study.per_model["same task, stored order"][0] == pytest.approx(stored[0])
     assert set(study.errors) == {"same task, matched", "other task, matched"}
@@ -247,4 +248,4 @@ def test_matching_study_on_the_tiny_set(tiny_modelset):
     text = study.summary()
     assert f"{n_layers} layers, {n_models} models each" in text and "conv1: same task" in text
     with pytest.raises(ValueError):
-        sym.matching_study(ms, spec, task=1, other_task=1)
+        demos.matching_study(ms, spec, task=1, other_task=1)

@@ -104,7 +104,7 @@ def test_sample_stream_is_reproducible_and_covers_each_epoch():
 
 
 def test_mixed_precision_only_where_asked_and_native():
-    from lpsbook.training import cpu_has_native_bf16, mixed_precision
+    from lpsbook.runtime import cpu_has_native_bf16, mixed_precision
 
     tiny = get_preset("tiny")
     assert not mixed_precision(tiny, "cpu")  # float32 unless the preset asks
@@ -112,7 +112,7 @@ def test_mixed_precision_only_where_asked_and_native():
     assert mixed_precision(tiny, "cuda")  # always on a GPU
 
 
-@pytest.mark.skipif(not __import__("lpsbook.training").training.cpu_has_native_bf16(),
+@pytest.mark.skipif(not __import__("lpsbook.runtime").runtime.cpu_has_native_bf16(),
                     reason="this CPU has no native bf16")
 def test_bf16_path_learns_as_well_as_float32(digits):
     """bf16 autocast + channels_last rounds differently (the weights differ), but the models

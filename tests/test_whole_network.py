@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lpsbook import experiments, methods
+from lpsbook import analyses, claims, methods, protocols, results, runtime, transfer
 from lpsbook.baselines import FlatFC, permuted_copies
 from lpsbook.errors import LpsbookError
 from lpsbook.graph import GraphLearner
@@ -25,63 +25,63 @@ def test_permuted_copies_are_the_same_networks_in_other_orders(tiny_modelset):
 
 def test_symmetry_check_tells_invariant_from_blind(tiny_modelset):
     ms = tiny_modelset
-    check = experiments.symmetry_check(ms, {"graph": GraphLearner(epochs=1, hidden=8, embed_dim=8),
+    check = analyses.symmetry_check(ms, {"graph": GraphLearner(epochs=1, hidden=8, embed_dim=8),
                                             "fc": methods.make("fc", ms, config=LPSConfig(epochs=2, batch_size=4))})
     assert check["graph"]["spec permutations"] < 1e-4 < check["graph"]["spec-breaking permutation"]
     assert check["fc"]["spec permutations"] > 1e-4
 
 
 def _result(kind, values, seeds=2):
-    return experiments.ProtocolResult(kind, "tiny", "0", "0", 9, {"seeds": seeds}, {
+    return results.ProtocolResult(kind, "tiny", "0", "0", 9, {"seeds": seeds}, {
         m: {k: {"mean": v[0], "std": v[1], "values": []} for k, v in per.items()} for m, per in values.items()}, 0.0)
 
 
 def test_merge_and_challenge():
-    a = _result("classification", {"LPS": {"top1": (0.30, 0.02)}})
-    b = _result("classification", {"graph learner (whole network)": {"top1": (0.40, 0.03)},
-                                    "probing (learned inputs)": {"top1": (0.31, 0.05)}})
-    merged = experiments.merge(a, b)
-    assert list(merged.results) == ["LPS", "graph learner (whole network)", "probing (learned inputs)"]
+    a = _result("classification", {"lps": {"top1": (0.30, 0.02)}})
+    b = _result("classification", {"graph": {"top1": (0.40, 0.03)},
+                                    "probing": {"top1": (0.31, 0.05)}})
+    merged = results.merge(a, b)
+    assert list(merged.results) == ["lps", "graph", "probing"]
     with pytest.raises(LpsbookError, match="merge"):
-        experiments.merge(a, _result("retrieval", {}))
-    table = experiments.challenge({"top-1": (merged, "top1", 100)}, "graph learner (whole network)")
-    assert table["beats it"].tolist() == ["yes"]
-    table = experiments.challenge({"top-1": (merged, "top1", 100)}, "probing (learned inputs)")
-    assert table["beats it"].tolist() == ["no"]  # higher mean, overlapping spreads
+        results.merge(a, _result("retrieval", {}))
+    table = claims.challenge({"top-1": (merged, "top1", 100)}, "graph")
+    assert table["beats it"].tolist() == [True] and list(table.columns[:2]) == ["graph learner (whole network)", "LPS"]
+    table = claims.challenge({"top-1": (merged, "top1", 100)}, "probing")
+    assert table["beats it"].tolist() == [False]  # higher mean, overlapping spreads
 
 
 def test_classification_records_what_each_fit_costs(tiny_modelset):
     from lpsbook.lps import LPSConfig
 
-    cls = experiments.classification(tiny_modelset, methods=("random", "filter_norms"), seeds=2,
+    cls = protocols.classification(tiny_modelset, methods=("random", "filter_norms"), seeds=2,
                                      config=LPSConfig(epochs=2, batch_size=4, milestones=()))
-    costs = experiments.costs(cls)
-    assert set(costs) == {"random prediction", "sorted filter norms"} and len(cls["cost"]["random prediction"]) == 2
+    costs = analyses.costs(cls)
+    assert set(costs) == {"random", "filter_norms"} and len(cls["cost"]["random"]) == 2
     for c in costs.values():
         assert c["fit seconds"] >= 0 and c["seconds to embed 100 models"] >= 0 and c["peak memory MiB"] >= 0
         assert c["reads"] == "weights"
-    merged = experiments.merge(cls, experiments.classification(tiny_modelset, methods=("fc",), seeds=2,
+    merged = results.merge(cls, protocols.classification(tiny_modelset, methods=("fc",), seeds=2,
                                                                config=LPSConfig(epochs=2, batch_size=4, milestones=())))
-    assert set(experiments.costs(merged)) == {"random prediction", "sorted filter norms", "only one FC layer"}
+    assert set(analyses.costs(merged)) == {"random", "filter_norms", "fc"}
 
 
 def test_peak_memory_sees_an_allocation():
-    with experiments.PeakMemory() as peak:
+    with runtime.PeakMemory() as peak:
         block = torch.ones(64 * 2 ** 20 // 4)  # 64 MiB
         block += 1
     assert peak.mib > 32
 
 
 def test_transfer_scores_and_their_reference_protocol(tiny_modelset):
-    scores = experiments.transfer_scores(tiny_modelset, progress=False)
+    scores = transfer.transfer_scores(tiny_modelset, progress=False)
     assert set(scores) == {"ari", "leep", "logme"} and all(v.shape == (3, 3) for v in scores.values())
     assert (scores["leep"] <= 0).all() and (scores["ari"] <= 1).all()
-    refs = experiments.reference_transfer(tiny_modelset, scores, seeds=1)
+    refs = protocols.reference_transfer(tiny_modelset, scores, seeds=1)
     assert set(refs.results) == {"leep", "logme"} and refs.experiment == "reference_transfer"
 
 
 def test_a_protocol_result_reads_like_the_dict_it_came_from():
-    r = experiments.ProtocolResult.from_dict({"experiment": "x", "preset": "tiny", "preset_hash": "0",
+    r = results.ProtocolResult.from_dict({"experiment": "x", "preset": "tiny", "preset_hash": "0",
                                               "code_version": "0", "models": 1, "settings": {}, "results": {},
                                               "seconds": 0.0, "related": "share a class"})
     assert r.get("related") == r["related"] == "share a class" and "related" in r
@@ -89,16 +89,16 @@ def test_a_protocol_result_reads_like_the_dict_it_came_from():
 
 
 def test_whole_network_findings_read_the_results():
-    n = "graph learner (whole network)"
-    cls = _result("classification", {"LPS": {"top1": (0.2, 0.01)}, n: {"top1": (0.5, 0.01)}})
-    ret = _result("retrieval", {"LPS": {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}, n: {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}})
-    tr = _result("transferability", {m: {"spearman_per_target": (0.1, 0.05), "related_auc": (0.5, 0.05)} for m in ("LPS", n)})
-    verdicts = experiments.challenges(cls, ret, tr, ["graph"])
-    assert verdicts.loc[n]["beats it"].tolist() == ["yes", "no", "no", "no", "no"]
+    n = "graph"
+    cls = _result("classification", {"lps": {"top1": (0.2, 0.01)}, n: {"top1": (0.5, 0.01)}})
+    ret = _result("retrieval", {"lps": {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}, n: {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}})
+    tr = _result("transferability", {m: {"spearman_per_target": (0.1, 0.05), "related_auc": (0.5, 0.05)} for m in ("lps", n)})
+    verdicts = claims.challenges(cls, ret, tr, ["graph"])
+    assert verdicts.loc[n]["beats it"].tolist() == [True, False, False, False, False]
     stages = _result("stages", {"stem": {"top1": (0.1, 0)}, "stage 1": {"top1": (0.3, 0)}})
     refs = _result("reference_transfer", {"leep": {"spearman_per_target": (0.6, 0)}, "logme": {"spearman_per_target": (0.5, 0)}})
-    probes = _result("probe_counts", {"1 probes": {"top1": (0.1, 0)}, "2 probes": {"top1": (0.2, 0)}})
-    f = experiments.whole_network_findings(cls, tr, verdicts, stages, refs, probes, n_tasks=50)
-    assert f["best"] == n and f["best_top1"] == pytest.approx(50) and f["chance"] == 2
-    assert f["verdict"] == "does not beat LPS on every protocol" and f["some"] == n
+    probes = _result("probe_counts", {"1": {"top1": (0.1, 0)}, "2": {"top1": (0.2, 0)}})
+    f = claims.whole_network_findings(cls, tr, verdicts, stages, refs, probes, n_tasks=50)
+    assert f["best_id"] == n and f["best"] == "graph learner (whole network)" and f["best_top1"] == pytest.approx(50) and f["chance"] == 2
+    assert f["verdict"] == "does not beat LPS on every protocol" and f["some"] == "graph learner (whole network)"
     assert f["best_part"] == "stage 1" and f["leep"] == 0.6 and f["probe_counts"] == "1: 10.0 %, 2: 20.0 %"
