@@ -13,7 +13,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import analyses, data, modelset as msets, protocols, store, training, transfer
+from .claims import means
+from .data import cifar100_source, default_cache_dir, default_data_dir, load_dataset
+from .errors import LpsbookError
 from .presets import Preset, get_preset
+from .protocols import EXTRA_METHODS, PAPER_METHODS, PARAMETER_METHODS
+from .results import ProtocolResult, merge
+from .runtime import resolve_device
+from .similarity import features_in_bf16
+from .store import read_note
+from .transfer import related_pairs
 
 
 def cifar100_found() -> bool:
@@ -23,9 +33,6 @@ def cifar100_found() -> bool:
     data (``make test`` builds the digits fallback that way, beside the book
     on CIFAR-100).
     """
-    from .data import cifar100_source, default_data_dir
-    from .errors import LpsbookError
-
     if _no_cifar():
         return False
     try:
@@ -60,8 +67,6 @@ def fetch_data(probe_timeout: float = 3.0) -> str | None:
     the book falls back to digits; the reason is kept for :func:`banner`.
     """
     import urllib.request
-
-    from . import data
 
     if os.environ.get("LPSBOOK_PRESET") or _no_cifar() or cifar100_found():
         return None
@@ -98,9 +103,6 @@ def fetch_data(probe_timeout: float = 3.0) -> str | None:
 
 def _unavailable() -> str | None:
     """Why the last attempt to get CIFAR-100 failed, as :func:`fetch_data` noted it (None if no readable note)."""
-    from .data import default_cache_dir
-    from .store import read_note
-
     return read_note(Path(default_cache_dir()) / UNAVAILABLE)
 
 
@@ -120,22 +122,16 @@ def banner(preset: Preset | None = None) -> str:
 
 def modelset(preset: Preset | None = None, progress: bool = True):
     """The chapter's model set: built on first use, then loaded from the cache."""
-    from . import modelset as ms
-
-    return ms.ensure(preset or current_preset(), progress=progress)
+    return msets.ensure(preset or current_preset(), progress=progress)
 
 
 def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:
     """:func:`lpsbook.store.result_path` for the chapter's preset (by default)."""
-    from . import store
-
     return store.result_path(name, settings, preset or current_preset(), root)
 
 
 def cached_json(name: str, settings: dict, compute, preset: Preset | None = None, root=None):
     """:func:`lpsbook.store.cached_json` for the chapter's preset (by default)."""
-    from . import store
-
     return store.cached_json(name, settings, compute, preset or current_preset(), root)
 
 
@@ -199,8 +195,6 @@ class _PlainText(str):
 def experiment_settings(name: str, preset: Preset | None = None) -> dict:
     """Settings of experiment ``name`` in the book: the paper's protocol on its recipe (cifar100);
     on the CPU presets fewer seeds, epochs and branches so the whole book builds in minutes."""
-    from .protocols import EXTRA_METHODS, PAPER_METHODS, PARAMETER_METHODS
-
     p = preset or current_preset()
     full = p.follows_paper
     every = {"classification": {"methods": list(PAPER_METHODS + EXTRA_METHODS), "seeds": 3},
@@ -227,10 +221,6 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
 def experiment(name: str, preset: Preset | None = None, progress: bool = True, **overrides):
     """Run (or load from the cache) experiment ``name`` on the book's model set (settings translated by
     :func:`lpsbook.protocols.arguments`, as on the command line)."""
-    from . import protocols
-    from .results import ProtocolResult
-    from .runtime import resolve_device
-
     p = preset or current_preset()
     settings = {**experiment_settings(name, p), **overrides}
 
@@ -249,12 +239,9 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
 def transfer_scores(preset: Preset | None = None) -> dict:
     """Measured transfer (ARI) and the LEEP and LogME references for every pair of tasks (cached):
     :func:`lpsbook.transfer.transfer_scores`, as lists."""
-    from .similarity import features_in_bf16
-    from .transfer import transfer_scores as compute
-
     p = preset or current_preset()
     return cached_json("transfer", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)},
-                       lambda: {k: v.tolist() for k, v in compute(modelset(p)).items()}, preset=p)
+                       lambda: {k: v.tolist() for k, v in transfer.transfer_scores(modelset(p)).items()}, preset=p)
 
 
 def transfer_matrix(preset: Preset | None = None) -> list:
@@ -268,8 +255,6 @@ WHOLE_NETWORK = ("graph", "probing", "fc_permaug", "filter_norms")  # the method
 def with_whole_network(preset: Preset | None = None) -> tuple:
     """Classification, retrieval and transferability of chapters 5-6's methods and of :data:`WHOLE_NETWORK`,
     each merged into one result (same splits; cached like :func:`experiment`)."""
-    from .results import merge
-
     return tuple(merge(experiment(n, preset), experiment(n, preset, methods=list(WHOLE_NETWORK)))
                  for n in ("classification", "retrieval", "transferability"))
 
@@ -281,11 +266,9 @@ def model_maps(preset: Preset | None = None, layer_index: int = 1) -> dict:
     map shows training and held-out models alike.  Returns
     ``{"task_id": [...], "maps": {title: [[x, y], ...]}, "held_out": [...]}``.
     """
-    from .analyses import model_maps as compute
-
     p = preset or current_preset()
     return cached_json("model_maps", {"layer_index": layer_index},
-                       lambda: compute(modelset(p), layer_index), preset=p)
+                       lambda: analyses.model_maps(modelset(p), layer_index), preset=p)
 
 
 def training_length_check(preset: Preset | None = None, every: int = 3, factor: int = 5, seeds: int = 3):
@@ -296,9 +279,6 @@ def training_length_check(preset: Preset | None = None, every: int = 3, factor: 
     the same tasks trained ``factor`` times longer (learning-rate steps
     scaled alike).  Returns ``None`` on the paper's recipe (cifar100).
     """
-    from . import modelset as ms_module
-    from .analyses import training_length_comparison
-
     p = preset or current_preset()
     if p.follows_paper:
         return None
@@ -306,17 +286,15 @@ def training_length_check(preset: Preset | None = None, every: int = 3, factor: 
     longer = p.with_(name=f"{p.name}-x{factor}", tasks=tasks, epochs=factor * p.epochs,
                      milestones=tuple(factor * m for m in p.milestones))
     return cached_json("training_length", {"every": every, "factor": factor, "seeds": seeds},
-                       lambda: training_length_comparison(modelset(p), ms_module.ensure(longer), seeds),
+                       lambda: analyses.training_length_comparison(modelset(p), msets.ensure(longer), seeds),
                        preset=p)
 
 
 def weight_movement(preset: Preset | None = None) -> dict:
     """Per layer, how far training moved the weights from their initialisation (cached; see
     :func:`lpsbook.analyses.weight_movement`): ``{"mean": {layer: x}, "min": ..., "max": ...}``."""
-    from .analyses import weight_movement as compute
-
     p = preset or current_preset()
-    return cached_json("weight_movement", {}, lambda: compute(modelset(p)).to_dict(), preset=p)
+    return cached_json("weight_movement", {}, lambda: analyses.weight_movement(modelset(p)).to_dict(), preset=p)
 
 
 def contrast_with_digits(preset: Preset | None = None):
@@ -327,11 +305,6 @@ def contrast_with_digits(preset: Preset | None = None):
     digits (no CIFAR-100 to compare with), the digits column alone.
     """
     import pandas as pd
-
-    from . import training
-    from .claims import means
-    from .data import load_dataset
-    from .transfer import related_pairs
 
     p = preset or current_preset()
     columns = {}

@@ -34,11 +34,14 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from . import __version__
+from .data import default_cache_dir, load_dataset, normalise
 from .errors import LpsbookError
-from .store import DamagedFileWarning, os_fix, read_sealed, seal, write_atomic
 from .nets import ResNet20, conv_layers
 from .presets import Preset, get_preset
-from .runtime import mixed_precision
+from .progress import bar as progress_bar
+from .runtime import mixed_precision, resolve_device
+from .store import DamagedFileWarning, os_fix, read_sealed, seal, write_atomic
+from .training import Recipe, pack_size as auto_pack_size, train_with_retries
 
 SET_FILE = "modelset.json"
 MODELS = "models"
@@ -271,13 +274,6 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     pack_size : int, optional
         Models trained together; by default from the preset and the device.
     """
-    from .progress import bar as progress_bar
-
-    from .data import load_dataset
-    from .training import pack_size as auto_pack_size
-    from .runtime import resolve_device
-    from .training import Recipe, train_with_retries
-
     preset = get_preset(preset)
     out = Path(out).expanduser()
     k, n = shard if isinstance(shard, tuple) else parse_shard(shard)
@@ -424,8 +420,6 @@ class ModelSet:
 
     def task_names(self, task_id: int) -> str:
         """``"baby vs bear"``: the names of a task's two classes (their indices when the data are absent)."""
-        from .data import load_dataset
-
         a, b = self.preset.tasks[task_id]
         try:
             names = load_dataset(self.preset).class_names
@@ -439,8 +433,6 @@ class ModelSet:
 
     def test_set(self, task_id: int) -> tuple:
         """The normalised test images of a task and their 0/1 labels (1 = the task's second class)."""
-        from .data import load_dataset, normalise
-
         ds = load_dataset(self.preset)
         task = self.preset.tasks[task_id]
         idx = ds.task_indices(task, "test")
@@ -539,8 +531,6 @@ def load(path, check: bool = True) -> ModelSet:
 
 def cache_dir(preset: Preset, root=None) -> Path:
     """Where the book keeps the model set of ``preset`` (keyed by its hash)."""
-    from .data import default_cache_dir
-
     return Path(root or default_cache_dir()) / "modelsets" / f"{preset.name}-{preset.hash}"
 
 

@@ -25,6 +25,7 @@ import os
 import warnings
 from pathlib import Path
 
+from .data import default_cache_dir
 from .errors import LpsbookError
 
 
@@ -156,8 +157,6 @@ def key(settings: dict) -> dict:
 
 def result_path(name: str, settings: dict, preset, root=None) -> Path:
     """Where the cached result of (preset, name, settings, code version) lives."""
-    from .data import default_cache_dir
-
     text = json.dumps(key({"preset": preset.hash, "name": name, "settings": settings}), sort_keys=True)
     folder = Path(root or default_cache_dir()) / "results"
     folder.mkdir(parents=True, exist_ok=True)
