@@ -21,23 +21,28 @@ from .symmetry import permute_group, permute_state, random_permutations, resnet2
 from .training import model_rng_seed
 
 
+def relative_movement(preset, task_ids, train_seeds, weights: dict) -> dict:
+    """``{layer: [||W - W0|| / ||W0|| per model]}`` of stacked ``weights`` (``{layer: [M, ...]}``), each model's
+    ``W0`` re-created from its task and recorded training seed (:func:`lpsbook.nets.init_state`)."""
+    rel = {name: [] for name in weights}
+    for i, (task, seed) in enumerate(zip(task_ids, train_seeds)):
+        start = init_state(preset.width, preset.in_channels, model_rng_seed(preset.task_number(int(task)), int(seed)))
+        for name, w in weights.items():
+            rel[name].append(((w[i] - start[name]).norm() / start[name].norm()).item())
+    return rel
+
+
 def weight_movement(ms) -> "pandas.DataFrame":
     """How far training moved each conv layer from its initialisation, per model.
 
-    The initial weights are re-created from each model's recorded training
-    seed (:func:`lpsbook.nets.init_state`). Returns one row per conv layer:
-    the mean, minimum and maximum over models of the relative Frobenius
-    change ``||W - W0|| / ||W0||``. A set whose weights barely moved cannot
-    say much about its tasks through its weights.
+    One row per conv layer: the mean, minimum and maximum over models of the
+    relative Frobenius change :func:`relative_movement`. A set whose weights
+    barely moved cannot say much about its tasks through its weights.
     """
     import pandas as pd
 
-    rel = {name: [] for name in ms.layers}
-    for i, row in enumerate(ms.meta.itertuples()):
-        start = init_state(ms.preset.width, ms.preset.in_channels, model_rng_seed(ms.preset.task_number(row.task_id), row.train_seed))
-        for name in ms.layers:
-            w0 = start[name]
-            rel[name].append(((ms.conv_weights[name][i] - w0).norm() / w0.norm()).item())
+    rel = relative_movement(ms.preset, ms.meta.task_id, ms.meta.train_seed,
+                            {name: ms.conv_weights[name] for name in ms.layers})
     return pd.DataFrame({"mean": {n: float(np.mean(v)) for n, v in rel.items()},
                          "min": {n: float(np.min(v)) for n, v in rel.items()},
                          "max": {n: float(np.max(v)) for n, v in rel.items()}}).rename_axis("layer")

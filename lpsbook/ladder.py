@@ -20,10 +20,12 @@ when it no longer matches the presets in the code.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import platform
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +33,8 @@ import torch
 
 from . import __version__, book, code_version
 from . import modelset as msets
-from .analyses import weight_movement
-from .claims import PAPER
+from .analyses import relative_movement, weight_movement
+from .claims import FAILS, HOLDS, PAPER
 from .data import load_dataset
 from .errors import LpsbookError
 from .lps import LPSConfig
@@ -126,6 +128,40 @@ def ensure_set(name: str, progress: bool = True):
         if other != name and (q.width, q.epochs) == (p.width, p.epochs) and (msets.cache_dir(q) / msets.SET_FILE).is_file():
             msets.extract(msets.cache_dir(q), p, msets.cache_dir(p))
     return book.modelset(p, progress=progress)
+
+
+CONV1_DIR = "ladder-conv1"  # beside the results file: every model's first conv layer, per set (a few hundred KB)
+
+
+def save_conv1(ms, out) -> Path:
+    """Keep the first conv layer of every model of ``ms`` (with its task and training seed) in
+    ``out/ladder-conv1/<set>.npz``: small enough to commit, enough to recompute conv1's movement."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, conv1=ms.conv_weights[ms.layers[0]].numpy(), task_id=ms.meta.task_id.to_numpy(),
+                        train_seed=ms.meta.train_seed.to_numpy())
+    path = Path(out) / CONV1_DIR / f"{ms.preset.name}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def conv1_movement(name: str, folder=None) -> float:
+    """Set ``name``'s mean relative change of conv1 from initialisation, recomputed from its committed first
+    layers (:func:`save_conv1`); the results file records the same number, measured on the whole set."""
+    path = Path(folder or REPO_RESULTS.parent) / CONV1_DIR / f"{name}.npz"
+    try:
+        with np.load(path) as z:
+            conv1, tasks, seeds = torch.from_numpy(z["conv1"]), z["task_id"], z["train_seed"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise LpsbookError(f"{path} is missing or damaged ({exc}); run `{COMMAND}` to write it again.") from None
+    return float(np.mean(relative_movement(get_preset(name), tasks, seeds, {"conv1.weight": conv1})["conv1.weight"]))
+
+
+def movement_check(results: dict, folder=None) -> dict:
+    """``{set: (conv1 movement in the results file, recomputed from its committed first layers)}`` for every
+    set of ``results``: the file's number, checked by anyone from a few hundred KB."""
+    return {name: (entry["summary"]["movement"]["conv1"], conv1_movement(name, folder))
+            for name, entry in results["sets"].items()}
 
 
 def provenance(command: str, started: str, seconds: float) -> dict:
@@ -232,6 +268,7 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
             continue
         ms = ensure_set(name, progress)
         p = ms.preset
+        save_conv1(ms, out)
         entry = {"summary": set_summary(ms), "code_version": code_version(),
                  "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if name == FULL_SET:
@@ -320,7 +357,7 @@ def verdicts(results: dict) -> list:
     """The section's three questions, each with its rule, the numbers and a verdict.
 
     A question whose model sets are not built yet gets the verdict ``"not measured yet"``.
-    Verdicts are ``"holds"`` / ``"does not hold"``; the margin is the larger sd over splits.
+    Verdicts are :data:`~lpsbook.claims.HOLDS` / :data:`~lpsbook.claims.FAILS`; the margin is the larger sd over splits.
     """
     c = curve(results)
     rows = []
@@ -330,7 +367,7 @@ def verdicts(results: dict) -> list:
         mean, sd = 100 * lps["mean"], 100 * lps["std"]
         rows.append({"question": "LPS reaches the paper's 79.8 % top-1 at a quarter of its recipe (50 tasks, width 16)",
                      "rule": "mean + sd >= 79.8", "measured": f"{mean:.1f} ± {sd:.1f} %",
-                     "verdict": "holds" if mean + sd >= PAPER_TOP1 else "does not hold"})
+                     "verdict": HOLDS if mean + sd >= PAPER_TOP1 else FAILS})
     else:
         rows.append({"question": "LPS reaches the paper's 79.8 % top-1 at a quarter of its recipe (50 tasks, width 16)",
                      "rule": "mean + sd >= 79.8", "measured": "", "verdict": "not measured yet"})
@@ -341,7 +378,7 @@ def verdicts(results: dict) -> list:
         diff, margin = _gap(last.top1, last.sd, first.top1, first.sd)
         rows.append({"question": question, "rule": "gain > larger sd",
                      "measured": f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps)",
-                     "verdict": "holds" if diff > margin else "does not hold"})
+                     "verdict": HOLDS if diff > margin else FAILS})
     else:
         rows.append({"question": question, "rule": "gain > larger sd", "measured": "", "verdict": "not measured yet"})
     built = c[c.id == "lps"]
@@ -354,7 +391,7 @@ def verdicts(results: dict) -> list:
                      "rule": "LPS - best of the two > larger sd",
                      "measured": f"LPS {at.top1['lps']:.1f}, {label(rival)} {at.top1[rival]:.1f} % "
                                  f"(width {top.width}, {top.steps} steps)",
-                     "verdict": "holds" if diff > margin else "does not hold"})
+                     "verdict": HOLDS if diff > margin else FAILS})
     return rows
 
 

@@ -129,13 +129,14 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(ladder, "ensure_set", lambda name, progress=True: calls.append(name) or _FakeSet(name))
     monkeypatch.setattr(ladder, "set_summary", lambda ms: {"models": ms.preset.num_models})
     monkeypatch.setattr(ladder, "rung_classification", lambda p: {"lps": {"top1": {"mean": 0.5}}})
+    monkeypatch.setattr(ladder, "save_conv1", lambda ms, out: calls.append(f"conv1 {ms.preset.name}"))
     ladder.run(tmp_path, ["ladder-w8-e10"], command="test")
     first = json.loads((tmp_path / ladder.RESULTS_FILE).read_text())
-    assert calls == ["ladder-w8-e10"] and first["sets"]["ladder-w8-e10"]["classification"]["lps"]
+    assert calls == ["ladder-w8-e10", "conv1 ladder-w8-e10"] and first["sets"]["ladder-w8-e10"]["classification"]["lps"]
     assert first["presets"]["ladder-w8-e10"]["hash"] == get_preset("ladder-w8-e10").hash
     assert first["provenance"]["command"] == "test"
     ladder.run(tmp_path, ["ladder-w8-e10", "ladder-w16-e10"], command="test")
-    assert calls == ["ladder-w8-e10", "ladder-w16-e10"], "the finished set was kept, only the new one ran"
+    assert calls[2:] == ["ladder-w16-e10", "conv1 ladder-w16-e10"], "the finished set was kept, only the new one ran"
 
 
 class _FakeSet:
@@ -178,3 +179,23 @@ def test_verdicts_follow_their_rules():
     results["tables"] = {"classification": {"lps": {"top1": {"mean": 0.78, "std": 0.03}}}}
     results["sets"][ladder.FULL_SET] = {"summary": {}}
     assert ladder.verdicts(results)[0]["verdict"] == "holds", "78 + 3 >= 79.8"
+
+
+def test_committed_first_layers_give_the_files_movement():
+    """Every set in the committed file has its first conv layers committed beside it, and conv1's movement
+    recomputed from them (initialisations re-created from the recorded seeds) is the file's number."""
+    check = ladder.movement_check(ladder.committed())
+    assert set(check) == set(ladder.committed()["sets"]) and check
+    for name, (recorded, recomputed) in check.items():
+        assert recomputed == pytest.approx(recorded, rel=1e-6), name
+
+
+def test_conv1_file_round_trip_and_damage(tiny_modelset, tmp_path):
+    from lpsbook.analyses import weight_movement
+
+    path = ladder.save_conv1(tiny_modelset, tmp_path)
+    recorded = weight_movement(tiny_modelset)["mean"][tiny_modelset.layers[0]]
+    assert ladder.conv1_movement("tiny", tmp_path) == pytest.approx(recorded, rel=1e-9)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(LpsbookError, match="damaged"):
+        ladder.conv1_movement("tiny", tmp_path)
