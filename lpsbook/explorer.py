@@ -15,7 +15,8 @@ Three pieces:
   and layers at once, for the static figures of :mod:`lpsbook.viz`.
 * :class:`AlignedFilterExplorer`: an ipywidgets explorer (task, seed, layer,
   reference filter) that redraws :func:`lpsbook.viz.alignment_view_figure`
-  on every change.  Its current state is readable from Python (``.view``,
+  on every change (and, for the first layer, its filters as colour
+  patches).  Its current state is readable from Python (``.view``,
   ``.figure``, ``.model_index``), which is what the tests check.
 """
 from __future__ import annotations
@@ -117,7 +118,7 @@ def branch_view(net: SecondOrderNet, layer: str, theta, reference: int = 0) -> A
     """:func:`aligned_view` of ``theta`` through the branch of ``net`` for ``layer``."""
     if layer not in net.names:
         raise LpsbookError(f"the second-order net has no branch for {layer!r}; it has {net.names}")
-    branch = net.branches[net.names.index(layer)]
+    branch = net.branch(layer)
     return aligned_view(theta, branch.phi.detach(), branch.align_channels, reference, layer)
 
 
@@ -171,7 +172,7 @@ class AlignedFilterExplorer:
     modelset : ModelSet
     net : SecondOrderNet, optional
         The branches whose ``phi`` align the layers; by default
-        :func:`lpsbook.experiments.train_briefly` on ``modelset`` (cached).
+        :func:`lpsbook.alignment.train_briefly` on ``modelset`` (cached).
     task, seed : int, optional
         Initial model (default: the first).
     layer : str, optional
@@ -187,6 +188,11 @@ class AlignedFilterExplorer:
         What is shown now.
     figure : plotly.graph_objects.Figure
         The figure shown now.
+    patches : plotly.graph_objects.Figure or None
+        For the first layer (whose channels are the image's), its filters as
+        small RGB (or grey) images in stored and aligned order, shown below
+        :attr:`figure` (:func:`lpsbook.viz.filter_patches_figure`); None for
+        the other layers.
     model_index : int
         Row of the shown model in ``modelset``.
     """
@@ -197,7 +203,7 @@ class AlignedFilterExplorer:
 
         self.modelset = modelset
         if net is None:
-            from .experiments import train_briefly
+            from .alignment import train_briefly
 
             net = train_briefly(modelset).net
         self.net = net
@@ -229,7 +235,7 @@ class AlignedFilterExplorer:
         return sorted(int(s) for s in meta.loc[meta["task_id"] == task, "seed"])
 
     def _filters(self, layer):
-        return self.net.branches[self.net.names.index(layer)].phi.shape[0]
+        return self.net.branch(layer).phi.shape[0]
 
     def _on_task(self, change):
         self._busy = True  # one redraw, not one per changed control
@@ -258,6 +264,10 @@ class AlignedFilterExplorer:
         self.view = branch_view(self.net, self.layer.value, theta, self.reference.value)
         title = f"{self.modelset.task_label(self.task.value)}, seed {self.seed.value} · {short_layer(self.layer.value)}"
         self.figure = viz.alignment_view_figure(self.view, title=title)
+        # the first layer reads the image: its filters are also shown as small images (RGB, or grey)
+        self.patches = (None if self.view.channel_alignment or self.view.raw.shape[1] not in (1, 3) else
+                        viz.filter_patches_figure({title: self.view}, title=f"{short_layer(self.layer.value)} filters "
+                                                  f"as {'RGB' if self.view.raw.shape[1] == 3 else 'grey'} patches"))
         self._show()
 
     def _show(self):
@@ -269,8 +279,10 @@ class AlignedFilterExplorer:
         # Set the Output widget's outputs directly rather than `with output: display(...)`:
         # the figure then lives in the widget's state, and never leaks into the
         # output of the cell that changed a control when no front end routes it.
-        data = self.figure._repr_mimebundle_()  # plotly's bundle for the active renderers; publishes nothing
-        self.output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+        shown = [self.figure] + ([self.patches] if self.patches is not None else [])
+        # plotly's bundle for the active renderers; publishes nothing
+        self.output.outputs = tuple({"output_type": "display_data", "data": f._repr_mimebundle_(), "metadata": {}}
+                                    for f in shown)
 
     def describe(self) -> str:
         """One line on what is shown (handy in a notebook without a live view)."""

@@ -18,6 +18,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .nets import layer_number, short_layer
+from .results import label as row_label
+
 WEIGHT_SCALE = "RdBu_r"
 SCORE_SCALE = "Viridis"
 FONT_SMALL = 9
@@ -70,6 +73,49 @@ def _filter_trace(weights, zmax, showscale=False, colorbar=None, name="", gap=1)
 def _zmax(*arrays) -> float:
     m = max(float(np.nanmax(np.abs(_np(a)))) for a in arrays)
     return m if m > 0 else 1.0
+
+
+def wrap(text: str, width: int = 28) -> str:
+    """``text`` broken into lines of at most ``width`` characters (``<br>``), at spaces.
+
+    Subplot titles and axis titles are drawn as one SVG line each; a long one
+    runs into its neighbour's. Wrapping keeps each within its panel.
+    """
+    lines, line = [], ""
+    for word in str(text).split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join(lines + [line])
+
+
+BRANCH_AXIS_TITLE = "conv layer (numbered 1-19 as in the paper)"
+
+
+def branch_axis(layers) -> dict:
+    """An x axis of conv layers as the paper numbers them: ``1`` (conv1) to ``19`` (layer3.2.conv2).
+
+    Parameters
+    ----------
+    layers : sequence of str
+        Layer names (``conv1.weight``, ``layer2.1.conv1`` ...).
+
+    Returns
+    -------
+    dict
+        Axis settings: one tick per number 1-19, whatever subset is plotted, so
+        that every figure of layers shares one axis; the names go on hover
+        (see :func:`branch_points`).
+    """
+    return {"title": {"text": BRANCH_AXIS_TITLE}, "tickmode": "array", "tickvals": list(range(1, 20)),
+            "ticktext": [str(i) for i in range(1, 20)], "range": [0.5, 19.5]}
+
+
+def branch_points(layers) -> dict:
+    """``x`` (the paper's layer numbers) and ``customdata`` (the layer names) of a trace over ``layers``."""
+    return {"x": [layer_number(str(n)) for n in layers], "customdata": [short_layer(str(n)) for n in layers]}
 
 
 def before_after_figure(rows, titles=("original", "shuffled"), title=None) -> go.Figure:
@@ -154,7 +200,8 @@ def layer_similarity_figure(layers, series: dict, title=None,
     Parameters
     ----------
     layers : sequence of str
-        Layer names (x axis, in forward order).
+        Layer names, in forward order; the x axis numbers them as the paper does
+        (:func:`branch_axis`) and shows the names on hover.
     series : dict {name: sequence of float}
         One value per layer for every comparison.
     title, yaxis_title : str
@@ -166,15 +213,15 @@ def layer_similarity_figure(layers, series: dict, title=None,
     plotly.graph_objects.Figure
         One line per entry of ``series``.
     """
-    names = [str(n).removesuffix(".weight") for n in layers]
     errors = errors or {}
-    fig = go.Figure([go.Scatter(x=names, y=list(map(float, v)), mode="lines+markers", name=k,
+    fig = go.Figure([go.Scatter(**branch_points(layers), y=list(map(float, v)), mode="lines+markers", name=k,
+                                hovertemplate="layer %{x} · %{customdata}: %{y:.3f}<extra>" + str(k) + "</extra>",
                                 error_y={"type": "data", "array": list(map(float, errors[k])), "thickness": 1}
                                 if k in errors else None)
                      for k, v in series.items()])
     fig.add_hline(y=0, line={"color": "gray", "width": 1})
-    fig.update_layout(title=title, yaxis_title=yaxis_title, xaxis_title="conv layer", height=450,
-                      xaxis={"tickangle": -45}, legend={"orientation": "h", "y": -0.45})
+    fig.update_layout(title=title, yaxis_title=yaxis_title, xaxis=branch_axis(layers), height=450,
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -203,7 +250,8 @@ def spec_figure(spec, layers, title=None) -> go.Figure:
             text[i, j] = "out" if axis == 0 else "in"
     scale = [[0, "#f4f4f4"], [0.33, "#f4f4f4"], [0.34, "#d6604d"], [0.66, "#d6604d"],
              [0.67, "#4393c3"], [1, "#4393c3"]]
-    fig = go.Figure(go.Heatmap(z=z, x=perms, y=[str(k).removesuffix(".weight") for k in layers], zmin=0, zmax=2,
+    fig = go.Figure(go.Heatmap(z=z, x=perms, y=[f"{layer_number(str(k))} · {short_layer(str(k))}" for k in layers],
+                               zmin=0, zmax=2,
                                text=text, texttemplate="%{text}", colorscale=scale, showscale=False,
                                xgap=1, ygap=1, hovertemplate="%{y} · %{x}: %{text}<extra></extra>"))
     fig.update_layout(title=title, height=60 + 24 * len(layers), xaxis={"side": "top", "tickangle": -45},
@@ -347,6 +395,80 @@ def aligned_filters_figure(views: dict, title=None) -> go.Figure:
     return fig
 
 
+def filter_patches(weights, gap: int = 1) -> np.ndarray:
+    """First-layer filters ``[g, c, k, k]`` (c = 3 colour channels, or 1 grey) as one row of image patches.
+
+    Every filter is scaled on its own so that a weight of 0 is mid-grey and the
+    filter's largest ``|w|`` reaches black or full colour: ``0.5 + 0.5 * w / max|w|``
+    per channel (red, green, blue in the order of the image's channels). This
+    is the picture of first-layer filters found in CNN papers; the sign and
+    the colour balance of a filter stay visible, its overall size does not
+    (the per-channel heatmaps show that).
+
+    Returns
+    -------
+    ndarray, uint8, shape ``(k, g*(k+gap)-gap, 3)``
+        Filter ``i`` occupies columns ``i*(k+gap)`` to ``i*(k+gap)+k-1``; the
+        gaps are white.
+    """
+    w = _np(weights).astype(np.float64)
+    if w.ndim != 4 or w.shape[1] not in (1, 3):
+        raise ValueError(f"filter patches need first-layer weights [g, 3 or 1, k, k], got shape {w.shape}")
+    g, c, kh, kw = w.shape
+    peak = np.abs(w).reshape(g, -1).max(axis=1)
+    scaled = 0.5 + 0.5 * w / np.where(peak > 0, peak, 1.0)[:, None, None, None]
+    rgb = np.repeat(scaled, 3, axis=1) if c == 1 else scaled  # grey: the same value in R, G and B
+    tiles = np.full((kh, g, kw + gap, 3), 1.0)
+    tiles[:, :, :kw] = rgb.transpose(2, 0, 3, 1)  # [kh, g, kw, 3]
+    row = tiles.reshape(kh, g * (kw + gap), 3)[:, : g * (kw + gap) - gap]
+    return np.round(255 * np.clip(row, 0, 1)).astype(np.uint8)
+
+
+PATCHES_META = "conv1 filter patches"  # layout.meta of the figure: how the browser check finds it
+
+
+def filter_patches_figure(views: dict, title=None) -> go.Figure:
+    """The first layer of several models as image patches: stored order (left), aligned order (right).
+
+    Parameters
+    ----------
+    views : dict {label: AlignedView}
+        Views of the first conv layer (its 3 colour channels, or 1 grey
+        channel on the digits fallback), e.g. from
+        :func:`lpsbook.explorer.views_of_layer`.
+    title : str, optional
+        Default: says whether the patches are in colour or grey.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``2 * len(views)`` image traces (:func:`filter_patches`); the tick
+        labels give each filter's stored index; ``layout.meta`` is
+        ``{"figure": PATCHES_META, "channels": c}``.
+    """
+    labels = list(views)
+    c = views[labels[0]].raw.shape[1]
+    if title is None:
+        title = "conv1 filters as RGB patches" if c == 3 else "conv1 filters as grey patches (one input channel)"
+    fig = make_subplots(rows=len(labels), cols=2, horizontal_spacing=0.06, vertical_spacing=0.5 / len(labels),
+                        subplot_titles=[f"{wrap(lab, 40)}:<br>{t}" for lab in labels for t in ("stored order", "aligned order")])
+    for i, lab in enumerate(labels, start=1):
+        v = views[lab]
+        g, _, k = v.raw.shape[:3]
+        for col, (w, order, name) in enumerate([(v.raw, np.arange(g), "stored"), (v.aligned, v.order, "aligned")],
+                                               start=1):
+            hover = [[f"filter {order[x // (k + 1)]}" if x % (k + 1) < k else "" for x in range(g * (k + 1) - 1)]
+                     for _ in range(k)]
+            fig.add_trace(go.Image(z=filter_patches(w), name=f"{lab}, {name}", hovertext=hover,
+                                   hoverinfo="text"), row=i, col=col)
+            fig.update_xaxes(row=i, col=col, **_tile_ticks(g, k, 1, order))
+            fig.update_yaxes(row=i, col=col, showticklabels=False)
+    fig.update_layout(title=title, height=110 + 115 * len(labels), margin={"t": 100, "b": 30},
+                      meta={"figure": PATCHES_META, "channels": int(c)})
+    fig.update_annotations(font={"size": 11})
+    return fig
+
+
 def score_matrices_figure(views: dict, title=None) -> go.Figure:
     """Score matrices of several models before (top) and after (bottom) the sort of Eq. 8.
 
@@ -365,7 +487,7 @@ def score_matrices_figure(views: dict, title=None) -> go.Figure:
     lo = min(float(v.scores.min()) for v in views.values())
     hi = max(float(v.scores.max()) for v in views.values())
     fig = make_subplots(rows=2, cols=len(labels), horizontal_spacing=0.03, vertical_spacing=0.22,
-                        column_titles=labels)
+                        column_titles=[wrap(lab, 22) for lab in labels])  # one column is narrow: titles wrap
     for j, lab in enumerate(labels, start=1):
         v = views[lab]
         for i, (z, xname) in enumerate([(v.scores.T, "g"), (v.sorted_scores.T, "rank")], start=1):
@@ -378,7 +500,7 @@ def score_matrices_figure(views: dict, title=None) -> go.Figure:
             fig.update_yaxes(autorange="reversed", showticklabels=j == 1, row=i, col=j)
     fig.update_yaxes(title_text="before: g′", row=1, col=1)
     fig.update_yaxes(title_text="Eq. 8: g′", row=2, col=1)
-    fig.update_layout(title=title, height=540, margin={"t": 110})
+    fig.update_layout(title=title, height=580, margin={"t": 150})
     fig.update_annotations(font={"size": 11})
     return fig
 
@@ -468,7 +590,7 @@ def alignment_explorer_figure(views: dict, title=None) -> go.Figure:
         buttons.append({"method": "update", "label": m,
                         "args": [{"visible": visible(m, layers[0])}, {**layouts[(m, layers[0])], **switch}]})
     fig.plotly_relayout(layouts[(models[0], layers[0])])
-    fig.update_layout(sliders=sliders, height=860, margin={"t": 170},
+    fig.update_layout(sliders=sliders, height=900, margin={"t": 170, "b": 120},  # room for the slider's labels
                       title={"y": 0.985, "yanchor": "top"},
                       updatemenus=[{"buttons": buttons, "direction": "down", "x": 0.09, "xanchor": "left",
                                     "y": 1.2, "yanchor": "top", "showactive": True}])
@@ -514,26 +636,35 @@ def model_map(embeddings: dict, task_labels, title="Models in two dimensions (UM
 
 
 def paper_vs_ours(table, metrics, title, chance: dict | None = None):
-    """Grouped bars: each method's metrics, the paper's beside ours (with our spread as error bars).
+    """Bars side by side: each method's metrics, the paper's beside ours (with our spread as error bars).
 
-    ``chance`` ({metric: %}, optional) draws each metric's chance level as a dashed line.
+    One panel per metric; the methods run down the shared y axis (their names read once, in full,
+    never running into the next panel); bars are horizontal. ``chance`` ({metric: %}, optional) draws
+    each metric's chance level as a dashed line.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[f"{METRIC_NAMES.get(m, m)} %" for m in metrics],
+                        shared_yaxes=True, horizontal_spacing=0.06)
+    names = list(map(str, table.index))
     for c, metric in enumerate(metrics, start=1):
         paper = table[f"{metric} paper"]
-        fig.add_trace(go.Bar(x=table.index, y=paper, name="paper (CIFAR-100)", marker_color="#9aa5b1",
-                             showlegend=c == 1), row=1, col=c)
-        fig.add_trace(go.Bar(x=table.index, y=table[f"{metric} ours"], name="ours",
-                             error_y=dict(type="data", array=table[f"{metric} ours sd"]),
-                             marker_color="#1f77b4", showlegend=c == 1), row=1, col=c)
+        fig.add_trace(go.Bar(y=names, x=paper, orientation="h", name="paper (CIFAR-100)", marker_color="#9aa5b1",
+                             showlegend=c == 1, hovertemplate="%{y}: %{x:.1f} %<extra>paper</extra>"), row=1, col=c)
+        fig.add_trace(go.Bar(y=names, x=table[f"{metric} ours"], orientation="h", name="ours",
+                             error_x=dict(type="data", array=table[f"{metric} ours sd"]),
+                             marker_color="#1f77b4", showlegend=c == 1,
+                             hovertemplate="%{y}: %{x:.1f} %<extra>ours</extra>"), row=1, col=c)
         if chance and metric in chance:  # after the bars: plotly skips lines on empty subplots
-            fig.add_hline(y=chance[metric], line={"dash": "dash", "color": "gray", "width": 1}, row=1, col=c,
-                          annotation_text=f"chance {chance[metric]:.0f} %", annotation_position="top left")
-    fig.update_yaxes(title_text="%", range=[0, 100], row=1, col=1)
-    fig.update_layout(title=title, barmode="group", height=430)
+            fig.add_vline(x=chance[metric], line={"dash": "dash", "color": "gray", "width": 1}, row=1, col=c)
+    fig.update_xaxes(range=[0, 100], tickvals=[0, 25, 50, 75, 100], tickfont={"size": FONT_SMALL})
+    fig.update_yaxes(autorange="reversed")  # the table's first row on top
+    legend = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.12, "yanchor": "top"}
+    if chance:
+        legend["title"] = {"text": "dashed line: chance ·"}
+    fig.update_layout(title=title, barmode="group", height=200 + 55 * len(names), margin={"t": 90, "b": 90},
+                      legend=legend)
     return fig
 
 
@@ -546,11 +677,11 @@ def similarity_vs_transfer(pairs: dict, title="Task similarity vs transferabilit
     for i, m in enumerate(methods):
         xs = [x for run in pairs[m] for x, _ in run]
         ys = [y for run in pairs[m] for _, y in run]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=m, visible=i == 0, marker_size=5))
-    buttons = [dict(label=m, method="update", args=[{"visible": [j == i for j in range(len(methods))]},
-                                                    {"xaxis.title.text": f"{m} similarity"}])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=row_label(m), visible=i == 0, marker_size=5))
+    buttons = [dict(label=row_label(m), method="update", args=[{"visible": [j == i for j in range(len(methods))]},
+                                                               {"xaxis.title.text": f"{row_label(m)} similarity"}])
                for i, m in enumerate(methods)]
-    fig.update_layout(title=title, xaxis_title=f"{methods[0]} similarity", yaxis_title="ARI (transfer)",
+    fig.update_layout(title=title, xaxis_title=f"{row_label(methods[0])} similarity", yaxis_title="ARI (transfer)",
                       updatemenus=[dict(buttons=buttons, x=1.0, y=1.15, xanchor="right")], height=450)
     return fig
 
@@ -567,14 +698,15 @@ def per_branch(result, paper_top1_first=79.8, title="Top-1 task classification, 
     if chance is not None:
         fig.add_hline(y=chance, line={"dash": "dash", "color": "gray", "width": 1},
                       annotation_text=f"chance {chance:.1f} %", annotation_position="top left")
-    for label, per_layer in result["results"].items():
-        layers = list(per_layer)
-        fig.add_trace(go.Scatter(x=list(range(1, len(layers) + 1)) if len(layers) == 19 else
-                                 list(range(2, len(layers) + 2)) if len(layers) == 18 else layers,
-                                 y=[100 * per_layer[l]["mean"] for l in layers],
+    for row, per_layer in result["results"].items():
+        label, layers = row_label(row), list(per_layer)
+        fig.add_trace(go.Scatter(**branch_points(layers), y=[100 * per_layer[l]["mean"] for l in layers],
                                  error_y=dict(type="data", array=[100 * per_layer[l]["std"] for l in layers]),
-                                 mode="lines+markers", name=label, text=layers))
-    fig.update_layout(title=title, xaxis_title="branch (conv layer)", yaxis_title="top-1 (%)", height=430)
+                                 mode="lines+markers", name=label,
+                                 hovertemplate="branch %{x} · %{customdata}: %{y:.1f} %<extra>" + label + "</extra>"))
+    axis = branch_axis([])
+    axis["title"]["text"] = "branch (conv layer, numbered 1-19 as in the paper)"
+    fig.update_layout(title=title, xaxis=axis, yaxis_title="top-1 (%)", height=430)
     return fig
 
 
@@ -600,11 +732,12 @@ def weight_movement(moved: dict, title="How far training moved each conv layer f
     layers = list(moved["mean"])
     mean = np.array([moved["mean"][n] for n in layers])
     low, high = mean - np.array([moved["min"][n] for n in layers]), np.array([moved["max"][n] for n in layers]) - mean
-    fig = go.Figure(go.Scatter(x=[n.removesuffix(".weight") for n in layers], y=mean, mode="lines+markers",
+    fig = go.Figure(go.Scatter(**branch_points(layers), y=mean, mode="lines+markers",
                                name="mean over models (bars: min to max)",
+                               hovertemplate="layer %{x} · %{customdata}: %{y:.3f}<extra></extra>",
                                error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low}))
-    fig.update_layout(title=title, yaxis_title="||W − W0|| / ||W0||", xaxis_title="conv layer", height=420,
-                      xaxis={"tickangle": -45}, yaxis={"rangemode": "tozero"})
+    fig.update_layout(title=title, yaxis_title="||W − W0|| / ||W0||", xaxis=branch_axis(layers), height=420,
+                      yaxis={"rangemode": "tozero"})
     return fig
 
 
@@ -644,8 +777,45 @@ def training_curve(curve, chance: float, paper_steps: int, title="Top-1 task cla
 # --- results as tables and text ---------------------------------------------------------------
 
 def show(table, digits: int = 1):
-    """A results table for the page: numbers rounded, a dash where there is no value (e.g. the paper's)."""
+    """A results table for the page: numbers rounded, a dash where there is no value (e.g. the paper's),
+    verdicts (bools) as yes / no."""
+    table = table.copy()
+    for col in table.columns[(table.dtypes == bool).to_numpy()]:
+        table[col] = table[col].map({True: "yes", False: "no"})
     return table.style.format(precision=digits, na_rep="—")
+
+
+def paper_table(result: dict, metrics, rows=None):
+    """Numbers for :func:`paper_vs_ours`, in %: per method (display names) and metric, the paper's
+    (``"<metric> paper"``), ours (``"<metric> ours"``) and our sd over splits (``"<metric> ours sd"``)."""
+    import pandas as pd
+
+    from .claims import PAPER
+
+    paper, out = PAPER.get(result["experiment"], {}), {}
+    for m in rows or list(result["results"]):
+        row = {}
+        for i, metric in enumerate(metrics):
+            row[f"{metric} paper"] = paper[m][i] if m in paper else float("nan")
+            row[f"{metric} ours"] = 100 * result["results"][m][metric]["mean"]
+            row[f"{metric} ours sd"] = 100 * result["results"][m][metric]["std"]
+        out[row_label(m)] = row
+    return pd.DataFrame(out).T
+
+
+def challenge_table(verdicts):
+    """:func:`lpsbook.claims.challenges` for the page: challengers by name, the verdict as yes / no."""
+    table = verdicts.rename(index=row_label, level=0)
+    return show(table.rename(columns={"challenger": "challenger", "incumbent": "LPS"}), digits=2)
+
+
+def layer_table(table, scale: float = 100, digits: int = 1):
+    """A per-layer table for the page (HTML, so it never wraps like printed text): one row per conv
+    layer, labelled as the paper numbers them (``2 · layer1.0.conv1``), values scaled (100: %)."""
+    out = table * scale
+    out.index = [f"{layer_number(str(n))}\u00a0·\u00a0{short_layer(str(n))}" for n in table.index]  # no break
+    out.index.name = "conv layer"
+    return show(out, digits)
 
 
 METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "top10": "top-10", "rank1": "rank-1", "rank5": "rank-5",
@@ -666,7 +836,7 @@ def results_table(result: dict, metrics=None):
     """
     import pandas as pd
 
-    from .experiments import PAPER
+    from .claims import PAPER
 
     kind = result["experiment"]
     paper, pct = PAPER.get(kind, {}), kind in PAPER
@@ -679,15 +849,15 @@ def results_table(result: dict, metrics=None):
             row[name] = mean_sd(r) if pct else mean_sd(r, scale=1, digits=3)
             if pct:
                 row[f"{name}, paper"] = f"{paper[method][i]:.1f}" if method in paper and i < len(paper[method]) else "—"
-        rows[method] = row
+        rows[row_label(method)] = row
     return pd.DataFrame(rows).T
 
 
 def summary(result: dict, metric: str, scale: float = 100) -> str:
     """``metric`` mean +- sd over seeds: a heading line, then one line per method."""
     unit = " %" if scale == 100 else ""
-    parts = [f"  {m}: {scale * r[metric]['mean']:.1f} +- {scale * r[metric]['std']:.1f}{unit}" if scale == 100
-             else f"  {m}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
+    parts = [f"  {row_label(m)}: {scale * r[metric]['mean']:.1f} +- {scale * r[metric]['std']:.1f}{unit}" if scale == 100
+             else f"  {row_label(m)}: {r[metric]['mean']:.3f} +- {r[metric]['std']:.3f}"
              for m, r in result["results"].items() if metric in r]
     return "\n".join([f"{result['experiment']} {metric}:"] + parts)
 
@@ -755,7 +925,7 @@ def branch_summary(result: dict) -> str:
     for variant, per_layer in result["results"].items():
         means = {layer: 100 * v["mean"] for layer, v in per_layer.items()}
         best, worst = max(means, key=means.get), min(means, key=means.get)
-        lines.append(f"{result['experiment']} [{variant}]: best {best} {means[best]:.1f} %, "
+        lines.append(f"{result['experiment']} [{row_label(variant)}]: best {best} {means[best]:.1f} %, "
                      f"worst {worst} {means[worst]:.1f} %, mean over branches {sum(means.values()) / len(means):.1f} %")
     return "\n".join(lines)
 
@@ -769,7 +939,7 @@ def similarity_table(result: dict):
     rows = {m: {k: round(v["mean"], 3) for k, v in r.items()} for m, r in result["results"].items()}
     table = pd.DataFrame(rows).T
     table.insert(0, "family", [methods.reads(m) for m in table.index])
-    return table.sort_values("transfer_spearman_per_target", ascending=False)
+    return table.rename(index=row_label).sort_values("transfer_spearman_per_target", ascending=False)
 
 
 def cost_table(result: dict):
@@ -777,12 +947,12 @@ def cost_table(result: dict):
     import pandas as pd
 
     cost = result["cost_seconds_per_100_pairs"]
-    return pd.DataFrame({"seconds per 100 model pairs": cost}).sort_values("seconds per 100 model pairs")
+    return pd.DataFrame({"seconds per 100 model pairs": cost}).rename(index=row_label).sort_values("seconds per 100 model pairs")
 
 
 def method_rows(classification: dict, retrieval: dict) -> dict:
     """{method: {metric: %}} of the main metrics of both protocols, for a bar chart."""
-    return {m: {"classification top-1 %": 100 * classification["results"][m]["top1"]["mean"],
+    return {row_label(m): {"classification top-1 %": 100 * classification["results"][m]["top1"]["mean"],
                 "retrieval rank-1 %": 100 * retrieval["results"][m]["rank1"]["mean"],
                 "retrieval mAP %": 100 * retrieval["results"][m]["mAP"]["mean"]}
             for m in classification["results"] if m in retrieval["results"]}
@@ -790,7 +960,7 @@ def method_rows(classification: dict, retrieval: dict) -> dict:
 
 def similarity_rows(result: dict) -> dict:
     """{measure: {metric: mean}} of the weights-or-activations comparison, for a bar chart."""
-    return {m: {k: v["mean"] for k, v in r.items() if k != "related_rank1_chance"}
+    return {row_label(m): {k: v["mean"] for k, v in r.items() if k != "related_rank1_chance"}
             for m, r in result["results"].items()}
 
 
@@ -802,7 +972,7 @@ def training_length_table(check: dict):
     for label, r in check.items():
         row = {"epochs": r["epochs"], "model test accuracy": round(r["test_acc_mean"], 4),
                "tasks": r["tasks"], "chance top-1 %": round(100 / r["tasks"], 1)}
-        row.update({f"{m} top-1 %": f"{100 * v['top1']['mean']:.1f} +- {100 * v['top1']['std']:.1f}"
+        row.update({f"{row_label(m)} top-1 %": f"{100 * v['top1']['mean']:.1f} +- {100 * v['top1']['std']:.1f}"
                     for m, v in r["results"].items()})
         rows[label] = row
     return pd.DataFrame(rows).T
@@ -821,7 +991,7 @@ def relation_table(tr: dict, sim: dict):
             s = sim["results"][m]
             row.update({"related-task AUC (5 folds)": s["related_auc"]["mean"], "related rank-1 %": 100 * s["related_rank1"]["mean"],
                         "rank-1 chance %": 100 * s["related_rank1_chance"]["mean"]})
-        rows[m] = row
+        rows[row_label(m)] = row
     return pd.DataFrame(rows).T
 
 
@@ -829,7 +999,7 @@ def protocol_table(classification: dict, retrieval: dict, transferability: dict)
     """Every method on every protocol: mean ± sd over splits of the main metric of each."""
     import pandas as pd
 
-    from .experiments import main_metrics
+    from .claims import main_metrics
 
     columns = main_metrics(classification, retrieval, transferability)
     rows = {}
@@ -839,15 +1009,15 @@ def protocol_table(classification: dict, retrieval: dict, transferability: dict)
             r = result["results"].get(m, {}).get(metric)
             digits = 1 if scale == 100 else 2
             row[label] = mean_sd(r, scale, digits) if r else float("nan")
-        rows[m] = row
+        rows[row_label(m)] = row
     return pd.DataFrame(rows).T
 
 
 def cost_of_methods(costs: dict):
-    """:func:`lpsbook.experiments.costs` as a table, cheapest fit first."""
+    """:func:`lpsbook.analyses.costs` as a table, cheapest fit first."""
     import pandas as pd
 
-    return pd.DataFrame(costs).T.sort_values("fit seconds")
+    return pd.DataFrame(costs).T.rename(index=row_label).sort_values("fit seconds")
 
 
 def per_stage(stages, branches, whole: tuple | None = None, chance: float | None = None,

@@ -11,7 +11,17 @@ Playwright never downloads a browser here). For each page it asserts:
 * every plotly figure (``.plotly-graph-div``) was drawn (contains ``.main-svg``);
 * every ipywidget placeholder (``<script type="application/vnd.jupyter.widget-view+json">``)
   was replaced by a rendered widget;
-* every math element was typeset by MathJax.
+* every math element was typeset by MathJax;
+* no text inside a figure is drawn over other text (titles, subplot titles,
+  axis titles, annotations, legend entries: their boxes, pairwise), and no
+  figure is narrower than its column;
+* no printed table wraps (a line of a ``<pre>`` output with columns separated
+  by runs of spaces, wider than its box; a wrapped sentence is allowed);
+* the figures a page must show are there (``REQUIRED_FIGURES``, found by
+  ``layout.meta``: chapter 3's conv1 filters as RGB patches).
+
+Synthetic pages show that the overlap, wrapped-table and leftover-bar checks
+fail on a broken version and pass on the fixed one.
 
 A full-page screenshot of each page is written to ``<build>/screenshots/``
 (``_build/screenshots/<page>.png`` for the default build) for a human look.
@@ -35,6 +45,10 @@ Environment variables:
 ``LPSBOOK_SCREENSHOT_DIR``
     where to write the screenshots (default: ``screenshots/`` next to the
     HTML folder).
+``LPSBOOK_SCREENSHOTS``
+    a folder (e.g. ``docs/img``) to write the README's pictures to: on the pages
+    named in ``README_FIGURES``, a screenshot of just that figure (found by its
+    title), reduced to a 256-colour palette to stay small.
 ``LPSBOOK_CHROMIUM``
     the Chromium executable (default ``/usr/bin/chromium``, installed by
     ``scripts/install_browser.sh``).
@@ -57,6 +71,12 @@ from browser_settings import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS  # noqa: E402
 
 # Pages Sphinx generates that hold no book content.
 SKIPPED_PAGES = {"genindex.html", "search.html"}
+# Figures a page must show, found by their layout.meta["figure"] (lpsbook.viz).
+REQUIRED_FIGURES = {"ch3_alignment.html": ("conv1 filter patches",)}
+# The README's pictures (LPSBOOK_SCREENSHOTS): page -> {file name: text in the figure's title}.
+README_FIGURES = {"ch3_alignment.html": {"explorer.png": "aligned-filter explorer"},
+                  "ch5_classification_retrieval.html": {"table1.png": "Task classification: the paper"}}
+README_SHOTS = os.environ.get("LPSBOOK_SCREENSHOTS")
 # How long to wait for widgets, figures and math to render on one page (ms).
 RENDER_TIMEOUT_MS = 30_000
 
@@ -204,9 +224,55 @@ _RENDER_REPORT_JS = r"""
       blankWidgets.push('widget view #' + i + ' (model ' + modelId + ')');
   });
   // an output line wider than the page column gets a scrollbar and is cut off on a laptop screen
+  const longest = (e) => e.textContent.split('\n').sort((a, b) => b.length - a.length)[0].slice(0, 80);
   const cutOff = Array.from(document.querySelectorAll('.cell_output pre'))
-      .filter((e) => e.scrollWidth > e.clientWidth + 1)
-      .map((e) => e.textContent.split('\n').sort((a, b) => b.length - a.length)[0].slice(0, 80));
+      .filter((e) => e.scrollWidth > e.clientWidth + 1).map(longest);
+  // ... or, with white-space: pre-wrap (the book's style), it wraps. A wrapped sentence still
+  // reads; a wrapped printed table (columns separated by runs of spaces) breaks every row in two.
+  // A line's width: its length in the <pre>'s monospace font.
+  const canvas = document.createElement('canvas').getContext('2d');
+  const wrapped = [];
+  document.querySelectorAll('.cell_output pre').forEach((e) => {
+    const box = e.clientWidth - parseFloat(getComputedStyle(e).paddingLeft) - parseFloat(getComputedStyle(e).paddingRight);
+    if (e.getBoundingClientRect().width === 0 || e.scrollWidth > e.clientWidth + 1) return;  // hidden, or cut off
+    canvas.font = getComputedStyle(e).font;
+    const tableRows = e.textContent.split('\n').filter((line) => /\S {2,}\S/.test(line));
+    const wide = tableRows.filter((line) => canvas.measureText(line).width > box + 1);
+    if (wide.length) wrapped.push(describe(e) + ': ' + wide[0].trim().slice(0, 70));
+  });
+
+  // a figure narrower than its output column wastes the page (a fixed width, or autosize off)
+  const narrow = plotly.filter((d) => {
+    const out = d.closest('.cell_output, .output') || d.parentElement;
+    const have = d.getBoundingClientRect().width, room = out.getBoundingClientRect().width;
+    return have > 0 && have < 0.95 * room;
+  }).map((d) => describe(d) + ': ' + Math.round(d.getBoundingClientRect().width) + ' px of '
+      + Math.round((d.closest('.cell_output, .output') || d.parentElement).getBoundingClientRect().width));
+
+  // text drawn over other text inside a figure: titles, subplot titles, axis titles, annotations,
+  // legend entries and colour-bar labels (plotly's info layer), pairwise by their boxes
+  const overlaps = [];
+  plotly.forEach((d) => {
+    const texts = Array.from(d.querySelectorAll('.main-svg .infolayer text, .main-svg .annotation-text'))
+        .filter((t, i, all) => all.indexOf(t) === i && (t.textContent || '').trim() !== '')
+        .filter((t) => { const s = getComputedStyle(t); return s.display !== 'none' && s.visibility !== 'hidden'
+                         && !t.closest('[style*="display: none"], [visibility="hidden"]'); })
+        .map((t) => ({t, r: t.getBoundingClientRect()}))
+        .filter(({r}) => r.width > 0 && r.height > 0);
+    for (let i = 0; i < texts.length; i++) {
+      for (let j = i + 1; j < texts.length; j++) {
+        const a = texts[i].r, b = texts[j].r;
+        const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+        const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        if (w > 2 && h > 2) {
+          overlaps.push(describe(d) + ': "' + texts[i].t.textContent.trim().slice(0, 40) + '" over "'
+              + texts[j].t.textContent.trim().slice(0, 40) + '"');
+        }
+      }
+    }
+  });
+  // figures the page must show, by their layout.meta (e.g. chapter 3's conv1 patches)
+  const metas = plotly.map((d) => (d.layout && d.layout.meta && d.layout.meta.figure) || '').filter((m) => m);
 
   // a finished progress bar left on the page shows the build's timings, not the book
   const barText = /\d+\/\d+ ?\[\d\d:\d\d<\d\d:\d\d/;
@@ -223,7 +289,8 @@ _RENDER_REPORT_JS = r"""
 
   return {
     nPlotly: plotly.length, plotlyMissing, rawLatex,
-    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff, leftoverBars,
+    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff, wrapped, narrow, overlaps, metas,
+    leftoverBars,
     nMath: maths.length, mathMissing,
   };
 }
@@ -329,6 +396,8 @@ def test_page_renders_offline(page_path, request):
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         shot = SCREENSHOT_DIR / (page_path[: -len(".html")].replace("/", "__") + ".png")
         page.screenshot(path=str(shot), full_page=True)
+        if README_SHOTS:
+            problems += _readme_pictures(page, page_path, Path(README_SHOTS))
     finally:
         context.close()
 
@@ -353,6 +422,11 @@ def test_page_renders_offline(page_path, request):
     problems += [f"hidden widget leaves a blank band (e.g. a closed progress bar): {w}" for w in report["blankWidgets"]]
     problems += [f"output line cut off at 1280 px (horizontal scrollbar): {t!r}" for t in report["cutOff"]]
     problems += [f"a finished progress bar is left on the page: {b}" for b in report["leftoverBars"]]
+    problems += [f"a printed table wraps at 1280 px (show it as HTML, e.g. viz.show): {t!r}" for t in report["wrapped"]]
+    problems += [f"figure narrower than its column (fixed width?): {d}" for d in report["narrow"]]
+    problems += [f"overlapping text in a figure: {o}" for o in report["overlaps"]]
+    problems += [f"figure missing: {m!r} (layout.meta.figure) is not on the page"
+                 for m in REQUIRED_FIGURES.get(page_path, ()) if m not in report["metas"]]
 
     summary = (
         f"{report['nPlotly']} plotly figure(s), {report['nViews']} widget view(s), "
@@ -364,6 +438,29 @@ def test_page_renders_offline(page_path, request):
             f"[{summary}]:\n  - " + "\n  - ".join(dict.fromkeys(problems)),
             pytrace=False,
         )
+
+
+def _readme_pictures(page, page_path: str, folder: Path) -> list:
+    """Screenshots of the figures README_FIGURES names on this page; a figure not found is a problem."""
+    problems = []
+    if page_path in README_FIGURES:  # taller than any figure, and no sticky page header over it
+        page.set_viewport_size({"width": 1280, "height": 1400})
+        page.add_style_tag(content=".bd-header-article, .bd-header { visibility: hidden !important; }")
+    for name, title in README_FIGURES.get(page_path, {}).items():
+        figure = page.locator(".plotly-graph-div", has=page.locator(".gtitle", has_text=title))
+        if figure.count() != 1:
+            problems.append(f"README picture {name}: {figure.count()} figures titled {title!r} on the page")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        figure.scroll_into_view_if_needed()
+        figure.screenshot(path=str(folder / name))
+        try:
+            from PIL import Image
+        except ImportError:
+            continue
+        with Image.open(folder / name) as img:  # a palette of 256 colours: a fraction of the bytes
+            img.convert("RGB").quantize(colors=256).save(folder / name, optimize=True)
+    return problems
 
 
 _BAR_PAGE = """<div class="cell" id="c1"><div class="cell_output">
@@ -386,3 +483,79 @@ def test_check_finds_a_leftover_progress_bar(request):
         page.close()
     assert len(found) == 2 and "24/24" in found[0] and "3/3" in found[1], found
     assert hidden == [], hidden
+
+
+def _plotly_js() -> str:
+    import plotly
+
+    return str(Path(plotly.__file__).parent / "package_data" / "plotly.min.js")
+
+
+def _report_of(browser, html: str, figures: dict | None = None) -> dict:
+    """The render report of a synthetic page; ``figures`` ({div id: plotly figure}) are drawn in it first."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.set_content(html)
+        if figures:
+            page.add_script_tag(path=_plotly_js())
+            for div, fig in figures.items():
+                page.evaluate("([id, spec]) => Plotly.newPlot(id, spec.data, spec.layout)", [div, fig.to_plotly_json()])
+        return page.evaluate(_RENDER_REPORT_JS)
+    finally:
+        page.close()
+
+
+_FIGURE_PAGE = """<div class="cell" id="c1"><div class="cell_output" style="width: 800px">
+<div id="f1" class="plotly-graph-div" style="height: 400px; width: 100%"></div></div></div>
+<div class="cell" id="c2"><div class="cell_output" style="width: 800px">
+<div id="f2" class="plotly-graph-div" style="height: 400px; width: 300px"></div></div></div>"""
+
+
+@pytest.mark.skipif(not ENABLED, reason="with the browser check (LPSBOOK_RENDER_CHECK=1)")
+def test_check_finds_overlapping_text_in_a_figure(request):
+    """Four subplot titles too long for their columns run into each other: the report names them;
+    the same titles wrapped by viz.wrap, with room above for their lines (the fix), do not (without the
+    room, they run into the figure's title, which the check also reports); a figure of fixed narrow
+    width is flagged."""
+    from plotly.subplots import make_subplots
+
+    from lpsbook import viz
+
+    def figure(titles, top=None):
+        fig = make_subplots(rows=1, cols=4, column_titles=titles, horizontal_spacing=0.03)
+        for col in range(1, 5):
+            fig.add_scatter(y=[1, 2], row=1, col=col)
+        return fig.update_layout(title="overlap check", margin={"t": top})
+
+    long = [f"task {i} (aquarium_fish vs sweet_pepper), seed {i}" for i in range(4)]
+    broken = _report_of(request.getfixturevalue("browser"), _FIGURE_PAGE,
+                        {"f1": figure(long), "f2": figure(["a", "b", "c", "d"])})
+    fixed = _report_of(request.getfixturevalue("browser"), _FIGURE_PAGE,
+                       {"f1": figure([viz.wrap(t, 18) for t in long], top=220), "f2": figure(["a", "b", "c", "d"])})
+    assert broken["nPlotly"] == 2 and broken["plotlyMissing"] == []
+    assert all(o.startswith("div#f1") for o in broken["overlaps"]), broken["overlaps"]
+    pairs = [o for o in broken["overlaps"] if o.count('"task ') == 2]
+    assert len(pairs) >= 3, broken["overlaps"]  # each title over the next one
+    assert fixed["overlaps"] == [], fixed["overlaps"]
+    assert [n.split(":")[0] for n in broken["narrow"]] == ["div#f2 in cell #c2"], broken["narrow"]
+
+
+_TEXT_PAGE = """<style>div.cell_output pre { white-space: pre-wrap; font: 13px monospace; }</style>
+<div class="cell" id="c1"><div class="cell_output" style="width: 400px">
+<pre id="table">                 trained φ, stored order  trained φ, sorted (Eq. 8)  random φ, sorted (Eq. 8)
+layer2.1.conv1                     0.02                       0.07                      0.00</pre>
+<pre id="sentence">19 branches, each trained alone: 5 epochs, batch 8, lr 0.05 (/10 from epoch 4), g′ = 8, which is a long line</pre>
+<pre id="narrow-table">layer   rate
+conv1   0.02</pre></div></div>"""
+
+
+@pytest.mark.skipif(not ENABLED, reason="with the browser check (LPSBOOK_RENDER_CHECK=1)")
+def test_check_finds_a_printed_table_that_wraps(request):
+    """A printed DataFrame wider than its box wraps under pre-wrap: flagged. A long sentence (which
+    still reads when wrapped) and a table that fits are not; nor is the table once the box is wide."""
+    browser = request.getfixturevalue("browser")
+    broken = _report_of(browser, _TEXT_PAGE)
+    wide = _report_of(browser, _TEXT_PAGE.replace("width: 400px", "width: 1200px"))
+    assert [w.split(":")[0] for w in broken["wrapped"]] == ["pre#table in cell #c1"], broken["wrapped"]
+    assert broken["cutOff"] == []
+    assert wide["wrapped"] == [], wide["wrapped"]

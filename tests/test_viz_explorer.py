@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import experiments, explorer, symmetry, viz
+from lpsbook import alignment, demos, explorer, results, symmetry, viz
 from lpsbook.nets import ResNet20, conv_layers
 
 
 @pytest.fixture(scope="module")
 def brief(tiny_modelset):
-    return experiments.train_briefly(tiny_modelset, epochs=1, cache=False)
+    return alignment.train_briefly(tiny_modelset, epochs=1, cache=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def explorer_widget(tiny_modelset, brief):
 def test_view_matches_the_branch(tiny_modelset, brief, layer):
     theta = tiny_modelset.conv_weights[layer][4]
     view = explorer.branch_view(brief.net, layer, theta)
-    branch = brief.net.branches[brief.net.names.index(layer)]
+    branch = brief.net.branch(layer)
     with torch.no_grad():
         expected = branch.similarity(theta[None].float())[0].numpy()
     np.testing.assert_allclose(view.sorted_scores, expected, rtol=1e-4, atol=1e-5)
@@ -89,13 +89,13 @@ def test_train_briefly_gives_one_branch_per_layer(tiny_modelset, brief):
     assert brief.chance == pytest.approx(1 / len(tiny_modelset.preset.tasks))
     assert all(b.phi.shape[0] == 8 for b in brief.net.branches)
     # held out = the test side of the classification split that chapters 5-6 use
-    assert brief.heldout == experiments.classification_split(tiny_modelset, 0)[1].tolist()
+    assert brief.heldout == results.classification_split(tiny_modelset, 0)[1].tolist()
 
 
 def test_train_briefly_cache_round_trip(tiny_modelset, tmp_path):
-    first = experiments.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
+    first = alignment.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
     assert len(list((tmp_path / "results").glob("tiny-brief-lps-*.json"))) == 1
-    again = experiments.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
+    again = alignment.train_briefly(tiny_modelset, epochs=1, cache_root=tmp_path)
     for a, b in zip(first.net.branches, again.net.branches):
         torch.testing.assert_close(a.phi, b.phi)
     assert again.heldout_top1 == first.heldout_top1
@@ -129,7 +129,7 @@ def test_explorer_follows_task_and_seed(tiny_modelset, explorer_widget):
 def test_explorer_reference_reorders_the_filters(explorer_widget):
     ex = explorer_widget
     ex.layer.value = "layer1.2.conv1.weight"
-    assert ex.reference.max == ex.net.branches[ex.net.names.index(ex.layer.value)].phi.shape[0] - 1
+    assert ex.reference.max == ex.net.branch(ex.layer.value).phi.shape[0] - 1
     orders = {}
     for ref in (0, ex.reference.max):
         ex.reference.value = ref
@@ -233,11 +233,11 @@ def test_permute_group_whole_is_a_symmetry_and_part_is_not(tiny_modelset):
     full = symmetry.permute_group(state, spec, "layer1.0.inner", perm)
     expected = symmetry.permute_state(state, {"layer1.0.inner": perm}, spec)
     assert all(torch.equal(full[k], expected[k]) for k in state)
-    assert symmetry.compare_outputs(net, state, full, _inputs())["max_abs_diff"] < 1e-4
+    assert demos.compare_outputs(net, state, full, _inputs())["max_abs_diff"] < 1e-4
     part = symmetry.permute_group(state, spec, "layer1.0.inner", perm, keys=["layer1.0.conv1.weight"])
     assert torch.equal(part["layer1.0.bn1.weight"], state["layer1.0.bn1.weight"])
     assert not torch.equal(part["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
-    assert symmetry.compare_outputs(net, state, part, _inputs())["max_abs_diff"] > 1e-3
+    assert demos.compare_outputs(net, state, part, _inputs())["max_abs_diff"] > 1e-3
     with pytest.raises(KeyError):
         symmetry.permute_group(state, spec, "layer1.0.inner", perm, keys=["fc.weight"])
 
@@ -245,28 +245,28 @@ def test_permute_group_whole_is_a_symmetry_and_part_is_not(tiny_modelset):
 def test_spec_table_and_plain_chain():
     from lpsbook.nets import init_state
 
-    table = symmetry.spec_table(symmetry.resnet20_spec(), init_state(8, 1, 0))
+    table = demos.spec_table(symmetry.resnet20_spec(), init_state(8, 1, 0))
     assert len(table) == 12 and table["size"].tolist()[:3] == [8, 16, 32]
     assert "conv1" in table.loc[0, "filters of"] and "fc" in table.loc[2, "also moves"]
-    net, spec = symmetry.plain_chain(channels=(3, 5), image_size=8)
+    net, spec = demos.plain_chain(channels=(3, 5), image_size=8)
     assert spec.names == ["P0", "P1"]
     state = net.state_dict()
     perms = symmetry.random_permutations(spec, state, torch.Generator().manual_seed(0))
-    out = symmetry.compare_outputs(net, state, symmetry.permute_state(state, perms, spec), _inputs())
+    out = demos.compare_outputs(net, state, symmetry.permute_state(state, perms, spec), _inputs())
     assert out["max_abs_diff"] < 1e-5 and out["same_predictions"] == 1.0
 
 
 def test_layer_similarities_of_identical_states():
     state = ResNet20(4, 1).state_dict()
-    sims = symmetry.layer_similarities(state, state, conv_layers())
+    sims = demos.layer_similarities(state, state, conv_layers())
     assert len(sims) == 19 and np.allclose(sims, 1.0)
 
 
 def test_score_matrices_match_the_branch_for_a_batch(tiny_modelset, brief):
     layer = "layer2.2.conv1.weight"
     thetas = tiny_modelset.conv_weights[layer]
-    raw, srt = experiments.score_matrices(brief.net, layer, thetas, chunk=4)
-    branch = brief.net.branches[brief.net.names.index(layer)]
+    raw, srt = alignment.score_matrices(brief.net, layer, thetas, chunk=4)
+    branch = brief.net.branch(layer)
     with torch.no_grad():
         expected = branch.similarity(thetas.float()).double()
     torch.testing.assert_close(srt, expected, rtol=1e-4, atol=1e-5)
@@ -276,7 +276,7 @@ def test_score_matrices_match_the_branch_for_a_batch(tiny_modelset, brief):
 
 def test_alignment_agreement_table(tiny_modelset, brief):
     rows = [0, 1, 3, 4, 6, 7]
-    table = experiments.alignment_agreement(tiny_modelset, brief.net, layers=conv_layers()[:3], rows=rows)
+    table = alignment.alignment_agreement(tiny_modelset, brief.net, layers=conv_layers()[:3], rows=rows)
     assert list(table.index) == ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
     assert set(table.columns) == {"1-NN stored order", "1-NN sorted", "gap stored order", "gap sorted"}
     assert ((table[["1-NN stored order", "1-NN sorted"]] >= 0) & (table[["1-NN stored order", "1-NN sorted"]] <= 1)).all().all()
@@ -288,7 +288,7 @@ def test_matched_similarities_recover_scrambled_copies(tiny_modelset):
     g = torch.Generator().manual_seed(3)
     copies = [symmetry.permute_state(ref, symmetry.random_permutations(spec, ref, g), spec) for _ in range(2)]
     stacked = {k: torch.stack([c[k] for c in copies]) for k in ref}
-    stored, matched = symmetry.matched_similarities(ref, stacked, spec, conv_layers())
+    stored, matched = demos.matched_similarities(ref, stacked, spec, conv_layers())
     assert stored.shape == matched.shape == (2, 19)
     np.testing.assert_allclose(matched, 1.0, atol=1e-6)
     assert (stored < 0.999).any()
@@ -301,7 +301,8 @@ def test_weight_movement_figure_shows_every_layer_with_its_range():
              "min": {"conv1.weight": 0.8, "layer1.0.conv1.weight": 0.4},
              "max": {"conv1.weight": 1.3, "layer1.0.conv1.weight": 0.7}}
     trace = viz.weight_movement(moved).data[0]
-    assert list(trace.x) == ["conv1", "layer1.0.conv1"] and list(trace.y) == [1.0, 0.5]
+    assert list(trace.x) == [1, 2] and list(trace.y) == [1.0, 0.5]  # numbered as in the paper
+    assert list(trace.customdata) == ["conv1", "layer1.0.conv1"]  # the names, on hover
     assert list(trace.error_y.arrayminus) == pytest.approx([0.2, 0.1])
     assert list(trace.error_y.array) == pytest.approx([0.3, 0.2])
 
@@ -313,14 +314,84 @@ def test_chance_lines_are_drawn():
 
     table = pd.DataFrame({"top1 paper": [2.0], "top1 ours": [1.5], "top1 ours sd": [0.5]}, index=["random prediction"])
     fig = viz.paper_vs_ours(table, ["top1"], "t", chance={"top1": 2.0})
-    assert [s.y0 for s in fig.layout.shapes] == [2.0]
+    assert [s.x0 for s in fig.layout.shapes] == [2.0]  # bars run across: chance is a vertical line
     result = {"results": {"LPS": {"conv1.weight": {"mean": 0.3, "std": 0.0}}}}
     assert [s.y0 for s in viz.per_branch(result, chance=2.0).layout.shapes] == [2.0]
 
 
 def test_alignment_comparison_reads_the_held_out_models(tiny_modelset, brief):
-    table = experiments.alignment_comparison(tiny_modelset, brief)
+    table = alignment.alignment_comparison(tiny_modelset, brief)
     assert list(table.columns) == ["trained φ, stored order", "trained φ, sorted (Eq. 8)", "random φ, sorted (Eq. 8)"]
     assert len(table) == 19 and ((table >= 0) & (table <= 1)).all().all()
     # one held-out model per task: no same-task neighbour exists, so chance is 0 and so is every rate
     assert table.attrs["chance"] == 0 and (table == 0).all().all()
+
+
+# --- conv1 as colour patches, layer axes, tables ------------------------------------------------
+
+def test_filter_patches_scale_each_filter_around_grey():
+    w = np.zeros((2, 3, 2, 2))
+    w[0, 0, 0, 0], w[0, 2, 1, 1] = 2.0, -1.0  # filter 0: red up, blue down; |max| 2
+    w[1, 1, 0, 1] = 0.5  # filter 1: a little green, its own max
+    patches = viz.filter_patches(w)
+    assert patches.shape == (2, 2 * 3 - 1, 3) and patches.dtype == np.uint8
+    assert patches[0, 0].tolist() == [255, 128, 128]  # +max in red, 0 is mid-grey
+    assert patches[1, 1].tolist() == [128, 128, 64]  # -max/2 in blue
+    assert patches[0, 4].tolist() == [128, 255, 128]  # filter 1 scaled on its own: 0.5 is full green
+    assert (patches[:, 2] == 255).all()  # the gap between filters is white
+    grey = viz.filter_patches(w[:, :1])
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    with pytest.raises(ValueError, match="first-layer"):
+        viz.filter_patches(np.zeros((4, 8, 3, 3)))
+
+
+@pytest.mark.parametrize("channels, word", [(3, "RGB"), (1, "grey")])
+def test_filter_patches_figure_in_stored_and_aligned_order(channels, word):
+    rng = np.random.default_rng(0)
+    views = {f"model {i}": explorer.aligned_view(rng.normal(size=(6, channels, 3, 3)),
+                                                 rng.normal(size=(4, channels, 3, 3)), channel_alignment=False)
+             for i in range(2)}
+    fig = viz.filter_patches_figure(views)
+    assert [t.type for t in fig.data] == ["image"] * 4
+    assert fig.layout.meta == {"figure": viz.PATCHES_META, "channels": channels} and word in fig.layout.title.text
+    for i, v in enumerate(views.values()):
+        np.testing.assert_array_equal(fig.data[2 * i].z, viz.filter_patches(v.raw))
+        np.testing.assert_array_equal(fig.data[2 * i + 1].z, viz.filter_patches(v.aligned))
+        stored, aligned = (fig.layout[f"xaxis{'' if k == 1 else k}"].ticktext for k in (2 * i + 1, 2 * i + 2))
+        assert list(stored) == [str(j) for j in range(6)] and list(aligned) == [str(j) for j in v.order]
+
+
+def test_explorer_shows_patches_for_the_first_layer_only(explorer_widget):
+    explorer_widget.layer.value = "conv1.weight"
+    patches = explorer_widget.patches
+    assert patches is not None and {t.type for t in patches.data} == {"image"}
+    np.testing.assert_array_equal(patches.data[1].z, viz.filter_patches(explorer_widget.view.aligned))
+    explorer_widget.layer.value = "layer1.0.conv1.weight"
+    assert explorer_widget.patches is None
+
+
+def test_layer_axes_number_the_layers_as_the_paper_and_name_them_on_hover():
+    layers = conv_layers()
+    fig = viz.layer_similarity_figure(layers, {"a": np.arange(19.0)})
+    assert list(fig.data[0].x) == list(range(1, 20)) and fig.data[0].customdata[8] == "layer2.0.conv2"
+    assert "customdata" in fig.data[0].hovertemplate and list(fig.layout.xaxis.tickvals) == list(range(1, 20))
+    some = [layers[i - 1] for i in (1, 2, 4, 19)]
+    fig = viz.per_branch({"results": {"LPS": {n: {"mean": 0.5, "std": 0.1} for n in some}}})
+    assert list(fig.data[0].x) == [1, 2, 4, 19] and list(fig.data[0].customdata)[-1] == "layer3.2.conv2"
+    assert fig.layout.xaxis.range == (0.5, 19.5)  # the same axis whichever branches were run
+
+
+def test_wrap_breaks_at_spaces_within_the_width():
+    text = "task 0 (apple vs aquarium_fish), seed 0"
+    lines = viz.wrap(text, 16).split("<br>")
+    assert " ".join(lines) == text and all(len(line) <= 16 for line in lines) and len(lines) == 3
+    assert viz.wrap("short", 16) == "short"
+
+
+def test_layer_table_labels_rows_by_number_and_name():
+    import pandas as pd
+
+    table = pd.DataFrame({"rate": [0.25, 0.5]}, index=["conv1", "layer1.0.conv2.weight"])
+    shown = viz.layer_table(table)
+    assert list(shown.data.index) == ["1\u00a0·\u00a0conv1", "3\u00a0·\u00a0layer1.0.conv2"]  # never broken in two
+    assert shown.data["rate"].tolist() == [25.0, 50.0] and "<table" in shown.to_html()
