@@ -1,0 +1,144 @@
+"""The README's Table 1 on cifar100-small, written from the book's results.
+
+    python scripts/readme_table.py export [--cache DIR]   # the book's cached result -> results/table1-cifar100-small.json
+    python scripts/readme_table.py write                   # results/table1-cifar100-small.json -> README.md
+    python scripts/readme_table.py check                   # exit 1 if README.md's table differs from the file
+
+``export`` reads the classification result that chapter 5 of the book cached
+(``$LPSBOOK_CACHE/results/cifar100-small-classification-*.json``, written by
+``make book`` on CIFAR-100) and keeps what the README shows in a small
+committed file, with where it came from: the preset and its hash, the book's
+settings of the protocol, the code version that computed it. The cache itself
+is not committed (and its file names change with every code version), so the
+README and its test read the committed file only; ``tests/test_readme_table.py``
+checks that the README agrees with it and that it is not stale (same preset
+hash and the same protocol settings as the book uses now).
+
+``write`` replaces what lies between the two marker comments in README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+RESULTS = REPO / "results" / "table1-cifar100-small.json"
+PRESET = "cifar100-small"
+METRICS = {"top1": "top-1 %", "top5": "top-5 %"}
+BEGIN = "<!-- table1-cifar100-small: begin (written by scripts/readme_table.py; do not edit by hand) -->"
+END = "<!-- table1-cifar100-small: end -->"
+COMMAND = "python scripts/readme_table.py export && python scripts/readme_table.py write"
+
+
+def book_settings() -> dict:
+    """The classification protocol's settings as the book runs it on cifar100-small (no model set needed)."""
+    from lpsbook import book
+    from lpsbook.presets import get_preset
+
+    return book.experiment_settings("classification", get_preset(PRESET))
+
+
+def paper_numbers() -> dict:
+    """The paper's Table 1 (top-1, top-5, top-10 by method name) as the package records it."""
+    try:
+        from lpsbook.claims import PAPER
+    except ImportError:  # before the protocols moved out of lpsbook.experiments
+        from lpsbook.experiments import PAPER
+    return PAPER["classification"]
+
+
+def display_name(key: str) -> str:
+    """A method's name as the book's tables show it (results and PAPER may be keyed by method id)."""
+    try:
+        from lpsbook.results import label
+    except ImportError:  # the package keyed results by display name then
+        return key
+    return label(key)
+
+
+def export(cache: Path | None = None) -> Path:
+    """Copy the newest cached book result that matches the preset and the book's settings into RESULTS."""
+    from lpsbook.data import default_cache_dir
+    from lpsbook.presets import get_preset
+
+    preset, settings = get_preset(PRESET), book_settings()
+    folder = Path(cache or default_cache_dir()) / "results"
+    found = []
+    for path in folder.glob(f"{PRESET}-classification-*.json"):
+        result = json.loads(path.read_text())
+        same = (result.get("preset_hash") == preset.hash
+                and len(result["settings"]["methods"]) == len(settings["methods"])
+                and result["settings"]["seeds"] == settings["seeds"]
+                and "LPS" in map(display_name, result["results"]))
+        if same:
+            found.append((path.stat().st_mtime, path, result))
+    if not found:
+        raise SystemExit(f"no cached {PRESET} classification result with the book's settings in {folder}: "
+                         "build the book on CIFAR-100 first (make book), or pass --cache")
+    _, path, result = max(found, key=lambda f: f[0])
+    paper = paper_numbers()
+    out = {
+        "what": "Table 1 (task classification) on cifar100-small, as chapter 5 of the book computes it",
+        "preset": PRESET, "preset_hash": preset.hash, "book_settings": settings,
+        "source": path.name, "code_version": result.get("code_version"), "models": result.get("models"),
+        "exported": datetime.date.today().isoformat(),
+        "results": {display_name(m): {k: r[k] for k in METRICS} for m, r in result["results"].items()},
+        "paper": {display_name(m): dict(zip(("top1", "top5", "top10"), v)) for m, v in paper.items()},
+    }
+    RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    return RESULTS
+
+
+def render(results: dict) -> str:
+    """The README's block (markers included) for the contents of RESULTS."""
+    head = ["method"] + [col for m, name in METRICS.items() for col in (name, f"{name}, paper")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, r in results["results"].items():
+        cells = [method]
+        for m in METRICS:
+            cells.append(f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}")
+            paper = results["paper"].get(method, {}).get(m)
+            cells.append("—" if paper is None else f"{paper:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = results["book_settings"]["seeds"]
+    note = (f"Held-out models, mean ± sd over {seeds} random splits; preset `{results['preset']}` "
+            f"({results['preset_hash']}, {results['models']} models), from "
+            f"[`results/{RESULTS.name}`](results/{RESULTS.name}). The paper trained its models "
+            "for 160 epochs at width 16 (chapter 10 follows the gap).")
+    return "\n".join([BEGIN, "", *lines, "", note, "", END])
+
+
+def replace_block(text: str, block: str) -> str:
+    """``text`` with the part from BEGIN to END replaced by ``block``."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
+    return text[:start] + block + text[end + len(END):]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["export", "write", "check"])
+    parser.add_argument("--cache", type=Path, help="the book's cache folder (default: $LPSBOOK_CACHE or data/)")
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        print(f"wrote {export(args.cache)}")
+        return 0
+    text = README.read_text()
+    wanted = replace_block(text, render(json.loads(RESULTS.read_text())))
+    if args.command == "write":
+        README.write_text(wanted)
+        print(f"wrote the table into {README}")
+        return 0
+    if wanted != text:
+        print(f"README.md's table differs from {RESULTS.relative_to(REPO)}: run python scripts/readme_table.py write")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
