@@ -12,9 +12,9 @@ Three pieces:
   to it.  Permuting the trained layer's filters or input channels leaves the
   aligned display unchanged (up to ties).
 * :func:`explorer_views` and :func:`views_of_layer`: views of several models
-  and layers at once, for the static figures of :mod:`lpsbook.viz`.
+  and layers at once, for the static figures of :mod:`lpsbook.filterplots`.
 * :class:`AlignedFilterExplorer`: an ipywidgets explorer (task, seed, layer,
-  reference filter) that redraws :func:`lpsbook.viz.alignment_view_figure`
+  reference filter) that redraws :func:`lpsbook.filterplots.alignment_view_figure`
   on every change (and, for the first layer, its filters as colour
   patches).  Its current state is readable from Python (``.view``,
   ``.figure``, ``.model_index``), which is what the tests check.
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import filterplots
+from .alignment import train_briefly
 from .errors import LpsbookError
 from .lps import SecondOrderNet, filter_scores, sort_filters
 from .nets import short_layer
@@ -165,7 +167,7 @@ class AlignedFilterExplorer:
     Dropdowns choose the task, the model (seed) and the layer; a slider
     chooses the second-order filter ``g'`` that orders the filters.  Every
     change recomputes :attr:`view` and redraws :attr:`figure`
-    (:func:`lpsbook.viz.alignment_view_figure`) in the output area.
+    (:func:`lpsbook.filterplots.alignment_view_figure`) in the output area.
 
     Parameters
     ----------
@@ -191,7 +193,7 @@ class AlignedFilterExplorer:
     patches : plotly.graph_objects.Figure or None
         For the first layer (whose channels are the image's), its filters as
         small RGB (or grey) images in stored and aligned order, shown below
-        :attr:`figure` (:func:`lpsbook.viz.filter_patches_figure`); None for
+        :attr:`figure` (:func:`lpsbook.filterplots.filter_patches_figure`); None for
         the other layers.
     model_index : int
         Row of the shown model in ``modelset``.
@@ -203,8 +205,6 @@ class AlignedFilterExplorer:
 
         self.modelset = modelset
         if net is None:
-            from .alignment import train_briefly
-
             net = train_briefly(modelset).net
         self.net = net
         meta = modelset.meta
@@ -252,8 +252,6 @@ class AlignedFilterExplorer:
         """Recompute the view for the current controls and redraw."""
         if self._busy:
             return
-        from . import viz
-
         self._busy = True
         try:
             self.reference.max = self._filters(self.layer.value) - 1
@@ -263,10 +261,10 @@ class AlignedFilterExplorer:
         theta = self.modelset.conv_weights[self.layer.value][self.model_index]
         self.view = branch_view(self.net, self.layer.value, theta, self.reference.value)
         title = f"{self.modelset.task_label(self.task.value)}, seed {self.seed.value} · {short_layer(self.layer.value)}"
-        self.figure = viz.alignment_view_figure(self.view, title=title)
+        self.figure = filterplots.alignment_view_figure(self.view, title=title)
         # the first layer reads the image: its filters are also shown as small images (RGB, or grey)
         self.patches = (None if self.view.channel_alignment or self.view.raw.shape[1] not in (1, 3) else
-                        viz.filter_patches_figure({title: self.view}, title=f"{short_layer(self.layer.value)} filters "
+                        filterplots.filter_patches_figure({title: self.view}, title=f"{short_layer(self.layer.value)} filters "
                                                   f"as {'RGB' if self.view.raw.shape[1] == 3 else 'grey'} patches"))
         self._show()
 

@@ -44,7 +44,7 @@ from .protocols import EXTRA_METHODS, PAPER_METHODS
 from .results import merge
 from .store import write_atomic
 from .training import steps_per_model, train_pack
-from .viz import mean_sd
+from .tables import mean_sd
 
 RESULTS_FILE = "ladder.json"
 COMMAND = "lpsbook experiment ladder --out results/"

@@ -1,7 +1,7 @@
 """The chapter-level calls: preset selection, result cache, settings."""
 import pytest
 
-from lpsbook import book, claims, training, viz
+from lpsbook import book, claims, tables, training
 from lpsbook.errors import LpsbookError
 from lpsbook.presets import get_preset
 
@@ -105,7 +105,7 @@ def test_seed_offset_gives_other_weights_of_the_same_kind(tmp_path):
 def test_show_writes_a_dash_for_missing_values():
     import pandas as pd
 
-    html = viz.show(pd.DataFrame({"top1 paper": [79.8, float("nan")], "top1 ours": [1.234, 2.0]},
+    html = tables.show(pd.DataFrame({"top1 paper": [79.8, float("nan")], "top1 ours": [1.234, 2.0]},
                                   index=["LPS", "weight statistics"])).to_html()
     assert "—" in html and "nan" not in html.lower() and "1.2" in html
 
@@ -186,12 +186,12 @@ def test_results_table_reads_like_a_paper():
     cls = {"experiment": "classification", "results": {
         "lps": {"top1": {"mean": 0.291, "std": 0.056}, "top5": {"mean": 0.7, "std": 0.03}},
         "weight_stats": {"top1": {"mean": 0.263, "std": 0.021}, "top5": {"mean": 0.6, "std": 0.03}}}}
-    t = viz.results_table(cls)
+    t = tables.results_table(cls)
     assert list(t.columns) == ["top-1 %", "top-1 %, paper", "top-5 %", "top-5 %, paper"]
     assert t.loc["LPS", "top-1 %"] == "29.1 ± 5.6" and t.loc["LPS", "top-1 %, paper"] == "79.8"
     assert t.loc["weight statistics", "top-1 %, paper"] == "—"
     tr = {"experiment": "transferability", "results": {"lps": {"spearman_per_target": {"mean": 0.1234, "std": 0.01}}}}
-    t = viz.results_table(tr)
+    t = tables.results_table(tr)
     assert list(t.columns) == ["Spearman ρ per target"] and t.iloc[0, 0] == "0.123 ± 0.010"
     assert not any("_" in c for c in t.columns)
 
@@ -200,5 +200,5 @@ def test_settings_read_as_a_sentence():
     r = {"settings": {"seeds": 2, "lps": {"epochs": 20, "batch_size": 8, "lr": 0.05, "milestones": [10, 15]},
                       "layers": ["conv1.weight", "layer1.0.conv1.weight", "layer3.2.conv2.weight"],
                       "second_order_filters": 8, "device": "cpu"}}
-    text = viz.settings_text(r)
+    text = tables.settings_text(r)
     assert "branches 1, 2, 19 (of 19)" in text and "2 random splits" in text and "{" not in text

@@ -422,7 +422,7 @@ def test_page_renders_offline(page_path, request):
     problems += [f"hidden widget leaves a blank band (e.g. a closed progress bar): {w}" for w in report["blankWidgets"]]
     problems += [f"output line cut off at 1280 px (horizontal scrollbar): {t!r}" for t in report["cutOff"]]
     problems += [f"a finished progress bar is left on the page: {b}" for b in report["leftoverBars"]]
-    problems += [f"a printed table wraps at 1280 px (show it as HTML, e.g. viz.show): {t!r}" for t in report["wrapped"]]
+    problems += [f"a printed table wraps at 1280 px (show it as HTML, e.g. tables.show): {t!r}" for t in report["wrapped"]]
     problems += [f"figure narrower than its column (fixed width?): {d}" for d in report["narrow"]]
     problems += [f"overlapping text in a figure: {o}" for o in report["overlaps"]]
     problems += [f"figure missing: {m!r} (layout.meta.figure) is not on the page"

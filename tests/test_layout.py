@@ -19,7 +19,7 @@ LAYERS = {
             "symmetry",
     "methods": "lps baselines graph probing similarity methods",
     "protocols": "results transfer protocols claims alignment analyses",
-    "presentation": "viz tables demos explorer book ladder cli",
+    "presentation": "tables viz filterplots demos explorer book ladder cli",
 }
 ORDER = [m for layer in LAYERS.values() for m in layer.split()]
 LAYER_OF = {m: name for name, layer in LAYERS.items() for m in layer.split()}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import alignment, demos, explorer, results, symmetry, viz
+from lpsbook import alignment, demos, explorer, filterplots, results, symmetry, tables, viz
 from lpsbook.nets import ResNet20, conv_layers
 
 
@@ -109,7 +109,7 @@ def test_explorer_follows_the_layer(tiny_modelset, explorer_widget):
         ex.layer.value = layer
         g, c = tiny_modelset.conv_weights[layer].shape[1:3]
         assert ex.view.layer == layer and ex.view.filters == g and ex.view.raw.shape[1] == c
-        assert ex.figure.data[0].z.shape == viz.filter_grid(ex.view.raw).shape
+        assert ex.figure.data[0].z.shape == filterplots.filter_grid(ex.view.raw).shape
         np.testing.assert_array_equal(ex.view.raw, tiny_modelset.conv_weights[layer][ex.model_index].numpy())
 
 
@@ -149,7 +149,7 @@ def test_explorer_displays_as_a_widget(explorer_widget):
 
 def test_filter_grid_places_every_tile():
     w = np.arange(3 * 2 * 3 * 3, dtype=np.float32).reshape(3, 2, 3, 3)
-    grid = viz.filter_grid(w)
+    grid = filterplots.filter_grid(w)
     assert grid.shape == (2 * 4 - 1, 3 * 4 - 1)
     np.testing.assert_array_equal(grid[4:7, 8:11], w[2, 1])  # channel 1 row, filter 2 column
     assert np.isnan(grid[3]).all() and np.isnan(grid[:, 3]).all()
@@ -158,21 +158,21 @@ def test_filter_grid_places_every_tile():
 def test_alignment_view_figure(tiny_modelset, brief):
     layer = "layer1.0.conv2.weight"
     view = explorer.branch_view(brief.net, layer, tiny_modelset.conv_weights[layer][0])
-    fig = viz.alignment_view_figure(view, title="t")
+    fig = filterplots.alignment_view_figure(view, title="t")
     assert [t.type for t in fig.data] == ["heatmap"] * 4
     np.testing.assert_array_equal(fig.data[3].z, view.sorted_scores.T)
     assert list(fig.layout.xaxis2.ticktext) == [str(i) for i in view.order]
     assert "Eq. 6" in fig.layout.annotations[2].text
     first = explorer.branch_view(brief.net, "conv1.weight", tiny_modelset.conv_weights["conv1.weight"][0])
-    assert "Eq. 7" in viz.alignment_view_figure(first).layout.annotations[2].text
+    assert "Eq. 7" in filterplots.alignment_view_figure(first).layout.annotations[2].text
 
 
 def test_alignment_explorer_figure_menus_and_sliders(tiny_modelset, brief):
     layers = ["conv1.weight", "layer2.0.conv1.weight", "layer3.2.conv2.weight"]
     views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (0, 1), (2, 0)], layers)
-    fig = viz.alignment_explorer_figure(views, title="explore")
+    fig = filterplots.alignment_explorer_figure(views, title="explore")
     models = list(dict.fromkeys(m for m, _ in views))
-    per = viz.TRACES_PER_STATE
+    per = filterplots.TRACES_PER_STATE
     assert len(fig.data) == per * len(models) * len(layers)
     assert sum(bool(t.visible) for t in fig.data) == per
     (menu,) = fig.layout.updatemenus
@@ -188,7 +188,7 @@ def test_alignment_explorer_figure_menus_and_sliders(tiny_modelset, brief):
             start = per * (mi * len(layers) + li)
             assert shown == list(range(start, start + per))
             view = views[(models[mi], layers[li])]
-            np.testing.assert_array_equal(fig.data[start + 1].z, viz.filter_grid(view.aligned, gap=0))
+            np.testing.assert_array_equal(fig.data[start + 1].z, filterplots.filter_grid(view.aligned, gap=0))
             np.testing.assert_array_equal(fig.data[start + 3].z, view.sorted_scores.T)
             assert step.args[1]["xaxis2.ticktext"] == [str(i) for i in view.order]
 
@@ -197,17 +197,17 @@ def test_alignment_explorer_figure_needs_every_pair(tiny_modelset, brief):
     views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (1, 0)], ["conv1.weight", "layer1.0.conv1.weight"])
     del views[next(iter(views))]
     with pytest.raises(ValueError, match="lack"):
-        viz.alignment_explorer_figure(views)
+        filterplots.alignment_explorer_figure(views)
 
 
 def test_other_figures(tiny_modelset, brief):
     views = explorer.explorer_views(tiny_modelset, brief.net, [(0, 0), (1, 0)], ["layer1.0.conv1.weight"])
     by_model = {m: v for (m, _), v in views.items()}
-    assert len(viz.aligned_filters_figure(by_model).data) == 4
-    assert len(viz.score_matrices_figure(by_model).data) == 4
-    assert len(viz.second_order_filters_figure(brief.net.branches[1].phi).data) == 1
+    assert len(filterplots.aligned_filters_figure(by_model).data) == 4
+    assert len(filterplots.score_matrices_figure(by_model).data) == 4
+    assert len(filterplots.second_order_filters_figure(brief.net.branches[1].phi).data) == 1
     w = tiny_modelset.conv_weights["layer1.0.conv1.weight"][0]
-    fig = viz.before_after_figure([{"name": "a", "before": w, "after": w.flip(0), "filter_labels": [3, 2, 1, 0]}])
+    fig = filterplots.before_after_figure([{"name": "a", "before": w, "after": w.flip(0), "filter_labels": [3, 2, 1, 0]}])
     assert len(fig.data) == 2 and list(fig.layout.xaxis2.ticktext) == ["3", "2", "1", "0"]
     z = torch.randn(10, 2)
     fig = viz.logits_scatter(z, {"same": z, "other": z.flip(1)})
@@ -333,16 +333,16 @@ def test_filter_patches_scale_each_filter_around_grey():
     w = np.zeros((2, 3, 2, 2))
     w[0, 0, 0, 0], w[0, 2, 1, 1] = 2.0, -1.0  # filter 0: red up, blue down; |max| 2
     w[1, 1, 0, 1] = 0.5  # filter 1: a little green, its own max
-    patches = viz.filter_patches(w)
+    patches = filterplots.filter_patches(w)
     assert patches.shape == (2, 2 * 3 - 1, 3) and patches.dtype == np.uint8
     assert patches[0, 0].tolist() == [255, 128, 128]  # +max in red, 0 is mid-grey
     assert patches[1, 1].tolist() == [128, 128, 64]  # -max/2 in blue
     assert patches[0, 4].tolist() == [128, 255, 128]  # filter 1 scaled on its own: 0.5 is full green
     assert (patches[:, 2] == 255).all()  # the gap between filters is white
-    grey = viz.filter_patches(w[:, :1])
+    grey = filterplots.filter_patches(w[:, :1])
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
     with pytest.raises(ValueError, match="first-layer"):
-        viz.filter_patches(np.zeros((4, 8, 3, 3)))
+        filterplots.filter_patches(np.zeros((4, 8, 3, 3)))
 
 
 @pytest.mark.parametrize("channels, word", [(3, "RGB"), (1, "grey")])
@@ -351,12 +351,12 @@ def test_filter_patches_figure_in_stored_and_aligned_order(channels, word):
     views = {f"model {i}": explorer.aligned_view(rng.normal(size=(6, channels, 3, 3)),
                                                  rng.normal(size=(4, channels, 3, 3)), channel_alignment=False)
              for i in range(2)}
-    fig = viz.filter_patches_figure(views)
+    fig = filterplots.filter_patches_figure(views)
     assert [t.type for t in fig.data] == ["image"] * 4
-    assert fig.layout.meta == {"figure": viz.PATCHES_META, "channels": channels} and word in fig.layout.title.text
+    assert fig.layout.meta == {"figure": filterplots.PATCHES_META, "channels": channels} and word in fig.layout.title.text
     for i, v in enumerate(views.values()):
-        np.testing.assert_array_equal(fig.data[2 * i].z, viz.filter_patches(v.raw))
-        np.testing.assert_array_equal(fig.data[2 * i + 1].z, viz.filter_patches(v.aligned))
+        np.testing.assert_array_equal(fig.data[2 * i].z, filterplots.filter_patches(v.raw))
+        np.testing.assert_array_equal(fig.data[2 * i + 1].z, filterplots.filter_patches(v.aligned))
         stored, aligned = (fig.layout[f"xaxis{'' if k == 1 else k}"].ticktext for k in (2 * i + 1, 2 * i + 2))
         assert list(stored) == [str(j) for j in range(6)] and list(aligned) == [str(j) for j in v.order]
 
@@ -365,7 +365,7 @@ def test_explorer_shows_patches_for_the_first_layer_only(explorer_widget):
     explorer_widget.layer.value = "conv1.weight"
     patches = explorer_widget.patches
     assert patches is not None and {t.type for t in patches.data} == {"image"}
-    np.testing.assert_array_equal(patches.data[1].z, viz.filter_patches(explorer_widget.view.aligned))
+    np.testing.assert_array_equal(patches.data[1].z, filterplots.filter_patches(explorer_widget.view.aligned))
     explorer_widget.layer.value = "layer1.0.conv1.weight"
     assert explorer_widget.patches is None
 
@@ -392,6 +392,6 @@ def test_layer_table_labels_rows_by_number_and_name():
     import pandas as pd
 
     table = pd.DataFrame({"rate": [0.25, 0.5]}, index=["conv1", "layer1.0.conv2.weight"])
-    shown = viz.layer_table(table)
+    shown = tables.layer_table(table)
     assert list(shown.data.index) == ["1\u00a0·\u00a0conv1", "3\u00a0·\u00a0layer1.0.conv2"]  # never broken in two
     assert shown.data["rate"].tolist() == [25.0, 50.0] and "<table" in shown.to_html()
