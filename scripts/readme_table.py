@@ -43,20 +43,16 @@ def book_settings() -> dict:
 
 
 def paper_numbers() -> dict:
-    """The paper's Table 1 (top-1, top-5, top-10 by method name) as the package records it."""
-    try:
-        from lpsbook.claims import PAPER
-    except ImportError:  # before the protocols moved out of lpsbook.experiments
-        from lpsbook.experiments import PAPER
+    """The paper's Table 1 (top-1, top-5, top-10 by method id) as the package records it."""
+    from lpsbook.claims import PAPER
+
     return PAPER["classification"]
 
 
 def display_name(key: str) -> str:
-    """A method's name as the book's tables show it (results and PAPER may be keyed by method id)."""
-    try:
-        from lpsbook.results import label
-    except ImportError:  # the package keyed results by display name then
-        return key
+    """A method's name as the book's tables show it (results and PAPER are keyed by method id)."""
+    from lpsbook.results import label
+
     return label(key)
 
 
