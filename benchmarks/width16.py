@@ -18,9 +18,8 @@ import time
 import torch
 
 from lpsbook.data import load_dataset
-from lpsbook.modelset import cpu_model
 from lpsbook.presets import paper_recipe
-from lpsbook.runtime import cpu_has_native_bf16
+from lpsbook.runtime import cpu_has_native_bf16, cpu_model
 from lpsbook.training import Recipe, train_pack
 
 

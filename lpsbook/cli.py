@@ -12,10 +12,9 @@ from pathlib import Path
 from . import data, ladder, modelset, protocols
 from .data import load_dataset
 from .errors import LpsbookError
-from .modelset import output_problem
 from .presets import PRESETS
 from .runtime import resolve_device
-from .store import DamagedFileWarning, write_atomic
+from .store import DamagedFileWarning, output_problem, write_atomic
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity", "stages",
@@ -136,7 +135,7 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
     modelset.check_modelset_dir(modelset_dir, "--modelset")
     out = Path(out).expanduser()
     for path, arg in ((out, "--out"), (Path(f"{out}.partial"), f"--out {out}: its checkpoint")):
-        problem = modelset.output_problem(path, folder=False)
+        problem = output_problem(path, folder=False)
         if problem:
             raise LpsbookError(f"{arg} {problem}; give the path of a JSON file in a folder you can write to.")
     ms = modelset.load(modelset_dir)

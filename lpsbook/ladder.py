@@ -42,6 +42,7 @@ from .methods import display_name
 from .presets import get_preset
 from .protocols import EXTRA_METHODS, PAPER_METHODS
 from .results import merge
+from .runtime import cpu_model
 from .store import write_atomic
 from .training import steps_per_model, train_pack
 from .tables import mean_sd
@@ -167,7 +168,7 @@ def movement_check(results: dict, folder=None) -> dict:
 def provenance(command: str, started: str, seconds: float) -> dict:
     """Who computed the file, where, with what and when."""
     return {"command": command, "code_version": code_version(), "lpsbook_version": __version__,
-            "torch": torch.__version__, "python": platform.python_version(), "cpu": msets.cpu_model(),
+            "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
             "cpu_threads": torch.get_num_threads(), "host": platform.node(), "run_started": started,
             "run_seconds": round(seconds, 1),
             "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,8 @@ from .errors import LpsbookError
 from .nets import ResNet20, conv_layers
 from .presets import Preset, get_preset
 from .progress import bar as progress_bar
-from .runtime import mixed_precision, resolve_device
-from .store import DamagedFileWarning, os_fix, read_sealed, seal, write_atomic
+from .runtime import cpu_model, mixed_precision, resolve_device
+from .store import DamagedFileWarning, os_fix, output_problem, read_sealed, seal, write_atomic
 from .training import Recipe, pack_size as auto_pack_size, train_with_retries
 
 SET_FILE = "modelset.json"
@@ -53,30 +52,6 @@ def model_stem(task_id: int, seed: int) -> str:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def output_problem(path, folder: bool) -> str | None:
-    """Why nothing can be written at ``path``, or None if it looks writable.
-
-    ``path`` is the folder (``folder=True``) or file to write; it and its
-    missing parents may be created later.  Checks that nothing of the wrong
-    kind is in the way, then really writes (and removes) a temporary file in
-    the nearest existing folder, which ``os.access`` alone would not prove.
-    """
-    path = Path(path).expanduser()
-    if path.exists() and path.is_dir() != folder:
-        return f"{path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}"
-    base = path if folder else path.parent
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir():
-        return f"{path} cannot be created because {base} is a file, not a folder"
-    try:
-        tempfile.TemporaryFile(dir=base).close()
-    except OSError as exc:
-        where = "" if base == path else f"{path} cannot be {'written' if path.exists() else 'created'}: "
-        return f"{where}{base} is not writable ({exc.strerror or exc})"
-    return None
 
 
 SEAL = "meta_sha256"  # the field of a model set's JSON files that holds their own checksum
@@ -189,17 +164,6 @@ def _clean_stale_temporaries(folder: Path):
             tmp.unlink(missing_ok=True)
         except (ValueError, PermissionError, IndexError):
             pass
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device, seconds: float):

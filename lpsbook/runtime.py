@@ -6,6 +6,7 @@ module (:mod:`lpsbook.training`), for these.
 from __future__ import annotations
 
 import functools
+import platform
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -72,6 +73,17 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def mixed_precision(preset: Preset, device) -> bool:

@@ -22,6 +22,7 @@ import errno
 import hashlib
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -36,6 +37,30 @@ def os_fix(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "make the folder writable or choose another --out"
     return "choose another --out"
+
+
+def output_problem(path, folder: bool) -> str | None:
+    """Why nothing can be written at ``path``, or None if it looks writable.
+
+    ``path`` is the folder (``folder=True``) or file to write; it and its
+    missing parents may be created later.  Checks that nothing of the wrong
+    kind is in the way, then really writes (and removes) a temporary file in
+    the nearest existing folder, which ``os.access`` alone would not prove.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != folder:
+        return f"{path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}"
+    base = path if folder else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return f"{path} cannot be created because {base} is a file, not a folder"
+    try:
+        tempfile.TemporaryFile(dir=base).close()
+    except OSError as exc:
+        where = "" if base == path else f"{path} cannot be {'written' if path.exists() else 'created'}: "
+        return f"{where}{base} is not writable ({exc.strerror or exc})"
+    return None
 
 
 def write_atomic(path: Path, data: bytes):

@@ -5,7 +5,7 @@ convolutions, per-model BatchNorm).  The loss is the **sum over models of
 each model's mean loss**, so every model receives exactly the gradient it
 would receive alone; SGD's momentum and weight decay act element-wise, so
 the update is the same too.  Each model draws its batches and augmentations
-from its own generator (:class:`~lpsbook.data.SampleStream`).
+from its own generator (:class:`SampleStream`).
 
 :func:`train_alone` is the plain one-model loop with the same recipe: the
 reference the packed trainer is tested against, and the benchmark's baseline.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset, SampleStream, augment_batch, load_dataset, normalise, pad_images
+from .data import Dataset, load_dataset, normalise
 from .errors import LpsbookError
 from .nets import PackedResNet20, ResNet20, init_state
 from .presets import Preset
@@ -52,6 +52,68 @@ def pack_size(preset: Preset, device: torch.device, image_size: int) -> int:
     # channel and pixel of every image in the batch (measured order of magnitude)
     per_model = preset.batch_size * image_size ** 2 * preset.width * 60 * 4
     return max(1, min(preset.num_models, int(0.6 * free / per_model)))
+
+
+# --- batches: each model's own stream of samples, augmented on the fly ------------------------------
+
+class SampleStream:
+    """One model's endless stream of training samples and augmentations.
+
+    The stream is a concatenation of random permutations of the task's
+    training images; with each permutation the crop offsets and flips of its
+    samples are drawn too.  All draws come from the model's own generator,
+    seeded by the model's seed, so the stream is the same whichever models
+    it is trained with.
+    """
+
+    def __init__(self, indices: torch.Tensor, seed: int, crop_padding: int, flip: bool):
+        self.indices = indices.cpu()
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pad = crop_padding
+        self.flip = flip
+        self._buf = (torch.empty(0, dtype=torch.long),) * 3 + (torch.empty(0, dtype=torch.bool),)
+
+    def _refill(self):
+        n, g = len(self.indices), self.generator
+        perm = self.indices[torch.randperm(n, generator=g)]
+        dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=g)
+        dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=g)
+        fl = torch.rand(n, generator=g) < 0.5
+        if not self.flip:
+            fl = torch.zeros(n, dtype=torch.bool)
+        self._buf = tuple(torch.cat([a, b]) for a, b in zip(self._buf, (perm, dy, dx, fl)))
+
+    def take(self, k: int):
+        """Next ``k`` samples: (indices, dy, dx, flip), each of length ``k``."""
+        while len(self._buf[0]) < k:
+            self._refill()
+        out = tuple(b[:k] for b in self._buf)
+        self._buf = tuple(b[k:] for b in self._buf)
+        return out
+
+
+def augment_batch(padded: torch.Tensor, idx, dy, dx, flip, size: int) -> torch.Tensor:
+    """Crop and flip many samples at once, on the device of ``padded``.
+
+    ``padded`` is the whole dataset, uint8 ``[n, C, H+2p, W+2p]``; ``idx``,
+    ``dy``, ``dx``, ``flip`` have any common shape ``S``; returns uint8
+    ``[*S, C, size, size]``.
+    """
+    shape = idx.shape
+    idx, dy, dx, flip = (t.reshape(-1).to(padded.device) for t in (idx, dy, dx, flip))
+    ar = torch.arange(size, device=padded.device)
+    rows = dy[:, None] + ar  # [B, H]
+    cols = dx[:, None] + ar  # [B, W]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    C = padded.shape[1]
+    ch = torch.arange(C, device=padded.device)
+    out = padded[idx[:, None, None, None], ch[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    return out.reshape(*shape, C, size, size)
+
+
+def pad_images(images: torch.Tensor, padding: int) -> torch.Tensor:
+    """Zero-pad uint8 images ``[n, C, H, W]`` on every side."""
+    return torch.nn.functional.pad(images, (padding,) * 4) if padding else images
 
 
 class Recipe:

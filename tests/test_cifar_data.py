@@ -7,7 +7,6 @@ only when ``$LPSBOOK_DATA`` points at it.
 import hashlib
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -1,11 +1,9 @@
 """`make book` gets CIFAR-100 itself: torchvision's download from a server on 127.0.0.1 serving a small
 archive in the real format, and every way it can fail (broken, truncated, unreachable, offline) falls back
 to digits with a reason and leaves nothing half-written."""
-import functools
 import hashlib
 import http.server
 import io
-import os
 import tarfile
 import threading
 import time

@@ -1,7 +1,6 @@
 """Model sets on disk: build, resume after a real interruption, verify, load."""
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import signal
@@ -17,7 +16,7 @@ import torch
 from lpsbook import cli, modelset
 from lpsbook.data import load_dataset
 from lpsbook.errors import LpsbookError
-from lpsbook.presets import Preset, get_preset
+from lpsbook.presets import get_preset
 
 
 def _copy(src, tmp_path):

@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from lpsbook.data import SampleStream, augment_batch, load_digits, pad_images
+from lpsbook.data import load_digits
 from lpsbook.nets import PackedResNet20, ResNet20, conv_layers, init_state
 from lpsbook.presets import get_preset
-from lpsbook.training import Recipe, model_rng_seed, train_alone, train_pack
+from lpsbook.training import (Recipe, SampleStream, augment_batch, model_rng_seed, pad_images, train_alone,
+                              train_pack)
 
 JOBS = [(0, 0), (1, 1), (2, 2), (0, 5)]
 
