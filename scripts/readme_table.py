@@ -58,14 +58,23 @@ def display_name(key: str) -> str:
 
 def export(cache: Path | None = None) -> Path:
     """Copy the newest cached book result that matches the preset and the book's settings into RESULTS."""
+    import platform
+
+    import torch
+
     from lpsbook.data import default_cache_dir
     from lpsbook.presets import get_preset
+    from lpsbook.runtime import cpu_model
+    from lpsbook.store import recall
 
     preset, settings = get_preset(PRESET), book_settings()
     folder = Path(cache or default_cache_dir()) / "results"
     found = []
     for path in folder.glob(f"{PRESET}-classification-*.json"):
-        result = json.loads(path.read_text())
+        result = recall(path)  # the result cache's sealed file ({"key", "result", checksum}); None if damaged
+        if result is None:
+            continue
+        result = result["result"]
         same = (result.get("preset_hash") == preset.hash
                 and len(result["settings"]["methods"]) == len(settings["methods"])
                 and result["settings"]["seeds"] == settings["seeds"]
@@ -82,7 +91,18 @@ def export(cache: Path | None = None) -> Path:
         "preset": PRESET, "preset_hash": preset.hash, "book_settings": settings,
         "source": path.name, "code_version": result.get("code_version"), "models": result.get("models"),
         "exported": datetime.date.today().isoformat(),
-        "results": {display_name(m): {k: r[k] for k in METRICS} for m, r in result["results"].items()},
+        "provenance": {
+            "command": "python scripts/readme_table.py export" + (f" --cache {cache}" if cache else ""),
+            "code_version": result.get("code_version"), "preset_hashes": {PRESET: preset.hash},
+            "computed": datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+            .isoformat(timespec="seconds"),
+            "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "run_seconds": result.get("seconds"),
+            # the machine that ran the export; the book's cache it reads is built on the same machine by make book
+            "cpu": cpu_model(), "host": platform.node(), "torch": torch.__version__,
+            "python": platform.python_version()},
+        # in the book's order of methods (the sealed cache file stores its keys sorted)
+        "results": {display_name(m): {k: result["results"][m][k] for k in METRICS} for m in settings["methods"]},
         "paper": {display_name(m): dict(zip(("top1", "top5", "top10"), v)) for m, v in paper.items()},
     }
     RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")

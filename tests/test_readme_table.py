@@ -66,3 +66,12 @@ def test_check_fails_when_the_readme_disagrees(results, tmp_path, monkeypatch):
     fake.write_text(text.replace(readme_table.END, ""))
     with pytest.raises(SystemExit, match="markers"):
         readme_table.main(["check"])
+
+
+def test_results_file_carries_its_provenance(results):
+    """Where the numbers come from: the command, code version, preset hashes, machine and dates."""
+    prov = results["provenance"]
+    assert prov["preset_hashes"] == {readme_table.PRESET: results["preset_hash"]}
+    assert prov["command"].startswith("python scripts/readme_table.py export")
+    assert all(prov[k] for k in ("code_version", "computed", "exported", "cpu", "torch", "python"))
+    assert prov["run_seconds"] > 0
