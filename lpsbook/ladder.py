@@ -421,6 +421,41 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
     return pd.DataFrame(rows).T
 
 
+FULL_RIVALS = ("weight_stats", "probing", "graph")  # the strongest rivals of chapters 7 and 9
+
+
+def full_findings(results: dict) -> dict | None:
+    """What the chapter's prose says of the 50-task set (% throughout), or None before it is built:
+    LPS's top-1 and rank-1 beside the paper's, chance, the best of :data:`FULL_RIVALS` and whether
+    LPS is above it by more than the larger sd (``lps_leads``) or below it (``lps_trails``)."""
+    if not results.get("tables"):
+        return None
+    cls, ret = results["tables"]["classification"], results["tables"]["retrieval"]
+    top1 = {m: (100 * v["top1"]["mean"], 100 * v["top1"]["std"]) for m, v in cls.items()}
+    rival = max((m for m in FULL_RIVALS if m in top1), key=lambda m: top1[m][0])
+    diff, margin = _gap(*top1["lps"], *top1[rival])
+    return {"lps": top1["lps"][0], "lps_sd": top1["lps"][1], "paper": PAPER_TOP1,
+            "lps_rank1": 100 * ret["lps"]["rank1"]["mean"], "paper_rank1": PAPER["retrieval"]["lps"][0],
+            "chance": 100 / results["presets"][FULL_SET]["tasks"], "rival": label(rival),
+            "rival_top1": top1[rival][0], "rival_sd": top1[rival][1],
+            "lps_leads": diff > margin, "lps_trails": -diff > margin}
+
+
+def full_sentence(results: dict) -> str:
+    """The 50-task set in one sentence of numbers, for the chapter (glued), or what is missing."""
+    f = full_findings(results)
+    if f is None:
+        return f"The 50-task set is not built yet: `{COMMAND}` builds it."
+    standing = ("above it by more than the spread" if f["lps_leads"] else
+                "below it by more than the spread" if f["lps_trails"] else "level with it within the spread")
+    return (f"On the 50 tasks (chance {f['chance']:.0f} %), LPS classifies {f['lps']:.1f} ± {f['lps_sd']:.1f} % "
+            f"of the held-out models, against the paper's {f['paper']:.1f} %; on tasks unseen in training, the "
+            f"first model it retrieves shares the query's task for {f['lps_rank1']:.1f} % of queries "
+            f"(the paper: {f['paper_rank1']:.1f} %). "
+            f"The best of weight statistics, probing and the graph learner is {f['rival']}, "
+            f"{f['rival_top1']:.1f} ± {f['rival_sd']:.1f} %: LPS is {standing}.")
+
+
 def build_summary(results: dict) -> dict:
     """What the file holds and how it was made, for the chapter's prose: rungs built, hours of
     training, CPU, threads, precision, first and last dates, code version."""

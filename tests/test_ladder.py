@@ -199,3 +199,28 @@ def test_conv1_file_round_trip_and_damage(tiny_modelset, tmp_path):
     path.write_bytes(path.read_bytes()[:100])  # truncated
     with pytest.raises(LpsbookError, match="damaged"):
         ladder.conv1_movement("tiny", tmp_path)
+
+
+def test_full_findings_name_the_best_rival_and_apply_the_margin():
+    presets = {n: ladder.preset_record(n) for n in ladder.ORDER}
+    results = {"presets": presets, "tables": {}}
+    assert ladder.full_findings(results) is None
+    assert "not built yet" in ladder.full_sentence(results) and ladder.COMMAND in ladder.full_sentence(results)
+
+    def tables(lps, ws, probing, graph, sd=0.02):
+        cls = {m: {"top1": {"mean": v, "std": sd}} for m, v in
+               (("lps", lps), ("weight_stats", ws), ("probing", probing), ("graph", graph))}
+        return {"classification": cls, "retrieval": {"lps": {"rank1": {"mean": 0.6, "std": sd}}}}
+
+    results["tables"] = tables(0.40, 0.50, 0.30, 0.20)
+    f = ladder.full_findings(results)
+    assert f["chance"] == pytest.approx(2.0) and f["lps"] == pytest.approx(40) and f["lps_rank1"] == pytest.approx(60)
+    assert f["rival"] == ladder.label("weight_stats") and f["lps_trails"] and not f["lps_leads"]
+    assert "below it by more than the spread" in ladder.full_sentence(results)
+    results["tables"] = tables(0.40, 0.30, 0.39, 0.20)  # 1 point ahead of probing, sd 2: level
+    f = ladder.full_findings(results)
+    assert f["rival"] == ladder.label("probing")
+    assert not f["lps_leads"] and not f["lps_trails"] and "level with it" in ladder.full_sentence(results)
+    results["tables"] = tables(0.60, 0.30, 0.39, 0.45)
+    assert ladder.full_findings(results)["lps_leads"] and "above it by more" in ladder.full_sentence(results)
+    assert "79.8" in ladder.full_sentence(results) and "80.7" in ladder.full_sentence(results)
