@@ -120,9 +120,9 @@ def banner(preset: Preset | None = None) -> str:
     return "\n".join(lines)
 
 
-def modelset(preset: Preset | None = None, progress: bool = True):
-    """The chapter's model set: built on first use, then loaded from the cache."""
-    return msets.ensure(preset or current_preset(), progress=progress)
+def modelset(preset: Preset | None = None, progress: bool = True, device: str = "auto"):
+    """The chapter's model set: built on first use (on ``device``), then loaded from the cache."""
+    return msets.ensure(preset or current_preset(), device=device, progress=progress)
 
 
 def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:

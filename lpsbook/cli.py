@@ -170,7 +170,7 @@ def _ladder(args):
         raise LpsbookError(f"--out {problem}; give a folder for {ladder.RESULTS_FILE}.")
     if args.data_dir is not None:
         os.environ["LPSBOOK_DATA"] = str(args.data_dir)
-    ladder.run(args.out, [n for n in ladder.ORDER if n in names])
+    ladder.run(args.out, [n for n in ladder.ORDER if n in names], device=args.device)
     print(f"results written to {Path(args.out) / ladder.RESULTS_FILE}")
 
 

@@ -116,8 +116,8 @@ def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu") -> list:
     return book.cached_json("float32_check", {"jobs": [list(j) for j in jobs]}, compute, preset=preset)
 
 
-def ensure_set(name: str, progress: bool = True):
-    """The model set ``name``, built or resumed.
+def ensure_set(name: str, progress: bool = True, device: str = "auto"):
+    """The model set ``name``, built or resumed (on ``device``).
 
     The 50-task set and the rung that shares its width and epochs hold the
     same models of ten tasks: whichever is built second starts from the
@@ -128,7 +128,7 @@ def ensure_set(name: str, progress: bool = True):
         q = get_preset(other)
         if other != name and (q.width, q.epochs) == (p.width, p.epochs) and (msets.cache_dir(q) / msets.SET_FILE).is_file():
             msets.extract(msets.cache_dir(q), p, msets.cache_dir(p))
-    return book.modelset(p, progress=progress)
+    return book.modelset(p, progress=progress, device=device)
 
 
 CONV1_DIR = "ladder-conv1"  # beside the results file: every model's first conv layer, per set (a few hundred KB)
@@ -237,8 +237,10 @@ def stale(results: dict) -> list:
     return problems
 
 
-def run(out="results", names=ORDER, float32=True, progress=True, command: str | None = None) -> dict:
-    """Build or resume every model set of ``names`` in order; rewrite ``out/ladder.json`` after each.
+def run(out="results", names=ORDER, float32=True, progress=True, command: str | None = None,
+        device: str = "auto") -> dict:
+    """Build or resume every model set of ``names`` in order (training on ``device``); rewrite
+    ``out/ladder.json`` after each.
 
     A set's numbers are kept from an earlier file when its preset has not
     changed, so a later session resumes where the last one stopped.
@@ -267,7 +269,7 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
     for name in names:
         if name in results["sets"] and (name != FULL_SET or results["tables"]):
             continue
-        ms = ensure_set(name, progress)
+        ms = ensure_set(name, progress, device)
         p = ms.preset
         save_conv1(ms, out)
         entry = {"summary": set_summary(ms), "code_version": code_version(),

@@ -126,7 +126,9 @@ def test_cli_ladder_errors(tmp_path, capsys):
 def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     """A second run does not recompute a set the file already holds for the same preset."""
     calls = []
-    monkeypatch.setattr(ladder, "ensure_set", lambda name, progress=True: calls.append(name) or _FakeSet(name))
+    devices = []
+    monkeypatch.setattr(ladder, "ensure_set", lambda name, progress=True, device="auto":
+                        devices.append(device) or calls.append(name) or _FakeSet(name))
     monkeypatch.setattr(ladder, "set_summary", lambda ms: {"models": ms.preset.num_models})
     monkeypatch.setattr(ladder, "rung_classification", lambda p: {"lps": {"top1": {"mean": 0.5}}})
     monkeypatch.setattr(ladder, "save_conv1", lambda ms, out: calls.append(f"conv1 {ms.preset.name}"))
@@ -137,6 +139,16 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     assert first["provenance"]["command"] == "test"
     ladder.run(tmp_path, ["ladder-w8-e10", "ladder-w16-e10"], command="test")
     assert calls[2:] == ["ladder-w16-e10", "conv1 ladder-w16-e10"], "the finished set was kept, only the new one ran"
+    assert devices == ["auto", "auto"]
+    ladder.run(tmp_path / "again", ["ladder-w8-e10"], command="test", device="cuda")
+    assert devices[-1] == "cuda", "the device reaches the build"
+
+
+def test_cli_ladder_passes_the_device(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto": seen.update(names=names, device=device))
+    assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10", "--device", "cpu"]) == 0
+    assert seen == {"names": ["ladder-w8-e10"], "device": "cpu"}
 
 
 class _FakeSet:
