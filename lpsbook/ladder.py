@@ -45,7 +45,7 @@ from .results import merge
 from .runtime import cpu_model
 from .store import write_atomic
 from .training import steps_per_model, train_pack
-from .tables import mean_sd
+from .tables import mean_sd, show
 
 RESULTS_FILE = "ladder.json"
 COMMAND = "lpsbook experiment ladder --out results/"
@@ -421,6 +421,21 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
             row[f"{book_set['preset']} (this book)"] = mean_sd(mine[m][metric]) if m in mine else "—"
         rows[name] = row
     return pd.DataFrame(rows).T
+
+
+FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (mean ± sd over 3 splits)"),
+               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (mean ± sd over 3 splits)"))
+
+
+def full_tables(results: dict) -> tuple:
+    """Tables 1 and 2 of the 50-task set (:func:`full_table`), captioned for the page; when the book runs
+    on CIFAR-100, with the book's own numbers beside them (chapters 5-9's results, from the cache).
+    ``(None, None)`` before the 50-task set is built."""
+    if not results.get("tables"):
+        return None, None
+    mine = book.with_whole_network()[:2] if book.current_preset().dataset == "cifar100" else (None, None)
+    return tuple(show(full_table(results, own, protocol, metric)).set_caption(caption)
+                 for (protocol, metric, caption), own in zip(FULL_TABLES, mine))
 
 
 FULL_RIVALS = ("weight_stats", "probing", "graph")  # the strongest rivals of chapters 7 and 9

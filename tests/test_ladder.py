@@ -236,3 +236,18 @@ def test_full_findings_name_the_best_rival_and_apply_the_margin():
     results["tables"] = tables(0.60, 0.30, 0.39, 0.45)
     assert ladder.full_findings(results)["lps_leads"] and "above it by more" in ladder.full_sentence(results)
     assert "79.8" in ladder.full_sentence(results) and "80.7" in ladder.full_sentence(results)
+
+
+def test_full_tables_caption_both_and_add_the_books_column_on_cifar(monkeypatch):
+    assert ladder.full_tables({"tables": {}}) == (None, None)
+    per = {"top1": {"mean": 0.5, "std": 0.02}, "rank1": {"mean": 0.6, "std": 0.02}}
+    results = {"tables": {p: {m: per for m in ladder.TABLE_METHODS} for p in ("classification", "retrieval")}}
+    book_tables = (_result(["lps"], 0.25), {"results": {"lps": {"rank1": {"mean": 0.3, "std": 0.01}}},
+                                            "preset": "cifar100-small"})
+    monkeypatch.setattr(ladder.book, "with_whole_network", lambda: book_tables + ("transfer",))
+    for dataset, columns in (("digits", 2), ("cifar100", 3)):
+        monkeypatch.setattr(ladder.book, "current_preset", lambda: type("P", (), {"dataset": dataset})())
+        t1, t2 = ladder.full_tables(results)
+        assert "Table 1" in t1.caption and "Table 2" in t2.caption
+        assert t1.data.shape == (len(ladder.TABLE_METHODS), columns) and t2.data.shape == t1.data.shape
+    assert t2.data.loc["LPS"].tolist() == ["80.7", "60.0 ± 2.0", "30.0 ± 1.0"], "rank-1 beside the paper's"
