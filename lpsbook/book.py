@@ -171,14 +171,15 @@ def glue(**values):
 
     In a hidden cell, ``book.glue(acc=93.5)``; in the text,
     ``{glue:text}`acc:.1f` %``. Values are passed as plain Python numbers.
-    Strings are glued as plain text (no quotes).
+    Strings are glued as plain text (no quotes); :class:`Prose`, a sentence
+    whose words depend on the results, as Markdown for a ``{glue:md}`` directive.
     """
     from myst_nb import glue as myst_glue
 
     for name, value in values.items():
         if hasattr(value, "item"):  # numpy / torch scalars
             value = value.item()
-        if isinstance(value, str):
+        if isinstance(value, str) and not isinstance(value, _PlainText):
             value = _PlainText(value)
         myst_glue(name, value, display=False)
 
@@ -187,6 +188,14 @@ class _PlainText(str):
     """A string whose text/plain display is itself (a str's repr would add quotes)."""
 
     def __repr__(self):
+        return str(self)
+
+
+class Prose(_PlainText):
+    """Markdown text for the page, glued whole: ``book.glue(key=Prose(text))``, then in a markdown cell
+    a ``{glue:md}`` directive with ``:format: myst``."""
+
+    def _repr_markdown_(self):
         return str(self)
 
 

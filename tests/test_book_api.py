@@ -130,6 +130,17 @@ def test_glue_hands_plain_text_to_the_prose():
     assert pretty(text) == "8 vs 9"
 
 
+def test_glue_hands_prose_over_as_markdown(monkeypatch):
+    import myst_nb
+
+    seen = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.update({name: value}))
+    book.glue(words="LPS is `level`", number=3.5)
+    book.glue(sentence=book.Prose("LPS is `level`"))
+    assert not hasattr(seen["words"], "_repr_markdown_") and repr(seen["words"]) == "LPS is `level`"
+    assert seen["sentence"]._repr_markdown_() == "LPS is `level`" and seen["number"] == 3.5
+
+
 def test_means_and_measure_families_read_a_result():
     result = {"results": {"rsa": {"rho": {"mean": 0.5, "std": 0.1}},
                           "lps": {"rho": {"mean": 0.1, "std": 0.0}, "top1": {"mean": 0.2, "std": 0.0}}}}
