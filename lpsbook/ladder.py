@@ -473,6 +473,33 @@ def full_sentence(results: dict) -> str:
             f"{f['rival_top1']:.1f} ± {f['rival_sd']:.1f} %: LPS is {standing}.")
 
 
+def float32_table(results: dict) -> "pandas.DataFrame | None":
+    """The top rung's float32 check: per model, test accuracy (%) as built and in float32, their
+    difference (points) and the float32 training time; None before the check has run."""
+    import pandas as pd
+
+    rows = results.get("float32") or []
+    if not rows:
+        return None
+    return pd.DataFrame({f"task {r['task_id']}, seed {r['seed']}": {
+        "as built (%)": 100 * r["test_acc_as_built"], "float32 (%)": 100 * r["test_acc_float32"],
+        "difference (points)": 100 * (r["test_acc_float32"] - r["test_acc_as_built"]),
+        "float32 training (s)": r["float32_seconds"]} for r in rows}).T
+
+
+def float32_sentence(results: dict) -> str:
+    """The float32 check in one sentence (glued), or what is missing."""
+    table = float32_table(results)
+    if table is None:
+        return (f"Not measured yet: the check trains {len(FLOAT32_JOBS)} models of the top rung again in "
+                f"float32 once that rung is built (`{COMMAND}`).")
+    precision = ", ".join(results["sets"][ORDER[-1]]["summary"]["build"]["precision"]) or "the build's precision"
+    diff = table["difference (points)"]
+    return (f"{len(table)} models of the top rung, trained again in float32 from the same initialisation "
+            f"and batches, differ from the {precision} models by {diff.abs().mean():.1f} points of test "
+            f"accuracy on average (at most {diff.abs().max():.1f}).")
+
+
 def build_summary(results: dict) -> dict:
     """What the file holds and how it was made, for the chapter's prose: rungs built, hours of
     training, CPU, threads, precision, first and last dates, code version."""

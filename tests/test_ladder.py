@@ -251,3 +251,19 @@ def test_full_tables_caption_both_and_add_the_books_column_on_cifar(monkeypatch)
         assert "Table 1" in t1.caption and "Table 2" in t2.caption
         assert t1.data.shape == (len(ladder.TABLE_METHODS), columns) and t2.data.shape == t1.data.shape
     assert t2.data.loc["LPS"].tolist() == ["80.7", "60.0 ± 2.0", "30.0 ± 1.0"], "rank-1 beside the paper's"
+
+
+def test_float32_check_table_and_sentence():
+    results = {"float32": [], "sets": {}}
+    assert ladder.float32_table(results) is None
+    assert "Not measured yet" in ladder.float32_sentence(results) and ladder.COMMAND in ladder.float32_sentence(results)
+    results["float32"] = [{"task_id": 0, "seed": 0, "test_acc_as_built": 0.90, "test_acc_float32": 0.92,
+                           "float32_seconds": 300.0},
+                          {"task_id": 1, "seed": 0, "test_acc_as_built": 0.85, "test_acc_float32": 0.80,
+                           "float32_seconds": 310.0}]
+    results["sets"][ladder.ORDER[-1]] = {"summary": {"build": {"precision": ["bf16"]}}}
+    t = ladder.float32_table(results)
+    assert list(t.index) == ["task 0, seed 0", "task 1, seed 0"]
+    assert t["difference (points)"].tolist() == pytest.approx([2.0, -5.0])
+    sentence = ladder.float32_sentence(results)
+    assert "2 models" in sentence and "bf16" in sentence and "3.5 points" in sentence and "at most 5.0" in sentence
