@@ -23,7 +23,7 @@ def results():
 
 def test_readme_table_is_the_one_the_script_writes(results):
     text = readme_table.README.read_text()
-    assert readme_table.replace_block(text, readme_table.render(results)) == text, (
+    assert readme_table.replace_block(text, readme_table.render(results, readme_table.wide_column())) == text, (
         "README.md's Table 1 differs from results/table1-cifar100-small.json: "
         "run python scripts/readme_table.py write")
     assert readme_table.main(["check"]) == 0
@@ -75,3 +75,22 @@ def test_results_file_carries_its_provenance(results):
     assert prov["command"].startswith("python scripts/readme_table.py export")
     assert all(prov[k] for k in ("code_version", "computed", "exported", "cpu", "torch", "python"))
     assert prov["run_seconds"] > 0
+
+
+def test_the_50_task_column_comes_from_chapter_10s_file(results, tmp_path):
+    """No column while the ladder file lacks the tables; with them, LPS's top-1 beside the paper's."""
+    assert readme_table.wide_column(tmp_path / "missing.json") is None
+    ladder_file = tmp_path / "ladder.json"
+    ladder_file.write_text(json.dumps({"tables": {}}))
+    assert readme_table.wide_column(ladder_file) is None
+    ladder_file.write_text(json.dumps({"tables": {"classification": {
+        "lps": {"top1": {"mean": 0.612, "std": 0.031}}}}}))
+    wide = readme_table.wide_column(ladder_file)
+    assert set(wide) == {"LPS"}
+    block = readme_table.render(results, wide)
+    head = next(line for line in block.splitlines() if line.startswith("| method"))
+    assert head.split(" | ")[3] == readme_table.WIDE
+    lps = next(line for line in block.splitlines() if line.startswith("| LPS |")).strip("| ").split(" | ")
+    assert lps[3] == "61.2 ± 3.1"
+    others = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith(("| LPS", "| method"))]
+    assert others and all(line.strip("| ").split(" | ")[3] == "—" for line in others)
