@@ -64,13 +64,19 @@ def set_summary(ms) -> dict:
     moved = weight_movement(ms)["mean"]
     last_stage = [n for n in ms.layers if n.startswith("layer3.")]
     col = lambda name: sorted(set(meta[name].dropna().astype(str))) if name in meta else []  # noqa: E731
+    seconds = meta.train_seconds.astype(float)
+    copied = int(meta["copied_from"].notna().sum()) if "copied_from" in meta else 0
     return {
         "models": len(meta),
         "test_acc": {"mean": float(meta.test_acc.mean()), "min": float(meta.test_acc.min()),
                      "sd": float(meta.test_acc.std(ddof=1))},
         "train_acc_mean": float(meta.train_acc.mean()),
         "movement": {"conv1": float(moved[ms.layers[0]]), "last_stage": float(np.mean([moved[n] for n in last_stage]))},
-        "build": {"train_seconds": float(meta.train_seconds.sum()), "first_model": str(meta.created.min()),
+        # train_seconds: the models' recorded wall times summed, pauses of the build included;
+        # training_seconds: median per model x the models trained for this set (copies counted where trained)
+        "build": {"train_seconds": float(seconds.sum()), "median_model_seconds": float(seconds.median()),
+                  "copied": copied, "training_seconds": float(seconds.median() * (len(meta) - copied)),
+                  "first_model": str(meta.created.min()),
                   "last_model": str(meta.created.max()), "hosts": col("host"), "cpus": col("cpu"),
                   "precision": col("precision"), "devices": col("device"), "torch": col("torch_version"),
                   "copied_from": col("copied_from")},
@@ -237,6 +243,19 @@ def stale(results: dict) -> list:
     return problems
 
 
+def _refresh_summary(name: str, entry: dict) -> bool:
+    """Recompute a kept set's summary written before :func:`set_summary` recorded its pause-free
+    training time, when the finished set is in the cache; True when it did."""
+    if "training_seconds" in entry.get("summary", {}).get("build", {}):
+        return False
+    p = get_preset(name)
+    folder = msets.cache_dir(p)
+    if not (folder / msets.SET_FILE).is_file() or msets.pending_models(folder, p):
+        return False
+    entry["summary"] = set_summary(msets.load(folder))
+    return True
+
+
 def run(out="results", names=ORDER, float32=True, progress=True, command: str | None = None,
         device: str = "auto") -> dict:
     """Build or resume every model set of ``names`` in order (training on ``device``); rewrite
@@ -260,12 +279,15 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
                "sets": {n: v for n, v in results.get("sets", {}).items() if n in keep},
                "tables": results.get("tables", {}) if FULL_SET in keep else {},
                "float32": results.get("float32", []) if ORDER[-1] in keep else []}
+    refreshed = [n for n, entry in results["sets"].items() if _refresh_summary(n, entry)]
     started, t0 = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), time.time()
 
     def save():
         results["provenance"] = provenance(command, started, time.time() - t0)
         write_atomic(path, json.dumps(results, indent=1, default=float).encode())
 
+    if refreshed:
+        save()
     for name in names:
         if name in results["sets"] and (name != FULL_SET or results["tables"]):
             continue
@@ -317,6 +339,13 @@ def curve(results: dict, methods=CURVE_METHODS) -> "pandas.DataFrame":
     return pd.DataFrame(rows, columns=["method", "id", "width", "epochs", "steps", "top1", "sd", "top5"])
 
 
+def training_seconds(summary: dict) -> float:
+    """A set's own training time: median seconds per model x models trained for it (a pause of the
+    build, or models copied from another set, do not count); the plain sum in files that predate it."""
+    build = summary["build"]
+    return build.get("training_seconds", build["train_seconds"])
+
+
 def models_table(results: dict) -> "pandas.DataFrame":
     """One row per model set of the file: its recipe, and for a built one its models and build time."""
     import pandas as pd
@@ -333,7 +362,7 @@ def models_table(results: dict) -> "pandas.DataFrame":
                         f"{100 * s['test_acc']['mean']:.1f} / {100 * s['test_acc']['min']:.1f}",
                         "conv1 moved": f"{s['movement']['conv1']:.2f}",
                         "last stage moved": f"{s['movement']['last_stage']:.2f}",
-                        "training (min)": f"{s['build']['train_seconds'] / 60:.0f}"})
+                        "training (min)": f"{training_seconds(s) / 60:.0f}"})
         rows[name] = row
     return pd.DataFrame(rows).T.fillna("")
 
@@ -507,7 +536,7 @@ def build_summary(results: dict) -> dict:
     dates = sorted(d[:10] for s in summaries for d in (s["build"]["first_model"], s["build"]["last_model"]))
     names = [n for n, _ in rungs(results)]
     return {"built": sum(n in results["sets"] for n in names), "rungs": len(names), "sets": len(summaries),
-            "hours": sum(s["build"]["train_seconds"] for s in summaries) / 3600,
+            "hours": sum(map(training_seconds, summaries)) / 3600,
             "cpu": ", ".join(sorted({c for s in summaries for c in s["build"]["cpus"]})),
             "threads": results["provenance"]["cpu_threads"], "first_date": dates[0] if dates else "",
             "last_date": dates[-1] if dates else "",

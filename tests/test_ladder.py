@@ -267,3 +267,30 @@ def test_float32_check_table_and_sentence():
     assert t["difference (points)"].tolist() == pytest.approx([2.0, -5.0])
     sentence = ladder.float32_sentence(results)
     assert "2 models" in sentence and "bf16" in sentence and "3.5 points" in sentence and "at most 5.0" in sentence
+
+
+def test_training_time_leaves_out_pauses_and_copied_models(tiny_modelset):
+    import copy
+
+    build = ladder.set_summary(tiny_modelset)["build"]
+    n = len(tiny_modelset.meta)
+    assert build["copied"] == 0 and build["training_seconds"] == pytest.approx(n * build["median_model_seconds"])
+    paused = copy.copy(tiny_modelset)
+    paused.meta = tiny_modelset.meta.copy()
+    paused.meta.loc[paused.meta.index[0], "train_seconds"] += 3600.0  # a model in flight while the build was stopped
+    paused.meta["copied_from"] = [None] * (n - 1) + ["another-set"]
+    b = ladder.set_summary(paused)["build"]
+    assert b["train_seconds"] == pytest.approx(build["train_seconds"] + 3600)
+    assert b["copied"] == 1 and b["training_seconds"] < build["train_seconds"] + 60, "the pause is not training"
+    assert ladder.training_seconds({"build": b}) == b["training_seconds"]
+    assert ladder.training_seconds({"build": {"train_seconds": 7.0}}) == 7.0, "files that predate the field"
+
+
+def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, monkeypatch):
+    monkeypatch.setattr(ladder.msets, "cache_dir", lambda p: tiny_modelset_dir)
+    entry = {"summary": {"models": 1, "build": {"train_seconds": 1.0}}}
+    assert ladder._refresh_summary("tiny", entry)
+    assert "training_seconds" in entry["summary"]["build"] and entry["summary"]["models"] > 1
+    assert not ladder._refresh_summary("tiny", entry), "a summary that has the field is kept"
+    monkeypatch.setattr(ladder.msets, "cache_dir", lambda p: tiny_modelset_dir.parent / "not-built")
+    assert not ladder._refresh_summary("tiny", {"summary": {"build": {"train_seconds": 1.0}}})
