@@ -123,6 +123,11 @@ def wide_column(path: Path | None = None) -> dict | None:
     return {display_name(m): r["top1"] for m, r in tables["classification"].items()}
 
 
+def pct(summary: dict) -> str:
+    """``mean ± sd`` in % of a summary of fractions."""
+    return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
+
+
 def render(results: dict, wide: dict | None = None) -> str:
     """The README's block (markers included) for the contents of RESULTS and, when given, the 50-task
     width-16 set's top-1 (:func:`wide_column`) beside them."""
@@ -133,12 +138,12 @@ def render(results: dict, wide: dict | None = None) -> str:
     for method, r in results["results"].items():
         cells = [method]
         for m in METRICS:
-            cells.append(f"{100 * r[m]['mean']:.1f} ± {100 * r[m]['std']:.1f}")
+            cells.append(pct(r[m]))
             paper = results["paper"].get(method, {}).get(m)
             cells.append("—" if paper is None else f"{paper:.1f}")
         if wide:
             w = wide.get(method)
-            cells.insert(3, "—" if w is None else f"{100 * w['mean']:.1f} ± {100 * w['std']:.1f}")
+            cells.insert(3, "—" if w is None else pct(w))
         lines.append("| " + " | ".join(cells) + " |")
     seeds = results["book_settings"]["seeds"]
     note = (f"Held-out models, mean ± sd over {seeds} random splits; preset `{results['preset']}` "
