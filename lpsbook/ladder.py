@@ -529,6 +529,23 @@ def float32_sentence(results: dict) -> str:
             f"accuracy on average (at most {diff.abs().max():.1f}).")
 
 
+def state_sentence(results: dict) -> str:
+    """Where the build stands, in one sentence (glued): the sets still to build and, once the top rung
+    is built, what the paper's whole ModelSet500 would take at that rung's median time per model."""
+    left = [n for n in results["order"] if n not in results["sets"]]
+    top = results["sets"].get(results["order"][-1])
+    cost = ""
+    if top:
+        build = top["summary"]["build"]
+        sec = build["median_model_seconds"]
+        cost = (f"At the paper's recipe one model took {sec:.0f} s of training (median over the top rung, "
+                f"{', '.join(build['cpus'])}, {results['provenance']['cpu_threads']} threads), so the paper's "
+                f"whole ModelSet500, 500 such models, would take about {500 * sec / 3600:.0f} hours of this machine. ")
+    todo = ("Not built yet: " + ", ".join(f"`{n}`" for n in left) + f"; `{COMMAND}` resumes where the file stops"
+            if left else "Every set of the ladder and the 50-task set is built")
+    return cost + todo + "."
+
+
 def build_summary(results: dict) -> dict:
     """What the file holds and how it was made, for the chapter's prose: rungs built, hours of
     training, CPU, threads, precision, first and last dates, code version."""

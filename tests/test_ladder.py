@@ -294,3 +294,14 @@ def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, mon
     assert not ladder._refresh_summary("tiny", entry), "a summary that has the field is kept"
     monkeypatch.setattr(ladder.msets, "cache_dir", lambda p: tiny_modelset_dir.parent / "not-built")
     assert not ladder._refresh_summary("tiny", {"summary": {"build": {"train_seconds": 1.0}}})
+
+
+def test_state_sentence_names_what_is_left_and_the_modelset500_estimate():
+    results = ladder.committed()
+    done = ladder.state_sentence(results)
+    assert "Every set" in done and "ModelSet500" in done
+    sec = results["sets"][ladder.ORDER[-1]]["summary"]["build"]["median_model_seconds"]
+    assert f"about {500 * sec / 3600:.0f} hours" in done
+    partial = {**results, "sets": {n: v for n, v in results["sets"].items() if n != ladder.ORDER[-1]}}
+    left = ladder.state_sentence(partial)
+    assert f"`{ladder.ORDER[-1]}`" in left and "ModelSet500" not in left
