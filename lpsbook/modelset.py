@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from . import __version__
+from . import __version__, code_version
 from .data import default_cache_dir, load_dataset, normalise
 from .errors import LpsbookError
 from .nets import ResNet20, conv_layers
@@ -178,7 +178,8 @@ def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, de
         "train_acc": trained.train_acc, "test_acc": trained.test_acc,
         "preset_name": preset.name, "preset_hash": preset.hash,
         "lpsbook_version": __version__, "torch_version": torch.__version__,
-        "device": str(device), "host": platform.node(), "cpu": cpu_model(),
+        "device": str(device), "host": platform.node(), "cpu": cpu_model(), "code_version": code_version(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "precision": "bf16" if mixed_precision(preset, device) else "float32", "train_seconds": round(seconds, 4),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weights_file": f"{stem}.safetensors", "weights_sha256": _sha256(blob),
@@ -216,6 +217,24 @@ def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
     if _sha256(blob) != meta.get("weights_sha256"):
         return f"{weights} is corrupt or truncated (sha256 does not match)"
     return None
+
+
+def _refuse_mixed_precision(out: Path, preset: Preset, device, saved):
+    """LpsbookError if the models already in ``out`` were trained in another precision than this
+    build would train in (bf16 on one machine, float32 on another): one preset hash, one precision."""
+    mine = "bf16" if mixed_precision(preset, device) else "float32"
+    theirs = {}
+    for t, s in saved:
+        meta = _unseal(out / MODELS / f"{model_stem(t, s)}.json")
+        theirs.setdefault(meta.get("precision", "float32"), meta.get("cpu") or meta.get("device"))
+    other = {p: where for p, where in theirs.items() if p != mine}
+    if other:
+        (prec, where), = list(other.items())[:1]
+        raise LpsbookError(
+            f"{out} holds models trained in {prec} (on {where}), but this machine would train the rest in "
+            f"{mine} ({device}{'' if mine == 'bf16' else ', no native bf16'}); one model set keeps one "
+            f"precision. Resume it on a machine that trains in {prec} (a GPU, or a CPU with AVX-512 BF16 or "
+            f"AMX), or build the preset into another --out.")
 
 
 def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
@@ -260,6 +279,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     if not todo:
         return out
     dev = resolve_device(device)
+    _refuse_mixed_precision(out, preset, dev, [job for job in saved if job not in damaged])
     dataset = load_dataset(preset, data_dir, download)
     recipe = Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
     size = pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])

@@ -13,7 +13,9 @@ network and which training recipe.  Provided:
     a short schedule that a 2-core CPU builds in about half an hour;
 ``cifar100``
     the paper's ModelSet500: 50 disjoint CIFAR-100 tasks {2t, 2t+1}, 10 seeds
-    each, ResNet-20 16/32/64, SGD 160 epochs with the paper's recipe;
+    each, ResNet-20 16/32/64, SGD 160 epochs with the paper's recipe; on a CPU
+    with native bf16 it trains in bf16 autocast, two models per step (the
+    fastest path measured, ``benchmarks/RESULTS.md``), as on a GPU;
 ``cifar100-w16-e40`` and ``ladder-w<width>-e<epochs>``
     the paper's recipe at a quarter of its training (all 50 tasks), and the
     recipe ladder on ten of them (:func:`paper_recipe` makes them all).
@@ -192,7 +194,7 @@ PRESETS = {
         name="cifar100", dataset="cifar100",
         tasks=tuple((2 * t, 2 * t + 1) for t in range(50)), seeds=10,
         width=16, epochs=160, batch_size=128, lr=0.1, milestones=(80, 120),
-        crop_padding=4, flip=True, pack_size_cpu=1,
+        crop_padding=4, flip=True, pack_size_cpu=2, cpu_bf16=True,
     ),
 }
 
@@ -212,7 +214,7 @@ def paper_recipe(name: str, width: int = 16, epochs: int = 160, every: int = 1, 
     return base.with_(name=name, width=width, epochs=epochs,
                       milestones=tuple(int(m) if m == int(m) else m for m in (half, three_quarters)),
                       tasks=tuple(base.tasks[i] for i in numbers), task_numbers=numbers if every > 1 else (),
-                      cpu_bf16=True, pack_size_cpu=pack_size_cpu)
+                      pack_size_cpu=pack_size_cpu)
 
 
 # The recipe ladder: ten of ModelSet500's tasks (every fifth), only width and epochs changed;

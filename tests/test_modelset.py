@@ -223,3 +223,15 @@ def test_missing_cifar_says_where_and_how(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert str(tmp_path / "nowhere" / "cifar-100-python") in err and "--download" in err
+
+
+def test_resume_in_another_precision_is_refused(tiny_modelset_dir, tmp_path, monkeypatch):
+    """A set half built in float32 is not finished in bf16 (or the reverse) under one preset hash."""
+    out = _copy(tiny_modelset_dir, tmp_path)
+    (out / "models" / "t002_s02.json").unlink()
+    meta = json.loads((out / "models" / "t000_s00.json").read_text())
+    assert meta["precision"] == "float32" and meta["code_version"] and meta["cpu"]
+    monkeypatch.setattr(modelset, "mixed_precision", lambda preset, device: True)
+    with pytest.raises(LpsbookError, match="trained in float32.*would train the rest in bf16.*another --out"):
+        modelset.build("tiny", out, device="cpu", progress=False)
+    assert not (out / "models" / "t002_s02.json").exists()  # nothing trained
