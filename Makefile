@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 # CIFAR-100 is missing and its server answers, it is downloaded first (about 170 MB);
 # offline, or with LPSBOOK_OFFLINE=1, the book falls back to digits within seconds.
 modelset: setup
-	$(BIN)/python -c "from lpsbook import book; book.fetch_data(); book.modelset()"
+	$(BIN)/python -c "from lpsbook.show import book; book.fetch_data(); book.modelset()"
 
 book: setup modelset
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)
@@ -70,7 +70,7 @@ test: setup browser lint-workflows
 	LPSBOOK_NBVAL_CHECK=1 $(BIN)/python -m pytest -q tests/test_nbval_portable.py -p no:cacheprovider
 	LPSBOOK_LIVE_CHECK=1 $(BIN)/python -m pytest -q tests/test_explorer_live.py -p no:cacheprovider
 	LPSBOOK_RENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_book_render.py -p no:cacheprovider
-	@if $(BIN)/python -c "import sys; from lpsbook import book; sys.exit(book.current_preset().dataset == 'digits')"; \
+	@if $(BIN)/python -c "import sys; from lpsbook.show import book; sys.exit(book.current_preset().dataset == 'digits')"; \
 	then $(MAKE) --no-print-directory test-fallback; \
 	else echo "The book above ran on digits, the fallback itself: no second build."; fi
 
@@ -80,7 +80,7 @@ test: setup browser lint-workflows
 FALLBACK := _build/fallback
 NO_CIFAR := env -u LPSBOOK_PRESET LPSBOOK_NO_CIFAR=1
 test-fallback: setup
-	$(NO_CIFAR) $(BIN)/python -c "from lpsbook import book; book.modelset()"
+	$(NO_CIFAR) $(BIN)/python -c "from lpsbook.show import book; book.modelset()"
 	$(NO_CIFAR) $(BIN)/jupyter-book build book/ $(JB_FLAGS) --path-output $(FALLBACK)
 	$(NO_CIFAR) $(BIN)/python -m pytest -q --nbval book --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	$(NO_CIFAR) LPSBOOK_HTML_DIR=$(FALLBACK)/_build/html $(BIN)/python -m pytest -q tests/test_book_render.py -p no:cacheprovider

@@ -6,14 +6,14 @@ Plain network vs a pack of 4 (grouped convolutions), float32 vs
 channels_last vs channels_last + bf16 autocast, widths 8 and 16, batches 64
 and 128, random data (speed does not depend on pixel values). The median of
 4 timed steps after 2 warm-up steps. bf16 pays off only on a CPU with native
-bf16 (AVX-512 BF16, AMX): see lpsbook.runtime.cpu_has_native_bf16.
+bf16 (AVX-512 BF16, AMX): see lpsbook.core.runtime.cpu_has_native_bf16.
 """
 import time
 
 import torch
 import torch.nn.functional as F
 
-from lpsbook.nets import PackedResNet20, ResNet20, init_state
+from lpsbook.core.nets import PackedResNet20, ResNet20, init_state
 
 torch.set_num_threads(2)
 

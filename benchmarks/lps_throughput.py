@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from lpsbook.lps import LPSConfig, SecondOrderNet
-from lpsbook.nets import ResNet20, conv_layers
-from lpsbook.runtime import resolve_device
+from lpsbook.methods.lps import LPSConfig, SecondOrderNet
+from lpsbook.core.nets import ResNet20, conv_layers
+from lpsbook.core.runtime import resolve_device
 
 
 def main():

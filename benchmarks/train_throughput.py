@@ -22,10 +22,10 @@ import time
 
 import torch
 
-from lpsbook.data import Dataset, load_dataset
-from lpsbook.presets import get_preset
-from lpsbook.runtime import resolve_device
-from lpsbook.training import Recipe, pack_size, train_alone, train_pack
+from lpsbook.core.data import Dataset, load_dataset
+from lpsbook.core.presets import get_preset
+from lpsbook.core.runtime import resolve_device
+from lpsbook.training.packed import Recipe, pack_size, train_alone, train_pack
 
 
 def synthetic_like(preset) -> Dataset:
@@ -94,7 +94,7 @@ def main():
 
 
 def compare_cpu_paths(args):
-    from lpsbook.runtime import mixed_precision
+    from lpsbook.core.runtime import mixed_precision
 
     new = get_preset(args.preset)
     old = new.with_(cpu_bf16=False)

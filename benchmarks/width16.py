@@ -2,7 +2,7 @@
 
     LPSBOOK_DATA=/path/to/cifar100 python benchmarks/width16.py [--widths 16 8] [--packs 1 2 4]
 
-Times the real training path (``lpsbook.training.train_pack``: CIFAR-100
+Times the real training path (``lpsbook.training.packed.train_pack``: CIFAR-100
 batches of 128 with crop + flip, SGD, then the train and test evaluation)
 on ModelSet500's first tasks, for each way of running it: the plain float32
 path (one model at a time, contiguous layout), and bf16 autocast with
@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from lpsbook.data import load_dataset
-from lpsbook.presets import paper_recipe
-from lpsbook.runtime import cpu_has_native_bf16, cpu_model
-from lpsbook.training import Recipe, train_pack
+from lpsbook.core.data import load_dataset
+from lpsbook.core.presets import paper_recipe
+from lpsbook.core.runtime import cpu_has_native_bf16, cpu_model
+from lpsbook.training.packed import Recipe, train_pack
 
 
 def seconds(preset, data, pack: int, steps: int) -> float:

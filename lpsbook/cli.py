@@ -9,12 +9,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import data, ladder, modelset, protocols
-from .data import load_dataset
-from .errors import LpsbookError
-from .presets import PRESETS
-from .runtime import resolve_device
-from .store import DamagedFileWarning, output_problem, write_atomic
+from .core import data
+from .experiments import ladder
+from .training import modelset
+from .protocols import paper
+from .core.data import load_dataset
+from .core.errors import LpsbookError
+from .core.presets import PRESETS
+from .core.runtime import resolve_device
+from .core.store import DamagedFileWarning, output_problem, write_atomic
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity", "stages",
@@ -114,7 +117,7 @@ def _experiment(args):
 
 
 def _layers(text) -> list | None:
-    """``--layers 1,2,5`` as a list of ints (their range is checked by :func:`lpsbook.protocols.arguments`)."""
+    """``--layers 1,2,5`` as a list of ints (their range is checked by :func:`lpsbook.protocols.paper.arguments`)."""
     if not text:
         return None
     try:
@@ -142,7 +145,7 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
     dev = resolve_device(device)
     settings = {"seeds": seeds, "config": {"epochs": epochs} if epochs is not None else None,
                 "layers": _layers(layers), "second_order_filters": second_order_filters}
-    kwargs = protocols.arguments(name, ms, {k: v for k, v in settings.items() if v is not None}, dev)
+    kwargs = paper.arguments(name, ms, {k: v for k, v in settings.items() if v is not None}, dev)
     if data_dir is not None and name in ("transferability", "similarity"):
         kwargs["dataset"] = load_dataset(ms.preset, data_dir)  # measured transfer and the probe images
     kwargs["checkpoint"] = Path(str(out) + ".partial")
@@ -151,7 +154,7 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
     except OSError as exc:
         raise LpsbookError(f"--out {out}: could not create {out.parent} ({exc.strerror or exc}); "
                            "choose another --out.") from None
-    result = protocols.PROTOCOLS[name](ms, **kwargs)
+    result = paper.PROTOCOLS[name](ms, **kwargs)
     result.extras["modelset"] = str(modelset_dir)
     result.settings["device"] = str(dev)
     write_atomic(out, json.dumps(result.to_dict(), indent=1).encode())

@@ -40,22 +40,22 @@ COMMAND = "python scripts/readme_table.py export && python scripts/readme_table.
 
 def book_settings() -> dict:
     """The classification protocol's settings as the book runs it on cifar100-small (no model set needed)."""
-    from lpsbook import book
-    from lpsbook.presets import get_preset
+    from lpsbook.show import book
+    from lpsbook.core.presets import get_preset
 
     return book.experiment_settings("classification", get_preset(PRESET))
 
 
 def paper_numbers() -> dict:
     """The paper's Table 1 (top-1, top-5, top-10 by method id) as the package records it."""
-    from lpsbook.claims import PAPER
+    from lpsbook.findings.claims import PAPER
 
     return PAPER["classification"]
 
 
 def display_name(key: str) -> str:
     """A method's name as the book's tables show it (results and PAPER are keyed by method id)."""
-    from lpsbook.results import label
+    from lpsbook.protocols.results import label
 
     return label(key)
 
@@ -66,10 +66,10 @@ def export(cache: Path | None = None) -> Path:
 
     import torch
 
-    from lpsbook.data import default_cache_dir
-    from lpsbook.presets import get_preset
-    from lpsbook.runtime import cpu_model
-    from lpsbook.store import recall
+    from lpsbook.core.data import default_cache_dir
+    from lpsbook.core.presets import get_preset
+    from lpsbook.core.runtime import cpu_model
+    from lpsbook.core.store import recall
 
     preset, settings = get_preset(PRESET), book_settings()
     folder = Path(cache or default_cache_dir()) / "results"

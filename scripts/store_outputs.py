@@ -45,7 +45,7 @@ def strict(cell) -> bool:
 
 
 def store(path: Path, preset_name: str, timeout: int = 7200):
-    from lpsbook.presets import get_preset
+    from lpsbook.core.presets import get_preset
 
     preset = get_preset(preset_name)
     nb = nbformat.read(path, as_version=4)

@@ -7,7 +7,7 @@ torch.set_num_threads(1)  # tiny workloads: one thread is faster than two on 2 c
 @pytest.fixture(scope="session")
 def tiny_modelset_dir(tmp_path_factory):
     """The tiny preset's model set, built once per test session."""
-    from lpsbook import modelset
+    from lpsbook.training import modelset
 
     out = tmp_path_factory.mktemp("ms") / "tiny"
     modelset.build("tiny", out, device="cpu", progress=False)
@@ -16,6 +16,6 @@ def tiny_modelset_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_modelset(tiny_modelset_dir):
-    from lpsbook import modelset
+    from lpsbook.training import modelset
 
     return modelset.load(tiny_modelset_dir)

@@ -3,13 +3,13 @@ import pytest
 import torch
 from scipy.stats import binom
 
-from lpsbook import baselines
-from lpsbook.baselines import (FlatFC, RandomPrediction, ReBasinFlat, WeightStatistics, flatten_layers,
+from lpsbook.methods import baselines
+from lpsbook.methods.baselines import (FlatFC, RandomPrediction, ReBasinFlat, WeightStatistics, flatten_layers,
                                parameter_keys)
-from lpsbook.errors import LpsbookError
-from lpsbook.metrics import topk_accuracy
-from lpsbook.nets import init_state
-from lpsbook.symmetry import permute_state, random_permutations, resnet20_spec
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.metrics import topk_accuracy
+from lpsbook.core.nets import init_state
+from lpsbook.core.symmetry import permute_state, random_permutations, resnet20_spec
 
 FAST_FC = dict(epochs=30, batch_size=4)
 
@@ -171,7 +171,7 @@ def test_positive_control_labels_with_signal(population, method):
 
 
 def test_filter_norms_are_permutation_invariant(tiny_modelset, permuted):
-    from lpsbook.baselines import FilterNorms
+    from lpsbook.methods.baselines import FilterNorms
 
     ms = tiny_modelset
     m = FilterNorms().fit(ms.state, ms.task_ids)

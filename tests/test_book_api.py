@@ -1,9 +1,11 @@
 """The chapter-level calls: preset selection, result cache, settings."""
 import pytest
 
-from lpsbook import book, claims, tables, training
-from lpsbook.errors import LpsbookError
-from lpsbook.presets import get_preset
+from lpsbook.show import book, tables
+from lpsbook.findings import claims
+from lpsbook.training import packed
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.presets import get_preset
 
 
 def test_preset_from_environment(monkeypatch, tmp_path):
@@ -92,7 +94,7 @@ def test_preset_hash_covers_weights_not_speed():
 
 
 def test_seed_offset_gives_other_weights_of_the_same_kind(tmp_path):
-    from lpsbook import modelset
+    from lpsbook.training import modelset
 
     tiny = get_preset("tiny").with_(tasks=((0, 1),), seeds=1, epochs=1)
     a = modelset.load(modelset.build(tiny, tmp_path / "a", device="cpu", progress=False))
@@ -112,9 +114,9 @@ def test_show_writes_a_dash_for_missing_values():
 
 def test_steps_per_model_follows_the_recipe():
     cifar = get_preset("cifar100")
-    assert training.steps_per_model(cifar) == cifar.epochs * 8  # 1000 images of a task, batches of 128
+    assert packed.steps_per_model(cifar) == cifar.epochs * 8  # 1000 images of a task, batches of 128
     tiny = get_preset("tiny")
-    assert training.steps_per_model(tiny.with_(epochs=2 * tiny.epochs)) == 2 * training.steps_per_model(tiny)
+    assert packed.steps_per_model(tiny.with_(epochs=2 * tiny.epochs)) == 2 * packed.steps_per_model(tiny)
 
 
 def test_banner_fits_a_narrow_page():
@@ -186,7 +188,7 @@ def test_figure3_claims_follow_their_rules():
 
 
 def test_layer_numbers_follow_the_forward_order():
-    from lpsbook.nets import ResNet20, layer_number
+    from lpsbook.core.nets import ResNet20, layer_number
 
     convs = [n for n in ResNet20(width=4).state_dict() if n.endswith("weight") and "conv" in n]
     assert [layer_number(n) for n in convs] == list(range(1, 20))

@@ -71,7 +71,7 @@ from browser_settings import CHROMIUM, CHROMIUM_ARGS, LOCAL_HOSTS  # noqa: E402
 
 # Pages Sphinx generates that hold no book content.
 SKIPPED_PAGES = {"genindex.html", "search.html"}
-# Figures a page must show, found by their layout.meta["figure"] (lpsbook.viz).
+# Figures a page must show, found by their layout.meta["figure"] (lpsbook.show.viz).
 REQUIRED_FIGURES = {"ch3_alignment.html": ("conv1 filter patches",)}
 # The README's pictures (LPSBOOK_SCREENSHOTS): page -> {file name: text in the figure's title}.
 README_FIGURES = {"ch3_alignment.html": {"explorer.png": "aligned-filter explorer"},
@@ -519,7 +519,7 @@ def test_check_finds_overlapping_text_in_a_figure(request):
     width is flagged."""
     from plotly.subplots import make_subplots
 
-    from lpsbook import viz
+    from lpsbook.show import viz
 
     def figure(titles, top=None):
         fig = make_subplots(rows=1, cols=4, column_titles=titles, horizontal_spacing=0.03)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import cli, data
-from lpsbook.data import Dataset, cifar100_source, clear_cache, load_cifar100, load_dataset
-from lpsbook.errors import LpsbookError
-from lpsbook.presets import get_preset
+from lpsbook import cli
+from lpsbook.core import data
+from lpsbook.core.data import Dataset, cifar100_source, clear_cache, load_cifar100, load_dataset
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.presets import get_preset
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +62,7 @@ def _write_torchvision(root: Path, arrays: dict, monkeypatch) -> Path:
     torchvision checks the md5 of the published files, so the md5 of these
     files is patched into its dataset class (as in tests/test_modelset.py).
     """
-    from lpsbook._torchvision import import_torchvision
+    from lpsbook.core._torchvision import import_torchvision
 
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
@@ -357,7 +358,7 @@ def test_cli_data_download_when_the_files_are_there(tmp_path, capsys, monkeypatc
 def test_cli_data_download_without_internet(tmp_path, capsys, monkeypatch):
     from urllib.error import URLError
 
-    from lpsbook._torchvision import import_torchvision
+    from lpsbook.core._torchvision import import_torchvision
 
     import_torchvision()
     import torchvision.datasets.cifar as tv_cifar
@@ -397,7 +398,8 @@ def test_console_script_data_check(tmp_path):
 # --- caches and data are separate -------------------------------------------------------------
 
 def test_caches_follow_lpsbook_cache_not_lpsbook_data(tmp_path, monkeypatch):
-    from lpsbook import book, modelset
+    from lpsbook.show import book
+    from lpsbook.training import modelset
 
     monkeypatch.setenv("LPSBOOK_DATA", str(tmp_path / "ro" / "cifar100.npz"))
     monkeypatch.setenv("LPSBOOK_CACHE", str(tmp_path / "cache"))
@@ -409,7 +411,7 @@ def test_caches_follow_lpsbook_cache_not_lpsbook_data(tmp_path, monkeypatch):
     assert not (tmp_path / "ro").exists()
     monkeypatch.delenv("LPSBOOK_CACHE")
     monkeypatch.delenv("LPSBOOK_DATA")
-    repo_data = Path(data.__file__).resolve().parent.parent / "data"
+    repo_data = Path(data.__file__).resolve().parents[2] / "data"
     assert data.default_cache_dir() == repo_data == data.default_data_dir()
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from lpsbook import cli, modelset, protocols, results, store
-from lpsbook.presets import get_preset
+from lpsbook import cli
+from lpsbook.training import modelset
+from lpsbook.protocols import paper, results
+from lpsbook.core import store
+from lpsbook.core.presets import get_preset
 
 BUILD = ["modelset", "build", "--preset", "tiny", "--device", "cpu"]
 
@@ -194,7 +197,7 @@ def test_experiment_disk_full_when_writing_the_results(tmp_path, capsys, monkeyp
     """The run itself is stubbed: only the final write fails."""
     ms, out = _header_only(tmp_path / "ms"), tmp_path / "sub" / "r.json"
     monkeypatch.setattr(modelset, "load", lambda path: types.SimpleNamespace(preset=get_preset("tiny"), layers=[]))
-    monkeypatch.setitem(protocols.PROTOCOLS, "classification", lambda ms, **kw: results.ProtocolResult("classification", "tiny", "0", "0", 0, {}, {}, 0.0))
+    monkeypatch.setitem(paper.PROTOCOLS, "classification", lambda ms, **kw: results.ProtocolResult("classification", "tiny", "0", "0", 0, {}, {}, 0.0))
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))

@@ -8,7 +8,7 @@ overwritten with garbage, overwritten with valid JSON of the wrong shape,
 and (where a file carries a checksum) one digit edited.
 
 A file that can be computed again is: the result equals the undamaged one,
-and one :class:`lpsbook.store.DamagedFileWarning` names the file. A file
+and one :class:`lpsbook.core.store.DamagedFileWarning` names the file. A file
 that cannot be recomputed silently is an LpsbookError naming the file and
 the command that fixes it; running that command gives back the undamaged
 result. Never a traceback of another type.
@@ -24,10 +24,13 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import book, data, ladder, modelset, store
-from lpsbook.errors import LpsbookError
-from lpsbook.presets import get_preset
-from lpsbook.store import DamagedFileWarning
+from lpsbook.show import book
+from lpsbook.core import data, store
+from lpsbook.experiments import ladder
+from lpsbook.training import modelset
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.presets import get_preset
+from lpsbook.core.store import DamagedFileWarning
 
 
 def _edit_a_digit(blob: bytes) -> bytes:
@@ -97,10 +100,7 @@ def test_a_cached_result_moved_under_another_key_is_computed_again(tmp_path):
 # --- a protocol's checkpoint --------------------------------------------------------------------
 
 def _run_protocol():
-    try:
-        return importlib.import_module("lpsbook.results").run_protocol
-    except (ImportError, AttributeError):
-        return importlib.import_module("lpsbook.experiments").run_protocol
+    return importlib.import_module("lpsbook.protocols.results").run_protocol
 
 
 @pytest.mark.parametrize("how", DAMAGES)
@@ -188,7 +188,7 @@ def test_verify_names_a_damaged_model_set_file_and_the_build_retrains(tiny_model
 
 @pytest.mark.parametrize("kind", MODEL_FILES)
 def test_the_books_model_set_repairs_itself(tiny_modelset_dir, tmp_path, kind):
-    """:func:`lpsbook.modelset.ensure` (the book's model set): a damaged file is trained or written again."""
+    """:func:`lpsbook.training.modelset.ensure` (the book's model set): a damaged file is trained or written again."""
     tiny = get_preset("tiny")
     d = _copy(tiny_modelset_dir, modelset.cache_dir(tiny, tmp_path))
     damage(d / MODEL_FILES[kind], "truncated")
@@ -280,7 +280,7 @@ def test_a_damaged_unavailability_note_never_breaks_the_banner(tmp_path, monkeyp
 @pytest.fixture
 def small_cifar(tmp_path, monkeypatch):
     """CIFAR-100's three files in torchvision's format, small, with torchvision's md5s patched to theirs."""
-    from lpsbook._torchvision import import_torchvision
+    from lpsbook.core._torchvision import import_torchvision
 
     folder = tmp_path / "data" / data.CIFAR_FOLDER
     folder.mkdir(parents=True)

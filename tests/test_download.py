@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lpsbook import book, data
+from lpsbook.show import book
+from lpsbook.core import data
 
 from test_cifar_data import _arrays, _write_torchvision
 

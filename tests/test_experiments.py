@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import analyses, cli, protocols, results, transfer
+from lpsbook.findings import analyses
+from lpsbook import cli
+from lpsbook.protocols import paper, results, transfer
 
 
 def test_classification_split_is_per_task(tiny_modelset):
@@ -28,7 +30,7 @@ def test_retrieval_split_holds_out_whole_tasks(tiny_modelset):
 
 
 def test_task_similarity_of_mean_embeddings():
-    from lpsbook.estimator import task_means
+    from lpsbook.methods.estimator import task_means
 
     emb = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
     tasks, means = task_means(emb, torch.tensor([0, 0, 1, 1, 2]))
@@ -90,10 +92,10 @@ def test_layer_selection_for_branches(tiny_modelset_dir, tmp_path, capsys):
 
 
 def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_path, monkeypatch):
-    from lpsbook.lps import LPSConfig
+    from lpsbook.methods.lps import LPSConfig
 
     calls = []
-    real = protocols.make
+    real = paper.make
 
     def counting(name, *args, **kwargs):
         calls.append(name)
@@ -101,25 +103,25 @@ def test_interrupted_experiment_resumes_without_redoing_fits(tiny_modelset, tmp_
             raise KeyboardInterrupt
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(protocols, "make", counting)
+    monkeypatch.setattr(paper, "make", counting)
     ckpt = tmp_path / "run.partial"
     kwargs = dict(methods=("random", "fc"), seeds=2,
                   config=LPSConfig(epochs=2, batch_size=4, lr=0.01, milestones=()), checkpoint=ckpt)
     with pytest.raises(KeyboardInterrupt):
-        protocols.classification(tiny_modelset, **kwargs)
+        paper.classification(tiny_modelset, **kwargs)
     assert ckpt.exists() and len(json.loads(ckpt.read_text())["done"]) == 2
     counting.resumed = True
-    result = protocols.classification(tiny_modelset, **kwargs)
+    result = paper.classification(tiny_modelset, **kwargs)
     assert len(calls) == 3 + 2, "the two finished fits were run again"
     assert [len(r["top1"]["values"]) for r in result["results"].values()] == [2, 2]
     assert not ckpt.exists()
-    fresh = protocols.classification(tiny_modelset, **{**kwargs, "checkpoint": None})
+    fresh = paper.classification(tiny_modelset, **{**kwargs, "checkpoint": None})
     assert fresh["results"] == result["results"]
 
 
 def test_weight_movement_is_measured_from_the_recorded_initialisation(tiny_modelset, tmp_path):
-    from lpsbook import modelset
-    from lpsbook.presets import get_preset
+    from lpsbook.training import modelset
+    from lpsbook.core.presets import get_preset
 
     moved = analyses.weight_movement(tiny_modelset)
     assert list(moved.index) == tiny_modelset.layers
@@ -132,7 +134,7 @@ def test_weight_movement_is_measured_from_the_recorded_initialisation(tiny_model
 
 
 def test_related_tasks_share_a_class_or_a_superclass():
-    from lpsbook.data import CIFAR100_COARSE_OF_FINE, Dataset, load_digits
+    from lpsbook.core.data import CIFAR100_COARSE_OF_FINE, Dataset, load_digits
 
     digits = load_digits()
     groups, relation = transfer.related_groups([(0, 1), (1, 2), (3, 4)], digits)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from lpsbook.graph import GraphLearner, graph_layout
-from lpsbook.symmetry import permute_group, permute_state, random_permutations, resnet20_spec
+from lpsbook.methods.graph import GraphLearner, graph_layout
+from lpsbook.core.symmetry import permute_group, permute_state, random_permutations, resnet20_spec
 
 FAST = dict(epochs=3, batch_size=4, hidden=8, embed_dim=8)
 

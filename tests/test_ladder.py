@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-from lpsbook import cli, ladder
-from lpsbook import modelset as msets
-from lpsbook.errors import LpsbookError
-from lpsbook.presets import LADDER, PRESETS, get_preset, paper_recipe
+from lpsbook import cli
+from lpsbook.experiments import ladder
+from lpsbook.training import modelset as msets
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.presets import LADDER, PRESETS, get_preset, paper_recipe
 
 REPO_RESULTS = ladder.Path(__file__).resolve().parents[1] / "results" / ladder.RESULTS_FILE
 
@@ -202,7 +203,7 @@ def test_committed_first_layers_give_the_files_movement():
 
 
 def test_conv1_file_round_trip_and_damage(tiny_modelset, tmp_path):
-    from lpsbook.analyses import weight_movement
+    from lpsbook.findings.analyses import weight_movement
 
     path = ladder.save_conv1(tiny_modelset, tmp_path)
     recorded = weight_movement(tiny_modelset)["mean"][tiny_modelset.layers[0]]

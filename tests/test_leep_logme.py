@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from lpsbook.metrics import leep, linear_evidence, logme
+from lpsbook.core.metrics import leep, linear_evidence, logme
 
 
 def test_leep_rewards_a_source_that_predicts_the_target():

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from lpsbook.errors import LpsbookError
-from lpsbook.lps import LPSConfig, SecondOrderNet, layer_shapes
-from lpsbook.symmetry import permute_state, random_permutations, resnet20_spec
+from lpsbook.core.errors import LpsbookError
+from lpsbook.methods.lps import LPSConfig, SecondOrderNet, layer_shapes
+from lpsbook.core.symmetry import permute_state, random_permutations, resnet20_spec
 
 
 def _all_branches(ms, **kw):

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from lpsbook import methods
-from lpsbook.errors import LpsbookError
-from lpsbook.estimator import SimilarityMethod
-from lpsbook.lps import LPSConfig
+from lpsbook.methods import registry
+from lpsbook.core.errors import LpsbookError
+from lpsbook.methods.estimator import SimilarityMethod
+from lpsbook.methods.lps import LPSConfig
 
 FAST = LPSConfig(epochs=20, batch_size=4, lr=0.05, milestones=())
 
@@ -15,10 +15,10 @@ def _rows(state, rows):
     return {k: v[rows] for k, v in state.items()}
 
 
-@pytest.mark.parametrize("key", list(methods.REGISTRY))
+@pytest.mark.parametrize("key", list(registry.REGISTRY))
 def test_every_registered_method_has_the_interface(tiny_modelset, key):
     ms = tiny_modelset
-    m = methods.make(key, ms, seed=0, config=FAST)
+    m = registry.make(key, ms, seed=0, config=FAST)
     assert isinstance(m, SimilarityMethod) and m.reads in ("weights", "activations")
     test = _rows(ms.state, [0, 4, 8, 5])
     with pytest.raises(LpsbookError, match="fit"):
@@ -37,25 +37,25 @@ def test_every_registered_method_has_the_interface(tiny_modelset, key):
     assert sim.shape == (len(tasks), len(tasks)) and torch.isfinite(sim).all()
     torch.testing.assert_close(sim, sim.T)
     with pytest.raises(LpsbookError, match="labels"):
-        methods.make(key, ms, config=FAST).fit(ms.state, labels[:5])
+        registry.make(key, ms, config=FAST).fit(ms.state, labels[:5])
 
 
 def test_ids_and_display_names():
-    names = [e.name for e in methods.REGISTRY.values()]
+    names = [e.name for e in registry.REGISTRY.values()]
     assert len(set(names)) == len(names)  # results are keyed by display name: no two alike
-    for key, entry in methods.REGISTRY.items():
-        assert methods.method_id(key) == key == methods.method_id(entry.name)
-        assert methods.display_name(key) == entry.name
-    assert methods.display_name("lps") == "LPS"
+    for key, entry in registry.REGISTRY.items():
+        assert registry.method_id(key) == key == registry.method_id(entry.name)
+        assert registry.display_name(key) == entry.name
+    assert registry.display_name("lps") == "LPS"
     with pytest.raises(LpsbookError, match="unknown method 'nope'"):
-        methods.make("nope", None)
+        registry.make("nope", None)
 
 
 def test_lps_is_a_registered_member_that_learns(tiny_modelset):
     """LPS through the registry learns the tiny set's tasks (its training models are separable)."""
     ms = tiny_modelset
-    m = methods.make("lps", ms, config=LPSConfig(epochs=60, batch_size=3, lr=0.5, milestones=()))
+    m = registry.make("lps", ms, config=LPSConfig(epochs=60, batch_size=3, lr=0.5, milestones=()))
     m.fit(ms.conv_weights, ms.task_ids)
     assert (m.predict(ms.conv_weights) == ms.task_ids).float().mean() > 0.5
-    off = methods.make("frobenius", ms)
+    off = registry.make("frobenius", ms)
     assert not off.align_filters and not off.align_channels

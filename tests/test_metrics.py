@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from lpsbook.errors import LpsbookError
-from lpsbook.metrics import retrieval_metrics, spearman, topk_accuracy
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.metrics import retrieval_metrics, spearman, topk_accuracy
 
 
 def test_topk_hand_worked():

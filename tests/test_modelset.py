@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import cli, modelset
-from lpsbook.data import load_dataset
-from lpsbook.errors import LpsbookError
-from lpsbook.presets import get_preset
+from lpsbook import cli
+from lpsbook.training import modelset
+from lpsbook.core.data import load_dataset
+from lpsbook.core.errors import LpsbookError
+from lpsbook.core.presets import get_preset
 
 
 def _copy(src, tmp_path):
@@ -42,7 +43,7 @@ def test_build_verify_and_load(tiny_modelset_dir, tiny_modelset):
 
 
 def test_rebuilt_model_reproduces_recorded_accuracy(tiny_modelset):
-    from lpsbook.data import normalise
+    from lpsbook.core.data import normalise
 
     ms = tiny_modelset
     data = load_dataset(ms.preset)
@@ -183,7 +184,7 @@ def _write_fake_cifar(root: Path, per_class: int = 6, classes: int = 4):
 
 @pytest.fixture
 def fake_cifar(tmp_path, monkeypatch):
-    from lpsbook._torchvision import import_torchvision
+    from lpsbook.core._torchvision import import_torchvision
 
     tv = import_torchvision()
     folder = _write_fake_cifar(tmp_path / "data")

@@ -45,8 +45,8 @@ def test_chapters_exist():
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_outputs_were_stored_from_another_model_set(path):
-    from lpsbook.book import current_preset
-    from lpsbook.presets import get_preset
+    from lpsbook.show.book import current_preset
+    from lpsbook.core.presets import get_preset
 
     stored = _read(path).metadata.get("lpsbook", {}).get("outputs_stored_with")
     assert stored, f"{path.name}: run scripts/store_outputs.py on it (no record of the stored outputs' preset)"

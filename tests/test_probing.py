@@ -1,8 +1,8 @@
 """Probing reads the function: invariant to every weight symmetry, and it learns from the outputs."""
 import torch
 
-from lpsbook.probing import Probing, model_outputs
-from lpsbook.symmetry import permute_group, permute_state, random_permutations, resnet20_spec
+from lpsbook.methods.probing import Probing, model_outputs
+from lpsbook.core.symmetry import permute_group, permute_state, random_permutations, resnet20_spec
 
 FAST = dict(n_probes=2, epochs=3, batch_size=4, hidden=8, embed_dim=8)
 

@@ -6,7 +6,7 @@ def test_widget_bar_takes_no_room_once_closed():
     pytest.importorskip("ipywidgets")
     from tqdm.notebook import tqdm as notebook_tqdm
 
-    from lpsbook import progress
+    from lpsbook.core import progress
 
     class NotebookBar(progress.Bar, notebook_tqdm):  # what tqdm.auto gives inside a kernel
         pass
@@ -24,7 +24,7 @@ def test_widget_bar_takes_no_room_once_closed():
 
 
 def test_bar_counts_like_tqdm():
-    from lpsbook.progress import bar
+    from lpsbook.core.progress import bar
 
     b = bar(range(5), disable=True)
     assert list(b) == list(range(5))

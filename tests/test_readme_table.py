@@ -31,7 +31,7 @@ def test_readme_table_is_the_one_the_script_writes(results):
 
 def test_results_file_is_not_stale(results):
     """Same preset (by hash) and the same protocol settings as the book runs now, else re-export."""
-    from lpsbook.presets import get_preset
+    from lpsbook.core.presets import get_preset
 
     preset = get_preset(readme_table.PRESET)
     assert results["preset_hash"] == preset.hash, (

@@ -4,8 +4,8 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import laplacian_kernel, linear_kernel, rbf_kernel
 
-from lpsbook.errors import LpsbookError
-from lpsbook.similarity import (
+from lpsbook.core.errors import LpsbookError
+from lpsbook.methods.similarity import (
     MEASURES,
     Measure,
     pairwise_matrix,
@@ -198,8 +198,8 @@ def test_bad_input(call, match):
 
 
 def test_packed_features_equal_one_model_at_a_time_and_are_remembered():
-    from lpsbook import similarity
-    from lpsbook.nets import ResNet20, init_state
+    from lpsbook.methods import similarity
+    from lpsbook.core.nets import ResNet20, init_state
 
     states = [init_state(4, 3, seed) for seed in range(7)]
     for s in states:  # non-trivial BatchNorm statistics, as in a trained model

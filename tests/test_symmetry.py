@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from lpsbook import demos
-from lpsbook import symmetry as sym
-from lpsbook.nets import ResNet20, conv_layers, init_state
+from lpsbook.findings import demos
+from lpsbook.core import symmetry as sym
+from lpsbook.core.nets import ResNet20, conv_layers, init_state
 
 
 def _random_resnet(seed, width=8):

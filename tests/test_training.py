@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from lpsbook.data import load_digits
-from lpsbook.nets import PackedResNet20, ResNet20, conv_layers, init_state
-from lpsbook.presets import get_preset
-from lpsbook.training import (Recipe, SampleStream, augment_batch, model_rng_seed, pad_images, train_alone,
+from lpsbook.core.data import load_digits
+from lpsbook.core.nets import PackedResNet20, ResNet20, conv_layers, init_state
+from lpsbook.core.presets import get_preset
+from lpsbook.training.packed import (Recipe, SampleStream, augment_batch, model_rng_seed, pad_images, train_alone,
                               train_pack)
 
 JOBS = [(0, 0), (1, 1), (2, 2), (0, 5)]
@@ -105,7 +105,7 @@ def test_sample_stream_is_reproducible_and_covers_each_epoch():
 
 
 def test_mixed_precision_only_where_asked_and_native():
-    from lpsbook.runtime import cpu_has_native_bf16, mixed_precision
+    from lpsbook.core.runtime import cpu_has_native_bf16, mixed_precision
 
     tiny = get_preset("tiny")
     assert not mixed_precision(tiny, "cpu")  # float32 unless the preset asks
@@ -113,7 +113,7 @@ def test_mixed_precision_only_where_asked_and_native():
     assert mixed_precision(tiny, "cuda")  # always on a GPU
 
 
-@pytest.mark.skipif(not __import__("lpsbook.runtime").runtime.cpu_has_native_bf16(),
+@pytest.mark.skipif(not __import__("lpsbook.core.runtime").core.runtime.cpu_has_native_bf16(),
                     reason="this CPU has no native bf16")
 def test_bf16_path_learns_as_well_as_float32(digits):
     """bf16 autocast + channels_last rounds differently (the weights differ), but the models
@@ -129,8 +129,8 @@ def test_bf16_path_learns_as_well_as_float32(digits):
 
 
 def test_a_diverged_model_is_retrained_with_the_next_seed(monkeypatch):
-    from lpsbook import training
-    from lpsbook.training import SEED_STRIDE, TrainedModel, train_with_retries
+    from lpsbook.training import packed
+    from lpsbook.training.packed import SEED_STRIDE, TrainedModel, train_with_retries
 
     calls = []
 
@@ -138,7 +138,7 @@ def test_a_diverged_model_is_retrained_with_the_next_seed(monkeypatch):
         calls.append(list(jobs))
         return [TrainedModel(t, s, {}, 1.0, 1.0, len(calls) == 1 and t == 1) for t, s in jobs]
 
-    monkeypatch.setattr(training, "train_pack", fake_pack)
+    monkeypatch.setattr(packed, "train_pack", fake_pack)
     preset = get_preset("tiny").with_(seed_offset=100)
     done = {(r.task_id, r.seed): train_seed for r, train_seed, _ in train_with_retries(preset, None, [(0, 2), (1, 3)])}
     assert calls == [[(0, 102), (1, 103)], [(1, 103 + SEED_STRIDE)]]

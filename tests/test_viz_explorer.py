@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from lpsbook import alignment, demos, explorer, filterplots, results, symmetry, tables, viz
-from lpsbook.nets import ResNet20, conv_layers
+from lpsbook.findings import alignment, demos
+from lpsbook.show import explorer, filterplots, tables, viz
+from lpsbook.protocols import results
+from lpsbook.core import symmetry
+from lpsbook.core.nets import ResNet20, conv_layers
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def test_aligned_view_ignores_filter_and_channel_order(tiny_modelset, brief, lay
 
 
 def test_view_rejects_mismatched_shapes():
-    from lpsbook.errors import LpsbookError
+    from lpsbook.core.errors import LpsbookError
 
     with pytest.raises(LpsbookError, match="same c"):
         explorer.aligned_view(np.zeros((4, 3, 3, 3)), np.zeros((2, 2, 3, 3)), True)
@@ -243,7 +246,7 @@ def test_permute_group_whole_is_a_symmetry_and_part_is_not(tiny_modelset):
 
 
 def test_spec_table_and_plain_chain():
-    from lpsbook.nets import init_state
+    from lpsbook.core.nets import init_state
 
     table = demos.spec_table(symmetry.resnet20_spec(), init_state(8, 1, 0))
     assert len(table) == 12 and table["size"].tolist()[:3] == [8, 16, 32]
@@ -295,7 +298,7 @@ def test_matched_similarities_recover_scrambled_copies(tiny_modelset):
 
 
 def test_weight_movement_figure_shows_every_layer_with_its_range():
-    from lpsbook import viz
+    from lpsbook.show import viz
 
     moved = {"mean": {"conv1.weight": 1.0, "layer1.0.conv1.weight": 0.5},
              "min": {"conv1.weight": 0.8, "layer1.0.conv1.weight": 0.4},
@@ -310,7 +313,7 @@ def test_weight_movement_figure_shows_every_layer_with_its_range():
 def test_chance_lines_are_drawn():
     import pandas as pd
 
-    from lpsbook import viz
+    from lpsbook.show import viz
 
     table = pd.DataFrame({"top1 paper": [2.0], "top1 ours": [1.5], "top1 ours sd": [0.5]}, index=["random prediction"])
     fig = viz.paper_vs_ours(table, ["top1"], "t", chance={"top1": 2.0})

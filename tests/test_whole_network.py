@@ -2,11 +2,14 @@
 import pytest
 import torch
 
-from lpsbook import analyses, claims, methods, protocols, results, runtime, transfer
-from lpsbook.baselines import FlatFC, permuted_copies
-from lpsbook.errors import LpsbookError
-from lpsbook.graph import GraphLearner
-from lpsbook.lps import LPSConfig
+from lpsbook.findings import analyses, claims
+from lpsbook.methods import registry
+from lpsbook.protocols import paper, results, transfer
+from lpsbook.core import runtime
+from lpsbook.methods.baselines import FlatFC, permuted_copies
+from lpsbook.core.errors import LpsbookError
+from lpsbook.methods.graph import GraphLearner
+from lpsbook.methods.lps import LPSConfig
 
 
 def test_permuted_copies_are_the_same_networks_in_other_orders(tiny_modelset):
@@ -26,7 +29,7 @@ def test_permuted_copies_are_the_same_networks_in_other_orders(tiny_modelset):
 def test_symmetry_check_tells_invariant_from_blind(tiny_modelset):
     ms = tiny_modelset
     check = analyses.symmetry_check(ms, {"graph": GraphLearner(epochs=1, hidden=8, embed_dim=8),
-                                            "fc": methods.make("fc", ms, config=LPSConfig(epochs=2, batch_size=4))})
+                                            "fc": registry.make("fc", ms, config=LPSConfig(epochs=2, batch_size=4))})
     assert check["graph"]["spec permutations"] < 1e-4 < check["graph"]["spec-breaking permutation"]
     assert check["fc"]["spec permutations"] > 1e-4
 
@@ -51,16 +54,16 @@ def test_merge_and_challenge():
 
 
 def test_classification_records_what_each_fit_costs(tiny_modelset):
-    from lpsbook.lps import LPSConfig
+    from lpsbook.methods.lps import LPSConfig
 
-    cls = protocols.classification(tiny_modelset, methods=("random", "filter_norms"), seeds=2,
+    cls = paper.classification(tiny_modelset, methods=("random", "filter_norms"), seeds=2,
                                      config=LPSConfig(epochs=2, batch_size=4, milestones=()))
     costs = analyses.costs(cls)
     assert set(costs) == {"random", "filter_norms"} and len(cls["cost"]["random"]) == 2
     for c in costs.values():
         assert c["fit seconds"] >= 0 and c["seconds to embed 100 models"] >= 0 and c["peak memory MiB"] >= 0
         assert c["reads"] == "weights"
-    merged = results.merge(cls, protocols.classification(tiny_modelset, methods=("fc",), seeds=2,
+    merged = results.merge(cls, paper.classification(tiny_modelset, methods=("fc",), seeds=2,
                                                                config=LPSConfig(epochs=2, batch_size=4, milestones=())))
     assert set(analyses.costs(merged)) == {"random", "filter_norms", "fc"}
 
@@ -76,7 +79,7 @@ def test_transfer_scores_and_their_reference_protocol(tiny_modelset):
     scores = transfer.transfer_scores(tiny_modelset, progress=False)
     assert set(scores) == {"ari", "leep", "logme"} and all(v.shape == (3, 3) for v in scores.values())
     assert (scores["leep"] <= 0).all() and (scores["ari"] <= 1).all()
-    refs = protocols.reference_transfer(tiny_modelset, scores, seeds=1)
+    refs = paper.reference_transfer(tiny_modelset, scores, seeds=1)
     assert set(refs.results) == {"leep", "logme"} and refs.experiment == "reference_transfer"
 
 

@@ -1,0 +1,334 @@
+"""The paper's evaluation protocols (Section 5) and chapter 9's, one function each.
+
+Every protocol takes a loaded :class:`~lpsbook.training.modelset.ModelSet`, fits the
+similarity methods it compares on one split of the models, evaluates on the
+rest, repeats over several splits (:func:`lpsbook.protocols.results.run_protocol`) and
+returns a :class:`~lpsbook.protocols.results.ProtocolResult` keyed by method id.
+
+* :func:`classification`: 8 train / 2 test models per task; top-1/5/10.
+* :func:`retrieval`: train on 80 % of the tasks; two query models per test
+  task, the others form the gallery; rank-1/5/10 and mAP.
+* :func:`transferability`: Spearman correlation of each method's task
+  similarity with measured transfer (:mod:`lpsbook.protocols.transfer`).
+* :func:`similarity`: weights or activations, on the same ground truth.
+* :func:`branches`, :func:`ablation`: one LPS branch at a time, alignment off (Fig. 3b, 3c).
+* :func:`stages`, :func:`probe_counts`, :func:`reference_transfer`: chapter 9.
+
+:func:`arguments` turns plain settings (what the book caches, what the
+command line parses) into a protocol's keyword arguments; both use it.
+A new protocol is one function here and one line in :data:`PROTOCOLS`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from .. import code_version
+from ..core.data import load_dataset
+from ..core.errors import LpsbookError
+from ..methods.lps import LPSConfig, SecondOrderNet, layer_shapes
+from ..core.memo import Memo
+from ..methods.registry import make, method_id
+from ..core.metrics import retrieval_metrics, spearman, topk_accuracy
+from ..methods.probing import Probing
+from .results import ABLATION_VARIANTS, ProtocolResult, classification_split, default_config, retrieval_split, run_protocol, task_folds
+from ..core.runtime import PeakMemory
+from .transfer import pair_metrics, per_target_spearman, related_groups, transfer_ari
+
+PAPER_METHODS = ("random", "fc", "frobenius", "lps")  # the methods of the paper's Tables 1-2
+EXTRA_METHODS = ("weight_stats", "rebasin_fc")  # chapter 7's
+ACTIVATION_MEASURES = ("rsa", "cka_linear", "cka_rbf", "dds_zscore_cosine", "dds_zscore_pearson",
+                       "dds_zscore_euclidean", "dds_none_linear")
+PARAMETER_METHODS = ("lps", "weight_stats", "fc", "rebasin_fc")
+STAGES = {"stem": ("conv1.", "bn1."), "stage 1": ("layer1.",), "stage 2": ("layer2.",), "stage 3": ("layer3.",)}
+
+
+def fit(method, ms, rows):
+    """``method`` fitted on the models ``rows`` of ``ms`` and their tasks."""
+    return method.fit(ms.state_of(rows), ms.task_ids[rows])
+
+
+def held_out_topk(method, ms, rows, ks=(1,)) -> dict:
+    """Top-k task classification of the fitted ``method`` on the models ``rows``: ``{"top1": ...}``."""
+    return topk_accuracy(method.scores(ms.state_of(rows)), torch.searchsorted(method.classes_, ms.task_ids[rows]),
+                         ks=ks)
+
+
+def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint) -> ProtocolResult:
+    """A protocol of one fit per (method, split): ``evaluate(method id, seed, config) -> {metric: value}``."""
+    config = config or default_config(ms)
+    ids = [method_id(m) for m in methods]
+    settings = {"methods": ids, "seeds": seeds, "lps": config.to_dict(), "device": str(device)}
+    jobs = [(m, "", s) for s in range(seeds) for m in ids]
+    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint)
+
+
+# --- Tables 1 and 2 ---------------------------------------------------------------------------------
+
+def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
+                   device="cpu", checkpoint=None, dataset=None) -> ProtocolResult:
+    """Task classification: predict a held-out model's task; top-1/5/10 accuracy.
+
+    Each fit's cost is kept too (``result["cost"][method]``, one per split):
+    seconds to fit, seconds to embed 100 models (scaled from the test models),
+    and the peak memory above the level before the fit (:class:`~lpsbook.core.runtime.PeakMemory`).
+    """
+    def evaluate(method, seed, cfg):
+        train, test = classification_split(ms, seed)
+        with PeakMemory() as peak:
+            t0 = time.perf_counter()
+            m = fit(make(method, ms, seed, cfg, device, dataset), ms, train)
+            t1 = time.perf_counter()
+            m.embed(ms.state_of(test[:100]))
+            t2 = time.perf_counter()
+        return {**held_out_topk(m, ms, test, ks=(1, 5, 10)),
+                "_cost": {"fit seconds": t1 - t0, "seconds to embed 100 models": (t2 - t1) * 100 / min(100, len(test)),
+                          "peak memory MiB": peak.mib}}
+
+    return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint)
+
+
+FITS = Memo(32)  # retrieval and transferability fit the same method on the same split: the second reuses it
+
+
+def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None):
+    """``method`` trained on the training tasks of retrieval split ``seed``: (method, query rows, gallery rows)."""
+    train, query, gallery = retrieval_split(ms, seed)
+    models = tuple(zip(ms.meta["task_id"].tolist(), ms.meta["seed"].tolist()))
+    key = (str(ms.path), ms.preset.hash, models, method_id(method), seed, repr(cfg), str(device), code_version())
+    return FITS.get(key, lambda: fit(make(method, ms, seed, cfg, device, dataset), ms, train)), query, gallery
+
+
+def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
+              device="cpu", checkpoint=None, dataset=None) -> ProtocolResult:
+    """Task retrieval on tasks unseen in training: rank-1/5/10 and mAP."""
+    labels = ms.task_ids
+
+    def evaluate(method, seed, cfg):
+        m, query, gallery = fit_retrieval_split(ms, method, seed, cfg, device, dataset)
+        return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
+                                 m.embed(ms.state_of(gallery)), labels[gallery], ks=(1, 5, 10))
+
+    return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint)
+
+
+# --- task similarity against transfer ------------------------------------------------------------------
+
+def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
+                    config: LPSConfig | None = None, device="cpu", dataset=None, checkpoint=None,
+                    ari: np.ndarray | None = None) -> ProtocolResult:
+    """Spearman correlation between each method's task similarity and measured transfer (ARI).
+
+    As in the paper, similarities come from the retrieval setting: the
+    method is trained on 80 % of the tasks and compares pairs of the held-out
+    tasks.  Reported: Spearman over all held-out (source, target) pairs, the
+    mean over targets of the per-target Spearman (as the DDS paper does), and
+    the ROC AUC of related vs unrelated held-out pairs
+    (:func:`~lpsbook.protocols.transfer.related_groups`).  ``ari`` is
+    :func:`~lpsbook.protocols.transfer.transfer_ari`'s matrix when it was computed before.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    data = dataset or load_dataset(ms.preset)
+    ari = transfer_ari(ms, data) if ari is None else np.asarray(ari)
+    groups = related_groups(ms.preset.tasks, data)[0]
+    labels = ms.task_ids
+
+    def evaluate(method, seed, cfg):
+        m, query, gallery = fit_retrieval_split(ms, method, seed, cfg, device, data)
+        held = np.concatenate([query, gallery])
+        tasks, sim = m.task_similarity(ms.state_of(held), labels[held])
+        tasks = tasks.tolist()
+        at = {t: i for i, t in enumerate(tasks)}
+        pairs = [(s, t) for t in tasks for s in tasks if s != t]
+        xs, ys = [sim[at[s], at[t]].item() for s, t in pairs], [ari[s, t] for s, t in pairs]
+        related = [bool(groups[s] & groups[t]) for s, t in pairs]
+        per_target = per_target_spearman(lambda s, t: sim[at[s], at[t]].item(), lambda s, t: ari[s, t], tasks)
+        auc = roc_auc_score(related, xs) if len(set(related)) == 2 else float("nan")
+        return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target)),
+                "related_auc": float(auc), "_pairs": [list(p) for p in zip(xs, ys)]}
+
+    out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint)
+    out.extras["ari"] = ari.tolist()
+    return out
+
+
+def reference_transfer(ms, scores: dict, seeds: int = 3) -> ProtocolResult:
+    """How well the data-based references (LEEP, LogME) predict measured transfer, on the transferability
+    protocol's pairs: per split, the held-out tasks of :func:`~lpsbook.protocols.results.retrieval_split`, the mean over
+    targets of the Spearman correlation between the reference and ARI over the other held-out sources."""
+    ari = np.asarray(scores["ari"])
+
+    def evaluate(name, _, seed):
+        _, query, gallery = retrieval_split(ms, seed)
+        held = sorted(set(ms.task_ids[np.concatenate([query, gallery])].tolist()))
+        ref = np.asarray(scores[name])
+        return {"spearman_per_target": float(np.nanmean(per_target_spearman(lambda s, t: ref[s, t],
+                                                                            lambda s, t: ari[s, t], held)))}
+
+    jobs = [(name, "", s) for s in range(seeds) for name in ("leep", "logme")]
+    return run_protocol("reference_transfer", ms, jobs, evaluate, {"seeds": seeds})
+
+
+def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,
+               config: LPSConfig | None = None, device="cpu", seeds: int = 1,
+               dataset=None, ari: np.ndarray | None = None, checkpoint=None) -> ProtocolResult:
+    """Weights or activations: every method's task similarity against the same ground truth.
+
+    Tasks are split into ``folds`` groups; every method is fitted on the
+    other groups' models and compares the held-out tasks (the retrieval
+    setting) with its :meth:`~lpsbook.methods.estimator.SimilarityMethod.task_similarity`.
+    The activation measures (``measures``) learn nothing from the fit; they
+    compare the models' features on shared probe images (of ``dataset``).
+    For each method: the mean over targets of the Spearman correlation
+    between similarity and measured transfer (ARI), rank-1 retrieval of a
+    related task, and the ROC AUC of related vs unrelated pairs
+    (:func:`~lpsbook.protocols.transfer.pair_metrics`), all on the same within-fold
+    pairs; plus the cost in seconds per 100 model pairs.
+    """
+    config = config or default_config(ms)
+    data = dataset or load_dataset(ms.preset)
+    ari = transfer_ari(ms, data) if ari is None else np.asarray(ari)
+    labels = ms.task_ids.numpy()
+    groups, relation = related_groups(ms.preset.tasks, data)
+    ids = [method_id(k) for k in list(measures) + list(methods)]
+    settings = {"methods": ids, "folds": folds, "seeds": seeds, "lps": config.to_dict(), "device": str(device)}
+
+    def evaluate(method, _, seed):
+        parts = task_folds(ms, folds, seed)
+        sim, seconds = {}, 0.0
+        for part in parts:
+            held, train = np.flatnonzero(np.isin(labels, part)), np.flatnonzero(~np.isin(labels, part))
+            if len(np.unique(labels[train])) < 2 or len(part) < 2:
+                continue  # too few tasks to train on or to compare (tiny model sets)
+            m = fit(make(method, ms, seed, config, device, data), ms, train)
+            t = time.time()
+            tasks, tsim = m.task_similarity(ms.state_of(held), ms.task_ids[held])
+            seconds += time.time() - t
+            tasks = tasks.tolist()
+            sim.update({(s, u): tsim[i, j].item() for i, s in enumerate(tasks) for j, u in enumerate(tasks)})
+        pairs = sum(len(f) * ms.preset.seeds * (len(f) * ms.preset.seeds - 1) / 2 for f in parts)
+        usable = [[t for t in f if any((s, t) in sim for s in f)] for f in parts]
+        return {**pair_metrics(sim, ari, usable, groups), "_cost": seconds / pairs * 100}
+
+    jobs = [(m, "", seed) for seed in range(seeds) for m in ids]
+    out = run_protocol("similarity", ms, jobs, evaluate, settings, checkpoint)
+    out.extras = {"related": relation,
+                  "cost_seconds_per_100_pairs": {k: float(np.mean(v)) for k, v in out.extras.pop("cost").items()}}
+    return out
+
+
+# --- one branch at a time (Figure 3b, 3c) --------------------------------------------------------------
+
+def fit_branch(ms, layer: str, train, test, config: LPSConfig, second_order_filters=None,
+               align_filters: bool = True, align_channels: bool = True, seed: int = 0, device="cpu") -> tuple:
+    """One LPS branch (layer ``layer`` alone) fitted on the models ``train``: ``(net, top-1 on test)``."""
+    labels = ms.task_ids
+    net = SecondOrderNet(layer_shapes(ms.conv_weights), int(labels.max()) + 1, {layer: 1.0},
+                         second_order_filters=second_order_filters,
+                         align_filters=align_filters, align_channels=align_channels, seed=seed)
+    net.fit({layer: ms.conv_weights[layer][train]}, labels[train], config=replace(config, seed=seed), device=device)
+    top1 = topk_accuracy(net.scores({layer: ms.conv_weights[layer][test]}), labels[test], ks=(1,))["top1"]
+    return net, top1
+
+
+def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None, checkpoint=None):
+    config = config or default_config(ms)
+    settings = {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device),
+                "second_order_filters": second_order_filters}
+    jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
+
+    def evaluate(variant, layer, seed):
+        train, test = classification_split(ms, seed)
+        align = ABLATION_VARIANTS.get(variant, ("", True, True))[1:]
+        return {layer: fit_branch(ms, layer, train, test, config, second_order_filters, *align, seed, device)[1]}
+
+    return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint)
+
+
+def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+             second_order_filters=None, checkpoint=None) -> ProtocolResult:
+    """Top-1 task classification with one branch at a time (the paper's Fig. 3b); the row is ``lps``."""
+    return _single_branch(ms, layers or ms.layers, ["lps"], seeds, config, device, "branches",
+                          second_order_filters, checkpoint)
+
+
+def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+             second_order_filters=None, checkpoint=None) -> ProtocolResult:
+    """Branches 2..L with filter and/or channel alignment off (the paper's Fig. 3c); rows are
+    :data:`~lpsbook.protocols.results.ABLATION_VARIANTS`."""
+    return _single_branch(ms, layers or ms.layers[1:], list(ABLATION_VARIANTS), seeds, config, device, "ablation",
+                          second_order_filters, checkpoint)
+
+
+# --- reading the whole network (chapter 9) -------------------------------------------------------------
+
+def stages(ms, seeds: int = 1, config: LPSConfig | None = None, device="cpu", checkpoint=None,
+           parts=tuple(STAGES)) -> ProtocolResult:
+    """Which part of the network carries the task: the graph learner reading one part only (top-1).
+
+    The whole-network counterpart of :func:`branches`: the same classification
+    splits and settings as the registry's ``graph``, the learner restricted to
+    the tensors of the stem or of one stage (the whole network is the
+    ``graph`` row of :func:`classification`).
+    """
+    settings = {"seeds": seeds, "parts": list(parts), "device": str(device)}
+
+    def evaluate(part, _, seed):
+        train, test = classification_split(ms, seed)
+        m = make("graph", ms, seed, config, device)
+        m.keys = STAGES[part]
+        return held_out_topk(fit(m, ms, train), ms, test)
+
+    return run_protocol("stages", ms, [(p, "", s) for s in range(seeds) for p in parts], evaluate, settings, checkpoint)
+
+
+def probe_counts(ms, counts=(1, 2, 4), seeds: int = 1, config: LPSConfig | None = None, device="cpu",
+                 checkpoint=None) -> ProtocolResult:
+    """How many probe images probing needs: classification top-1 with ``counts`` probes (rows ``"1"``, ...)."""
+    settings = {"seeds": seeds, "counts": list(counts), "device": str(device)}
+
+    def evaluate(row, _, seed):
+        train, test = classification_split(ms, seed)
+        return held_out_topk(fit(Probing(n_probes=int(row), seed=seed, device=device), ms, train), ms, test)
+
+    rows = [str(n) for n in counts]
+    return run_protocol("probe_counts", ms, [(r, "", s) for s in range(seeds) for r in rows], evaluate, settings,
+                        checkpoint)
+
+
+PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval,
+             "transferability": transferability, "branches": branches, "ablation": ablation,
+             "stages": stages, "probe_counts": probe_counts}
+LAYERED = ("branches", "ablation")  # the protocols that take ``layers`` and ``second_order_filters``
+
+
+def arguments(name: str, ms, settings: dict, device="cpu") -> dict:
+    """Keyword arguments of protocol ``name`` on ``ms`` from plain settings: the one translation that the
+    book (settings it caches) and the command line (settings it parses) share.
+
+    ``settings`` may hold ``methods`` (ids or names), ``seeds``, ``counts``, ``config`` (changes to
+    :func:`~lpsbook.protocols.results.default_config`; ``epochs`` alone scales the learning-rate milestones),
+    ``layers`` (1-based conv layers) and ``second_order_filters`` (branches and ablation only).
+    """
+    if name not in PROTOCOLS:
+        raise LpsbookError(f"unknown experiment {name!r}; choose from {', '.join(PROTOCOLS)}")
+    kwargs = {k: v for k, v in settings.items() if k not in ("config", "layers", "methods")}
+    base, changes = default_config(ms), dict(settings.get("config") or {})
+    if "epochs" in changes and "milestones" not in changes:
+        changes["milestones"] = [max(1, round(m * changes["epochs"] / base.epochs)) for m in base.milestones]
+    kwargs["config"] = replace(base, **{k: tuple(v) if k == "milestones" else v for k, v in changes.items()})
+    if name not in LAYERED and (settings.get("layers") or settings.get("second_order_filters")):
+        raise LpsbookError("--layers and --second-order-filters apply to the branches and ablation experiments only")
+    if settings.get("layers"):
+        layers = list(settings["layers"])
+        if not all(isinstance(i, int) and 1 <= i <= len(ms.layers) for i in layers):
+            raise LpsbookError(f"--layers must list conv layers 1..{len(ms.layers)} like 1,2,5; got {layers!r}")
+        kwargs["layers"] = [ms.layers[i - 1] for i in layers]
+    if "methods" in settings:
+        kwargs["methods"] = tuple(method_id(m) for m in settings["methods"])
+    kwargs["device"] = device
+    return kwargs
