@@ -1,0 +1,204 @@
+"""How the book decides a verdict: folds that test every model once, intervals that resample tasks,
+paired differences, and three outcomes.
+
+* :func:`classification_folds`: every task's models dealt into ``k`` folds (the paper's 8/2 with
+  ``k = 5`` and ten seeds), so that every model is tested exactly once.
+* :func:`task_folds`: whole tasks dealt into ``k`` folds (retrieval: each task unseen exactly once).
+* :func:`interval`: a statistic over test models (accuracy, mean rank, ...) with a 95 % interval from
+  a bootstrap that resamples **tasks**: the models of one task share its data and are not independent.
+* :func:`paired_difference`: the interval of ``a - b`` for two methods scored on the same test models,
+  from the same resampled tasks; :func:`unpaired_difference` resamples each method on its own (for
+  contrast: it ignores that both were tested on the same models, and is wider when their errors agree).
+* :func:`published`: a number from a paper with its own binomial uncertainty.
+* :func:`decide`: one of :data:`HOLDS`, :data:`FAILS`, :data:`CANNOT_TELL` for "the difference is
+  above ``line``": holds when the whole interval is above it, does not hold when the whole interval is
+  below it, cannot tell when the interval straddles it.
+
+The bootstrap is :func:`scipy.stats.bootstrap` (BCa, 2,000 resamples, seeded), on per-task sums and
+counts, so tasks of different sizes weigh by their models.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+from ..core.errors import LpsbookError
+
+HOLDS, FAILS, CANNOT_TELL = "holds", "does not hold", "cannot tell"
+LEVEL = 0.95
+RESAMPLES = 2000
+
+
+# --- folds ------------------------------------------------------------------------------------------
+
+def classification_folds(task_ids, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold (0..k-1) of every model: each task's models, in a seeded random order, dealt into ``k`` folds.
+
+    With ten models a task and ``k = 5``, every fold tests two models of every task and trains on the
+    other eight (the paper's split), and every model is tested in exactly one fold.
+    """
+    task_ids = np.asarray(task_ids)
+    counts = np.unique(task_ids, return_counts=True)[1]
+    if len(task_ids) == 0 or counts.min() < 2:
+        raise LpsbookError(f"classification folds need at least two models of every task (found {counts.min(initial=0)})")
+    k = int(min(k, counts.min()))
+    g, fold = np.random.default_rng(seed), np.empty(len(task_ids), dtype=int)
+    for t in np.unique(task_ids):
+        rows = g.permutation(np.flatnonzero(task_ids == t))
+        for f, part in enumerate(np.array_split(rows, k)):
+            fold[part] = f
+    return fold
+
+
+def task_folds(task_ids, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Fold (0..k-1) of every model, by its task: the tasks, in a seeded random order, dealt into ``k`` folds."""
+    task_ids = np.asarray(task_ids)
+    tasks = np.random.default_rng(seed).permutation(np.unique(task_ids))
+    if len(tasks) < 2:
+        raise LpsbookError("task folds need at least two tasks")
+    k = int(min(k, len(tasks)))
+    of_task = {int(t): f for f, part in enumerate(np.array_split(tasks, k)) for t in part}
+    return np.array([of_task[int(t)] for t in task_ids], dtype=int)
+
+
+# --- intervals ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its interval: ``estimate`` and ``[low, high]`` at ``level``, from ``tasks`` tasks."""
+
+    estimate: float
+    low: float
+    high: float
+    level: float = LEVEL
+    tasks: int = 0
+
+    def scaled(self, factor: float) -> "Interval":
+        """The same interval in other units (``100`` for percent)."""
+        return Interval(self.estimate * factor, self.low * factor, self.high * factor, self.level, self.tasks)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.1f} [{self.low:.1f}, {self.high:.1f}]"
+
+
+def _per_task(values, task_ids):
+    """Per-task sums of ``values`` (rows: one per task) and per-task counts."""
+    values, task_ids = np.asarray(values, dtype=float), np.asarray(task_ids)
+    if values.shape[0] != task_ids.shape[0]:
+        raise LpsbookError(f"{values.shape[0]} values for {task_ids.shape[0]} task ids")
+    if values.shape[0] == 0:
+        raise LpsbookError("no test models to compute an interval from")
+    tasks, inverse = np.unique(task_ids, return_inverse=True)
+    sums = np.zeros((len(tasks),) + values.shape[1:])
+    np.add.at(sums, inverse, values)
+    return sums, np.bincount(inverse).astype(float)
+
+
+def _bootstrap(samples, statistic, paired: bool, seed: int, level: float):
+    """scipy's BCa bootstrap of ``statistic`` (its low and high); the percentile interval where BCa is
+    undefined (every resample alike), and the point itself when every task has the same value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate resamples: handled below
+        for method in ("BCa", "percentile"):
+            res = stats.bootstrap(samples, statistic, paired=paired, vectorized=True, n_resamples=RESAMPLES,
+                                  confidence_level=level, method=method, random_state=np.random.default_rng(seed))
+            low, high = res.confidence_interval
+            if np.isfinite(low) and np.isfinite(high):
+                return float(low), float(high)
+    point = float(statistic(*samples, axis=-1))
+    return point, point
+
+
+def _ratio(sums, counts, axis=-1):
+    return sums.sum(axis=axis) / counts.sum(axis=axis)
+
+
+def interval(values, task_ids, seed: int = 0, level: float = LEVEL) -> Interval:
+    """The mean of ``values`` (one per test model) and its interval from resampled tasks."""
+    sums, counts = _per_task(values, task_ids)
+    estimate = float(sums.sum() / counts.sum())
+    if len(counts) < 2 or np.allclose(sums / counts, estimate):
+        return Interval(estimate, estimate, estimate, level, len(counts))
+    low, high = _bootstrap((sums, counts), _ratio, True, seed, level)
+    return Interval(estimate, min(low, estimate), max(high, estimate), level, len(counts))
+
+
+def paired_difference(a, b, task_ids, seed: int = 0, level: float = LEVEL) -> Interval:
+    """``mean(a) - mean(b)`` for two methods scored on the same test models, resampling tasks once for both."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise LpsbookError(f"a paired comparison needs the same test models: {a.shape} vs {b.shape} values")
+    return interval(a - b, task_ids, seed, level)
+
+
+def unpaired_difference(a, b, task_ids, seed: int = 0, level: float = LEVEL) -> Interval:
+    """``mean(a) - mean(b)`` with each method's tasks resampled on their own (as if tested on other models)."""
+    sa, ca = _per_task(a, task_ids)
+    sb, cb = _per_task(b, task_ids)
+    estimate = float(sa.sum() / ca.sum() - sb.sum() / cb.sum())
+
+    def diff(sa, ca, sb, cb, axis=-1):
+        return _ratio(sa, ca, axis) - _ratio(sb, cb, axis)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((sa, ca, sb, cb), lambda sa, ca, sb, cb, axis=-1: diff(sa, ca, sb, cb, axis),
+                              paired=False, vectorized=True, n_resamples=RESAMPLES, confidence_level=level,
+                              method="percentile", random_state=np.random.default_rng(seed))
+    low, high = res.confidence_interval
+    return Interval(estimate, float(low), float(high), level, len(ca))
+
+
+def published(value: float, n: int, level: float = LEVEL) -> Interval:
+    """A proportion a paper reports (``value`` in [0, 1]) measured on ``n`` test items, with its Wilson interval.
+
+    The paper's 79.8 % top-1 is one split of 100 test models: its own 95 % interval is about 71 to 87 %.
+    """
+    ci = stats.binomtest(round(value * n), n).proportion_ci(confidence_level=level, method="wilson")
+    low, high = ci.low, ci.high
+    return Interval(float(value), float(low), float(high), level, 0)
+
+
+def versus_published(ours: Interval, paper: Interval) -> Interval:
+    """The interval of ``ours - paper`` when the published number has its own uncertainty: the two
+    half-widths on each side combined in quadrature (independent measurements)."""
+    d = ours.estimate - paper.estimate
+    return Interval(d, d - float(np.hypot(ours.estimate - ours.low, paper.high - paper.estimate)),
+                    d + float(np.hypot(ours.high - ours.estimate, paper.estimate - paper.low)), ours.level, ours.tasks)
+
+
+# --- verdicts -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim decided from an interval: the claim, the rule, the interval and one of three outcomes."""
+
+    claim: str
+    outcome: str
+    interval: Interval
+    line: float = 0.0
+    rule: str = ""
+
+    def to_dict(self) -> dict:
+        return {"claim": self.claim, "outcome": self.outcome, "interval": self.interval.to_dict(),
+                "line": self.line, "rule": self.rule}
+
+
+def decide(claim: str, diff: Interval, line: float = 0.0, what: str = "the difference") -> Verdict:
+    """``claim`` holds when the whole interval of ``diff`` lies above ``line``, does not hold when it lies
+    wholly below, and cannot be told at this size when the interval contains ``line``."""
+    if diff.low > line:
+        outcome = HOLDS
+    elif diff.high < line:
+        outcome = FAILS
+    else:
+        outcome = CANNOT_TELL
+    rule = (f"holds if the {round(100 * diff.level)} % interval of {what} (tasks resampled) lies above {line:g}, "
+            f"does not hold if it lies below, cannot tell if it contains {line:g}")
+    return Verdict(claim, outcome, diff, line, rule)

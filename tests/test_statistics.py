@@ -1,0 +1,100 @@
+"""The statistics behind every verdict: folds, task-resampled intervals, paired differences, three outcomes."""
+import numpy as np
+import pytest
+
+from lpsbook.core.errors import LpsbookError
+from lpsbook.protocols import statistics as st
+
+
+def test_classification_folds_test_every_model_once_with_two_seeds_of_every_task():
+    tasks = np.repeat(np.arange(50), 10)
+    fold = st.classification_folds(tasks, k=5, seed=3)
+    assert fold.shape == tasks.shape and set(fold) == set(range(5))  # one fold per model: tested exactly once
+    for f in range(5):
+        held = tasks[fold == f]
+        assert np.array_equal(np.bincount(held, minlength=50), np.full(50, 2))  # the paper's 8/2 in every fold
+    assert not np.array_equal(fold, st.classification_folds(tasks, k=5, seed=4))  # seeded
+    assert np.array_equal(fold, st.classification_folds(tasks, k=5, seed=3))
+
+
+def test_task_folds_leave_every_task_out_exactly_once():
+    tasks = np.repeat(np.arange(50), 10)
+    fold = st.task_folds(tasks, k=5, seed=0)
+    for t in range(50):
+        assert len(set(fold[tasks == t])) == 1  # all models of a task in one fold
+    per_fold = [len(set(tasks[fold == f])) for f in range(5)]
+    assert sorted(per_fold) == [10] * 5 and sum(per_fold) == 50
+
+
+def test_folds_refuse_what_cannot_be_split():
+    with pytest.raises(LpsbookError, match="two models of every task"):
+        st.classification_folds([0, 0, 1])
+    with pytest.raises(LpsbookError, match="two tasks"):
+        st.task_folds([0, 0, 0])
+
+
+def _draw(rng, p=0.7, tasks=50, per_task=10, spread=0.15):
+    """Correct/wrong per test model, tasks of varying difficulty around a mean accuracy ``p``."""
+    p_task = np.clip(rng.normal(p, spread, tasks), 0, 1)
+    return (rng.random((tasks, per_task)) < p_task[:, None]).ravel().astype(float), np.repeat(np.arange(tasks), per_task)
+
+
+def test_the_interval_covers_a_known_accuracy_about_95_percent_of_the_time():
+    rng, p, hits = np.random.default_rng(0), 0.7, 0
+    for draw in range(200):
+        correct, tasks = _draw(rng, p)
+        iv = st.interval(correct, tasks, seed=draw)
+        assert iv.low <= iv.estimate <= iv.high and iv.tasks == 50
+        hits += iv.low <= p <= iv.high
+    assert 0.90 <= hits / 200 <= 0.99, hits / 200
+
+
+def test_the_interval_is_reproducible_and_degenerate_when_every_task_agrees():
+    correct, tasks = _draw(np.random.default_rng(1))
+    assert st.interval(correct, tasks, seed=5) == st.interval(correct, tasks, seed=5)
+    perfect = st.interval(np.ones(20), np.repeat(np.arange(10), 2))
+    assert (perfect.low, perfect.estimate, perfect.high) == (1.0, 1.0, 1.0)
+
+
+def test_a_paired_interval_is_narrower_when_the_methods_err_on_the_same_models():
+    rng = np.random.default_rng(2)
+    a, tasks = _draw(rng, 0.7, spread=0.25)
+    b = a.copy()
+    flip = rng.random(len(b)) < 0.1  # b agrees with a on 90 % of the models
+    b[flip] = 1 - b[flip]
+    paired, unpaired = st.paired_difference(a, b, tasks), st.unpaired_difference(a, b, tasks)
+    assert paired.estimate == pytest.approx(unpaired.estimate)
+    assert paired.high - paired.low < 0.6 * (unpaired.high - unpaired.low)
+
+
+def test_each_of_the_three_outcomes_from_constructed_predictions():
+    tasks = np.repeat(np.arange(20), 5)
+    good = np.ones(100)
+    bad = np.zeros(100)
+    coin = np.tile([1.0, 0.0], 50)
+    assert st.decide("a beats b", st.paired_difference(good, bad, tasks)).outcome == st.HOLDS
+    assert st.decide("b beats a", st.paired_difference(bad, good, tasks)).outcome == st.FAILS
+    rng = np.random.default_rng(0)
+    noisy = (rng.random(100) < 0.5).astype(float)
+    tell = st.decide("coin beats noise", st.paired_difference(coin, noisy, tasks))
+    assert tell.outcome == st.CANNOT_TELL and tell.interval.low < 0 < tell.interval.high
+    assert "interval" in tell.rule and "cannot tell" in tell.rule
+    # against a line other than zero: 100 % correct is above 0.9, nothing correct below it
+    assert st.decide("reaches 90 %", st.interval(good, tasks), line=0.9).outcome == st.HOLDS
+    assert st.decide("reaches 90 %", st.interval(bad, tasks), line=0.9).outcome == st.FAILS
+
+
+def test_a_published_number_carries_its_own_uncertainty():
+    paper = st.published(0.798, 100)  # one split of 100 test models
+    assert paper.low < 0.75 and paper.high > 0.85
+    ours = st.Interval(0.75, 0.70, 0.80)
+    d = st.versus_published(ours, paper)
+    assert d.estimate == pytest.approx(-0.048) and d.low < -0.048 - 0.05 and d.high > 0
+    assert st.decide("reaches the paper", d).outcome == st.CANNOT_TELL
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(LpsbookError, match="same test models"):
+        st.paired_difference([1, 0], [1], [0, 1])
+    with pytest.raises(LpsbookError, match="3 values for 2 task ids"):
+        st.interval([1, 0, 1], [0, 1])
