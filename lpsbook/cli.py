@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ex.add_argument("--seeds", type=int, default=None, help="training seeds of the second-order network")
     ex.add_argument("--epochs", type=int, default=None, help="epochs of the second-order network")
+    ex.add_argument("--folds", type=int, default=None, metavar="K",
+                    help="classification, retrieval: K folds that test every model once and keep every "
+                         "prediction, instead of random splits")
     ex.add_argument("--layers", default=None, metavar="I,J,...",
                     help="branches/ablation: 1-based conv layers to train (default: all)")
     ex.add_argument("--second-order-filters", type=int, default=None, metavar="G",
@@ -112,7 +115,7 @@ def _experiment(args):
         raise LpsbookError(f"experiment {args.name} needs --modelset DIR (and --only is for the ladder only)")
     run_experiment(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
                    epochs=args.epochs, data_dir=args.data_dir, layers=args.layers,
-                   second_order_filters=args.second_order_filters)
+                   second_order_filters=args.second_order_filters, folds=args.folds)
     print(f"results written to {args.out}")
 
 
@@ -127,7 +130,7 @@ def _layers(text) -> list | None:
 
 
 def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None,
-                   layers=None, second_order_filters=None):
+                   layers=None, second_order_filters=None, folds=None):
     """Load a model set, run protocol ``name``, write its JSON to ``out``.
 
     Every path is checked before the (possibly long) run starts; a path that
@@ -135,6 +138,9 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
     """
     import json
 
+    if folds is not None and (name not in ("classification", "retrieval") or folds < 2):
+        raise LpsbookError(f"--folds applies to classification and retrieval and must be 2 or more; got {folds} "
+                           f"for {name}")
     modelset.check_modelset_dir(modelset_dir, "--modelset")
     out = Path(out).expanduser()
     for path, arg in ((out, "--out"), (Path(f"{out}.partial"), f"--out {out}: its checkpoint")):
@@ -144,7 +150,7 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
     ms = modelset.load(modelset_dir)
     dev = resolve_device(device)
     settings = {"seeds": seeds, "config": {"epochs": epochs} if epochs is not None else None,
-                "layers": _layers(layers), "second_order_filters": second_order_filters}
+                "layers": _layers(layers), "second_order_filters": second_order_filters, "folds": folds}
     kwargs = paper.arguments(name, ms, {k: v for k, v in settings.items() if v is not None}, dev)
     if data_dir is not None and name in ("transferability", "similarity"):
         kwargs["dataset"] = load_dataset(ms.preset, data_dir)  # measured transfer and the probe images

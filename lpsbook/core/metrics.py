@@ -97,6 +97,34 @@ def retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_labels, ks=(
     return out
 
 
+def leave_one_out_retrieval(emb, labels) -> dict:
+    """Every model a query against all the others (itself left out), by cosine similarity.
+
+    Returns per query (in the order given) ``first_hit``, the 0-based position of the first other model
+    of its label (``-1`` when it has none), and ``ap``, the average precision of the others' relevance
+    (``nan`` when it has none): rank-k is ``mean(0 <= first_hit < k)``, mAP the mean of ``ap``.
+    """
+    from sklearn.metrics import average_precision_score
+
+    e = torch.as_tensor(emb, dtype=torch.float64)
+    if e.ndim != 2 or e.shape[0] < 2:
+        raise LpsbookError(f"emb must be [n, d] with n >= 2, got {tuple(e.shape)}")
+    lab = _labels(labels, e.shape[0], "labels")
+    sim = F.normalize(e, dim=1) @ F.normalize(e, dim=1).T
+    n, first, ap = e.shape[0], [], []
+    for i in range(n):
+        others = torch.arange(n) != i
+        rel, s = (lab[others] == lab[i]), sim[i, others]
+        if not rel.any():
+            first.append(-1)
+            ap.append(float("nan"))
+            continue
+        order = torch.argsort(s, descending=True, stable=True)
+        first.append(int(rel[order].float().argmax()))
+        ap.append(float(average_precision_score(rel.numpy(), s.numpy())))
+    return {"first_hit": np.array(first), "ap": np.array(ap)}
+
+
 def spearman(x, y) -> float:
     """Spearman rank correlation of two sequences (``nan`` if either is constant)."""
     from scipy.stats import spearmanr

@@ -32,10 +32,11 @@ from ..core.errors import LpsbookError
 from ..methods.lps import LPSConfig, SecondOrderNet, layer_shapes
 from ..core.memo import Memo
 from ..methods.registry import make, method_id
-from ..core.metrics import retrieval_metrics, spearman, topk_accuracy
+from ..core.metrics import leave_one_out_retrieval, retrieval_metrics, spearman, topk_accuracy
 from ..methods.probing import Probing
 from .results import ABLATION_VARIANTS, ProtocolResult, classification_split, default_config, retrieval_split, run_protocol, task_folds
 from ..core.runtime import PeakMemory
+from .statistics import classification_folds, task_folds
 from .transfer import pair_metrics, per_target_spearman, related_groups, transfer_ari
 
 PAPER_METHODS = ("random", "fc", "frobenius", "lps")  # the methods of the paper's Tables 1-2
@@ -51,17 +52,35 @@ def fit(method, ms, rows):
     return method.fit(ms.state_of(rows), ms.task_ids[rows])
 
 
-def held_out_topk(method, ms, rows, ks=(1,)) -> dict:
-    """Top-k task classification of the fitted ``method`` on the models ``rows``: ``{"top1": ...}``."""
-    return topk_accuracy(method.scores(ms.state_of(rows)), torch.searchsorted(method.classes_, ms.task_ids[rows]),
-                         ks=ks)
+def held_out_topk(method, ms, rows, ks=(1,), predictions: bool = False) -> dict:
+    """Top-k task classification of the fitted ``method`` on the models ``rows``: ``{"top1": ...}``.
+
+    With ``predictions``, also ``"_predictions"``: per test model its row, the rank of its true task
+    among the method's scores (0 = top-1; ties count against it) and the task predicted first.
+    """
+    scores = method.scores(ms.state_of(rows))
+    target = torch.searchsorted(method.classes_, ms.task_ids[rows])
+    out = topk_accuracy(scores, target, ks=ks)
+    if predictions:
+        true = scores.gather(1, target[:, None])
+        out["_predictions"] = {"rows": [int(r) for r in rows], "rank": (scores >= true).sum(1).sub(1).tolist(),
+                               "top1": method.classes_[scores.argmax(1)].tolist()}
+    return out
 
 
-def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint) -> ProtocolResult:
-    """A protocol of one fit per (method, split): ``evaluate(method id, seed, config) -> {metric: value}``."""
+def fold_rows(fold_of, f: int) -> tuple:
+    """(training rows, test rows) of fold ``f`` (:mod:`lpsbook.protocols.statistics`'s folds)."""
+    return np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+
+
+def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint, folds=None) -> ProtocolResult:
+    """A protocol of one fit per (method, split): ``evaluate(method id, seed, config) -> {metric: value}``.
+
+    With ``folds``, the splits are the folds (``seeds`` is their number) and the settings say so."""
     config = config or default_config(ms)
     ids = [method_id(m) for m in methods]
-    settings = {"methods": ids, "seeds": seeds, "lps": config.to_dict(), "device": str(device)}
+    settings = {"methods": ids, "seeds": seeds, "lps": config.to_dict(), "device": str(device),
+                **({"folds": folds} if folds else {})}
     jobs = [(m, "", s) for s in range(seeds) for m in ids]
     return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint)
 
@@ -69,26 +88,33 @@ def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpo
 # --- Tables 1 and 2 ---------------------------------------------------------------------------------
 
 def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
-                   device="cpu", checkpoint=None, dataset=None) -> ProtocolResult:
+                   device="cpu", checkpoint=None, dataset=None, folds: int | None = None) -> ProtocolResult:
     """Task classification: predict a held-out model's task; top-1/5/10 accuracy.
 
+    By default ``seeds`` random 8/2 splits. With ``folds=k``, the ``k`` folds of
+    :func:`~lpsbook.protocols.statistics.classification_folds` instead (every model tested exactly once),
+    and every test model's prediction is kept (``result["predictions"][method]``, one entry per fold:
+    rows, rank of the true task, task predicted first), so any statistic can be computed from the result.
     Each fit's cost is kept too (``result["cost"][method]``, one per split):
     seconds to fit, seconds to embed 100 models (scaled from the test models),
     and the peak memory above the level before the fit (:class:`~lpsbook.core.runtime.PeakMemory`).
     """
+    fold_of = classification_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
+    seeds = int(fold_of.max()) + 1 if folds else seeds
+
     def evaluate(method, seed, cfg):
-        train, test = classification_split(ms, seed)
+        train, test = classification_split(ms, seed) if fold_of is None else fold_rows(fold_of, seed)
         with PeakMemory() as peak:
             t0 = time.perf_counter()
             m = fit(make(method, ms, seed, cfg, device, dataset), ms, train)
             t1 = time.perf_counter()
             m.embed(ms.state_of(test[:100]))
             t2 = time.perf_counter()
-        return {**held_out_topk(m, ms, test, ks=(1, 5, 10)),
+        return {**held_out_topk(m, ms, test, ks=(1, 5, 10), predictions=fold_of is not None),
                 "_cost": {"fit seconds": t1 - t0, "seconds to embed 100 models": (t2 - t1) * 100 / min(100, len(test)),
                           "peak memory MiB": peak.mib}}
 
-    return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint)
+    return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
 
 
 FITS = Memo(32)  # retrieval and transferability fit the same method on the same split: the second reuses it
@@ -103,16 +129,33 @@ def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None):
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
-              device="cpu", checkpoint=None, dataset=None) -> ProtocolResult:
-    """Task retrieval on tasks unseen in training: rank-1/5/10 and mAP."""
+              device="cpu", checkpoint=None, dataset=None, folds: int | None = None) -> ProtocolResult:
+    """Task retrieval on tasks unseen in training: rank-1/5/10 and mAP.
+
+    By default ``seeds`` random splits of the tasks, two queries per unseen task. With ``folds=k``, the
+    ``k`` folds of :func:`~lpsbook.protocols.statistics.task_folds` instead: every task is unseen in
+    exactly one fold, where every one of its models is a query against all the other models of that
+    fold's tasks, and every query's outcome is kept (``result["predictions"][method]``: rows, 0-based
+    position of the first model of its task, average precision).
+    """
     labels = ms.task_ids
+    fold_of = task_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
+    seeds = int(fold_of.max()) + 1 if folds else seeds
 
     def evaluate(method, seed, cfg):
-        m, query, gallery = fit_retrieval_split(ms, method, seed, cfg, device, dataset)
-        return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
-                                 m.embed(ms.state_of(gallery)), labels[gallery], ks=(1, 5, 10))
+        if fold_of is None:
+            m, query, gallery = fit_retrieval_split(ms, method, seed, cfg, device, dataset)
+            return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
+                                     m.embed(ms.state_of(gallery)), labels[gallery], ks=(1, 5, 10))
+        train, test = fold_rows(fold_of, seed)
+        m = fit(make(method, ms, seed, cfg, device, dataset), ms, train)
+        per = leave_one_out_retrieval(m.embed(ms.state_of(test)), labels[test])
+        hit = per["first_hit"]
+        return {**{f"rank{k}": float(np.mean((hit >= 0) & (hit < k))) for k in (1, 5, 10)},
+                "mAP": float(np.nanmean(per["ap"])),
+                "_predictions": {"rows": test.tolist(), "first_hit": hit.tolist(), "ap": per["ap"].tolist()}}
 
-    return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint)
+    return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
 
 
 # --- task similarity against transfer ------------------------------------------------------------------
