@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .core import data
-from .experiments import ladder
+from .experiments import ladder, modelset500
 from .training import modelset
 from .protocols import paper
 from .core.data import load_dataset
@@ -21,7 +21,7 @@ from .core.store import DamagedFileWarning, output_problem, write_atomic
 
 DATA_DIR_HELP = "cifar100.npz, or a folder holding it or cifar-100-python/ (default: $LPSBOOK_DATA or data/)"
 EXPERIMENTS = ("classification", "retrieval", "transferability", "branches", "ablation", "similarity", "stages",
-               "probe_counts", "ladder")
+               "probe_counts", "ladder", "modelset500")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("experiment", help="run one of the paper's protocols on a model set; `ladder` builds "
                         "the recipe ladder and the 50-task width-16 set and measures them (hours; resumable)")
     ex.add_argument("name", choices=EXPERIMENTS)
-    ex.add_argument("--modelset", default=None, help="the model set folder (every experiment but ladder)")
+    ex.add_argument("--modelset", default=None, help="the model set folder (every experiment but ladder; modelset500: "
+                                                          "where its set is built or resumed, default the cache)")
     ex.add_argument("--out", required=True, help="JSON file for the results (ladder: the folder for ladder.json)")
     ex.add_argument("--only", default=None, metavar="SET,SET", help="ladder: build and measure only these sets")
     ex.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -111,6 +112,12 @@ def _experiment(args):
     _check_data_dir(args)
     if args.name == "ladder":
         return _ladder(args)
+    if args.name == "modelset500":
+        if args.only:
+            raise LpsbookError("--only is for the ladder; modelset500 builds and measures one set")
+        modelset500.run(args.out, modelset=args.modelset, device=args.device, data_dir=args.data_dir)
+        print(f"results written to {Path(args.out) / modelset500.RESULTS_FILE}")
+        return None
     if args.modelset is None or args.only:
         raise LpsbookError(f"experiment {args.name} needs --modelset DIR (and --only is for the ladder only)")
     run_experiment(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,

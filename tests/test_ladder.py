@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lpsbook import cli
-from lpsbook.experiments import ladder
+from lpsbook.experiments import ladder, results_file, sets
 from lpsbook.training import modelset as msets
 from lpsbook.core.errors import LpsbookError
 from lpsbook.core.presets import LADDER, PRESETS, get_preset, paper_recipe
@@ -79,13 +79,13 @@ def test_extract_refuses_another_recipe(tmp_path):
 
 
 def test_stale_names_the_changed_preset(monkeypatch):
-    results = {"presets": {n: ladder.preset_record(n) for n in ladder.ORDER}}
-    assert ladder.stale(results) == []
+    results = {"presets": {n: results_file.preset_record(n) for n in ladder.ORDER}}
+    assert results_file.stale(results) == []
     monkeypatch.setitem(PRESETS, "ladder-w8-e10", get_preset("ladder-w8-e10").with_(lr=0.05))
-    problems = ladder.stale(results)
+    problems = results_file.stale(results)
     assert len(problems) == 1 and "ladder-w8-e10" in problems[0] and "changed" in problems[0]
     monkeypatch.delitem(PRESETS, "ladder-w8-e10")
-    assert "no longer in the code" in ladder.stale(results)[0]
+    assert "no longer in the code" in results_file.stale(results)[0]
 
 
 def test_damaged_results_file_is_a_clear_error(tmp_path):
@@ -99,7 +99,7 @@ def test_damaged_results_file_is_a_clear_error(tmp_path):
 def test_committed_results_match_the_presets():
     """results/ladder.json is computed from the presets in the code; a changed preset makes it stale."""
     results = ladder.read(REPO_RESULTS)
-    problems = ladder.stale(results)
+    problems = results_file.stale(results)
     assert not problems, f"{REPO_RESULTS} is stale: {'; '.join(problems)}. Regenerate it: {ladder.COMMAND}"
     prov = results["provenance"]
     assert prov["code_version"] and prov["cpu"] and prov["torch"] and prov["command"].startswith("lpsbook experiment")
@@ -127,9 +127,9 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     """A second run does not recompute a set the file already holds for the same preset."""
     calls = []
     devices = []
-    monkeypatch.setattr(ladder, "ensure_set", lambda name, progress=True, device="auto":
+    monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto":
                         devices.append(device) or calls.append(name) or _FakeSet(name))
-    monkeypatch.setattr(ladder, "set_summary", lambda ms: {"models": ms.preset.num_models})
+    monkeypatch.setattr(sets, "set_summary", lambda ms: {"models": ms.preset.num_models})
     monkeypatch.setattr(ladder, "rung_classification", lambda p: {"lps": {"top1": {"mean": 0.5}}})
     monkeypatch.setattr(ladder, "save_conv1", lambda ms, out: calls.append(f"conv1 {ms.preset.name}"))
     ladder.run(tmp_path, ["ladder-w8-e10"], command="test")
@@ -178,7 +178,7 @@ def test_verdicts_follow_their_rules():
         cls["probing"]["top1"]["mean"] = probing
         return {"classification": cls}
 
-    presets = {n: ladder.preset_record(n) for n in ladder.ORDER}
+    presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
     results = {"order": list(ladder.ORDER), "presets": presets, "tables": {},
                "sets": {"ladder-w16-e10": rung(0.4, 0.3, 0.3)}}
     v = {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}
@@ -214,7 +214,7 @@ def test_conv1_file_round_trip_and_damage(tiny_modelset, tmp_path):
 
 
 def test_full_findings_name_the_best_rival_and_apply_the_margin():
-    presets = {n: ladder.preset_record(n) for n in ladder.ORDER}
+    presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
     results = {"presets": presets, "tables": {}}
     assert ladder.full_findings(results) is None
     assert "not built yet" in ladder.full_sentence(results) and ladder.COMMAND in ladder.full_sentence(results)
@@ -272,14 +272,14 @@ def test_float32_check_table_and_sentence():
 def test_training_time_leaves_out_pauses_and_copied_models(tiny_modelset):
     import copy
 
-    build = ladder.set_summary(tiny_modelset)["build"]
+    build = sets.set_summary(tiny_modelset)["build"]
     n = len(tiny_modelset.meta)
     assert build["copied"] == 0 and build["training_seconds"] == pytest.approx(n * build["median_model_seconds"])
     paused = copy.copy(tiny_modelset)
     paused.meta = tiny_modelset.meta.copy()
     paused.meta.loc[paused.meta.index[0], "train_seconds"] += 3600.0  # a model in flight while the build was stopped
     paused.meta["copied_from"] = [None] * (n - 1) + ["another-set"]
-    b = ladder.set_summary(paused)["build"]
+    b = sets.set_summary(paused)["build"]
     assert b["train_seconds"] == pytest.approx(build["train_seconds"] + 3600)
     assert b["copied"] == 1 and b["training_seconds"] < build["train_seconds"] + 60, "the pause is not training"
     assert ladder.training_seconds({"build": b}) == b["training_seconds"]
@@ -287,12 +287,12 @@ def test_training_time_leaves_out_pauses_and_copied_models(tiny_modelset):
 
 
 def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, monkeypatch):
-    monkeypatch.setattr(ladder.msets, "cache_dir", lambda p: tiny_modelset_dir)
+    monkeypatch.setattr(sets.msets, "cache_dir", lambda p: tiny_modelset_dir)
     entry = {"summary": {"models": 1, "build": {"train_seconds": 1.0}}}
     assert ladder._refresh_summary("tiny", entry)
     assert "training_seconds" in entry["summary"]["build"] and entry["summary"]["models"] > 1
     assert not ladder._refresh_summary("tiny", entry), "a summary that has the field is kept"
-    monkeypatch.setattr(ladder.msets, "cache_dir", lambda p: tiny_modelset_dir.parent / "not-built")
+    monkeypatch.setattr(sets.msets, "cache_dir", lambda p: tiny_modelset_dir.parent / "not-built")
     assert not ladder._refresh_summary("tiny", {"summary": {"build": {"train_seconds": 1.0}}})
 
 

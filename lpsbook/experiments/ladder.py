@@ -19,22 +19,16 @@ when it no longer matches the presets in the code.
 """
 from __future__ import annotations
 
-import datetime
-import io
-import json
-import platform
 import sys
 import time
-import zipfile
 from pathlib import Path
 
-import numpy as np
-import torch
 
-from .. import __version__, code_version
+from .. import code_version
+from ..training.packed import train_pack
+from . import results_file, sets
 from ..show import book
 from ..training import modelset as msets
-from ..findings.analyses import relative_movement, weight_movement
 from ..findings.claims import FAILS, HOLDS, PAPER
 from ..core.data import load_dataset
 from ..core.errors import LpsbookError
@@ -43,9 +37,6 @@ from ..methods.registry import display_name
 from ..core.presets import get_preset
 from ..protocols.paper import EXTRA_METHODS, PAPER_METHODS
 from ..protocols.results import merge
-from ..core.runtime import cpu_model
-from ..core.store import write_atomic
-from ..training.packed import steps_per_model, train_pack
 from ..show.tables import mean_sd, show
 
 RESULTS_FILE = "ladder.json"
@@ -57,31 +48,6 @@ RUNG_METHODS = ("random", "fc", "frobenius", "lps", "weight_stats", "rebasin_fc"
 TABLE_METHODS = PAPER_METHODS + EXTRA_METHODS + book.WHOLE_NETWORK
 PAPER_LPS = "lps_paper"  # LPS with the paper's second-order schedule (LPSConfig.paper()), beside the book's
 FLOAT32_JOBS = ((0, 0), (1, 0), (2, 0))  # (task, seed) of the top rung trained in float32 as well
-
-
-def set_summary(ms) -> dict:
-    """The models of a set: accuracies, weight movement, and how, where and how long they were built."""
-    meta = ms.meta
-    moved = weight_movement(ms)["mean"]
-    last_stage = [n for n in ms.layers if n.startswith("layer3.")]
-    col = lambda name: sorted(set(meta[name].dropna().astype(str))) if name in meta else []  # noqa: E731
-    seconds = meta.train_seconds.astype(float)
-    copied = int(meta["copied_from"].notna().sum()) if "copied_from" in meta else 0
-    return {
-        "models": len(meta),
-        "test_acc": {"mean": float(meta.test_acc.mean()), "min": float(meta.test_acc.min()),
-                     "sd": float(meta.test_acc.std(ddof=1))},
-        "train_acc_mean": float(meta.train_acc.mean()),
-        "movement": {"conv1": float(moved[ms.layers[0]]), "last_stage": float(np.mean([moved[n] for n in last_stage]))},
-        # train_seconds: the models' recorded wall times summed, pauses of the build included;
-        # training_seconds: median per model x the models trained for this set (copies counted where trained)
-        "build": {"train_seconds": float(seconds.sum()), "median_model_seconds": float(seconds.median()),
-                  "copied": copied, "training_seconds": float(seconds.median() * (len(meta) - copied)),
-                  "first_model": str(meta.created.min()),
-                  "last_model": str(meta.created.max()), "hosts": col("host"), "cpus": col("cpu"),
-                  "precision": col("precision"), "devices": col("device"), "torch": col("torch_version"),
-                  "copied_from": col("copied_from")},
-    }
 
 
 def rung_classification(preset) -> dict:
@@ -123,46 +89,19 @@ def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu") -> list:
     return book.cached_json("float32_check", {"jobs": [list(j) for j in jobs]}, compute, preset=preset)
 
 
-def ensure_set(name: str, progress: bool = True, device: str = "auto"):
-    """The model set ``name``, built or resumed (on ``device``).
-
-    The 50-task set and the rung that shares its width and epochs hold the
-    same models of ten tasks: whichever is built second starts from the
-    other's (:func:`lpsbook.training.modelset.extract`) and trains only the rest.
-    """
-    p = get_preset(name)
-    for other in ORDER:
-        q = get_preset(other)
-        if other != name and (q.width, q.epochs) == (p.width, p.epochs) and (msets.cache_dir(q) / msets.SET_FILE).is_file():
-            msets.extract(msets.cache_dir(q), p, msets.cache_dir(p))
-    return book.modelset(p, progress=progress, device=device)
-
-
 CONV1_DIR = "ladder-conv1"  # beside the results file: every model's first conv layer, per set (a few hundred KB)
 
 
 def save_conv1(ms, out) -> Path:
-    """Keep the first conv layer of every model of ``ms`` (with its task and training seed) in
-    ``out/ladder-conv1/<set>.npz``: small enough to commit, enough to recompute conv1's movement."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, conv1=ms.conv_weights[ms.layers[0]].numpy(), task_id=ms.meta.task_id.to_numpy(),
-                        train_seed=ms.meta.train_seed.to_numpy())
-    path = Path(out) / CONV1_DIR / f"{ms.preset.name}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, buf.getvalue())
-    return path
+    """Keep the first conv layer of every model of ``ms`` in ``out/ladder-conv1/<set>.npz``
+    (:func:`lpsbook.experiments.results_file.save_conv1`)."""
+    return results_file.save_conv1(ms, Path(out) / CONV1_DIR / f"{ms.preset.name}.npz")
 
 
 def conv1_movement(name: str, folder=None) -> float:
     """Set ``name``'s mean relative change of conv1 from initialisation, recomputed from its committed first
     layers (:func:`save_conv1`); the results file records the same number, measured on the whole set."""
-    path = Path(folder or REPO_RESULTS.parent) / CONV1_DIR / f"{name}.npz"
-    try:
-        with np.load(path) as z:
-            conv1, tasks, seeds = torch.from_numpy(z["conv1"]), z["task_id"], z["train_seed"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise LpsbookError(f"{path} is missing or damaged ({exc}); run `{COMMAND}` to write it again.") from None
-    return float(np.mean(relative_movement(get_preset(name), tasks, seeds, {"conv1.weight": conv1})["conv1.weight"]))
+    return results_file.conv1_movement(name, Path(folder or REPO_RESULTS.parent) / CONV1_DIR / f"{name}.npz", COMMAND)
 
 
 def movement_check(results: dict, folder=None) -> dict:
@@ -172,28 +111,14 @@ def movement_check(results: dict, folder=None) -> dict:
             for name, entry in results["sets"].items()}
 
 
-def provenance(command: str, started: str, seconds: float) -> dict:
-    """Who computed the file, where, with what and when."""
-    return {"command": command, "code_version": code_version(), "lpsbook_version": __version__,
-            "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
-            "cpu_threads": torch.get_num_threads(), "host": platform.node(), "run_started": started,
-            "run_seconds": round(seconds, 1),
-            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def preset_record(name: str) -> dict:
-    p = get_preset(name)
-    return {"hash": p.hash, "width": p.width, "epochs": p.epochs, "steps": steps_per_model(p),
-            "tasks": len(p.tasks), "seeds": p.seeds, "models": p.num_models, "cpu_bf16": p.cpu_bf16}
-
-
-REPO_RESULTS = Path(__file__).resolve().parents[2] / "results" / RESULTS_FILE
+REPO_RESULTS = results_file.REPO_RESULTS / RESULTS_FILE
 
 
 def committed() -> dict:
-    """The results file committed with the book; an LpsbookError when it is stale (see :func:`stale`)."""
+    """The results file committed with the book; an LpsbookError when it is stale
+    (:func:`lpsbook.experiments.results_file.stale`)."""
     results = read(REPO_RESULTS)
-    problems = stale(results)
+    problems = results_file.stale(results)
     if problems:
         raise LpsbookError(f"{REPO_RESULTS} is stale ({'; '.join(problems)}); regenerate it: {COMMAND}")
     return results
@@ -204,44 +129,10 @@ SHAPE = {"order": list, "presets": dict, "sets": dict, "tables": dict, "float32"
 
 
 def read(path) -> dict:
-    """The results file at ``path`` (a file, or the folder holding ``ladder.json``).
-
-    An LpsbookError naming the file and the command that computes it again when
-    it is missing, not JSON (truncated, emptied, overwritten) or not shaped
-    like a results file (:data:`SHAPE`, and a hash for each preset).
-    """
-    path = Path(path)
-    path = path / RESULTS_FILE if path.is_dir() else path
-    try:
-        results = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise LpsbookError(f"{path} does not exist; run `{COMMAND}` to compute it.") from None
-    except OSError as exc:
-        raise LpsbookError(f"{path} could not be read ({exc.strerror or exc}); run `{COMMAND}` to compute it "
-                           "again.") from None
-    except ValueError:  # not UTF-8 or not JSON
-        raise LpsbookError(f"{path} is damaged (not JSON); run `{COMMAND}` to compute it again.") from None
-    shaped = (isinstance(results, dict) and all(isinstance(results.get(k), t) for k, t in SHAPE.items())
-              and all(isinstance(rec, dict) and isinstance(rec.get("hash"), str)
-                      for rec in results["presets"].values()))
-    if not shaped:
-        raise LpsbookError(f"{path} is damaged (not a results file of the ladder); run `{COMMAND}` to compute "
-                           "it again.")
-    return results
-
-
-def stale(results: dict) -> list:
-    """Why ``results`` no longer describes the presets in the code (an empty list if it still does)."""
-    problems = []
-    for name, rec in results.get("presets", {}).items():
-        try:
-            now = get_preset(name).hash
-        except LpsbookError:
-            problems.append(f"preset {name!r} is no longer in the code")
-            continue
-        if rec["hash"] != now:
-            problems.append(f"preset {name!r} changed (hash {rec['hash']} in the file, {now} in the code)")
-    return problems
+    """The ladder's results file at ``path`` (a file, or the folder holding ``ladder.json``); an LpsbookError
+    naming the file and the command that computes it again when it is missing, damaged or not shaped like
+    one (:data:`SHAPE`)."""
+    return results_file.read(path, RESULTS_FILE, SHAPE, COMMAND, "the ladder")
 
 
 def _refresh_summary(name: str, entry: dict) -> bool:
@@ -253,7 +144,7 @@ def _refresh_summary(name: str, entry: dict) -> bool:
     folder = msets.cache_dir(p)
     if not (folder / msets.SET_FILE).is_file() or msets.pending_models(folder, p):
         return False
-    entry["summary"] = set_summary(msets.load(folder))
+    entry["summary"] = sets.set_summary(msets.load(folder))
     return True
 
 
@@ -276,27 +167,26 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
         results = {}
     keep = {n for n, rec in results.get("presets", {}).items() if n in ORDER and rec["hash"] == get_preset(n).hash}
     results = {"about": __doc__.split("\n\n")[0], "order": list(ORDER),
-               "presets": {n: preset_record(n) for n in ORDER},
+               "presets": {n: results_file.preset_record(n) for n in ORDER},
                "sets": {n: v for n, v in results.get("sets", {}).items() if n in keep},
                "tables": results.get("tables", {}) if FULL_SET in keep else {},
                "float32": results.get("float32", []) if ORDER[-1] in keep else []}
     refreshed = [n for n, entry in results["sets"].items() if _refresh_summary(n, entry)]
-    started, t0 = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), time.time()
+    started, t0 = results_file.now(), time.time()
 
     def save():
-        results["provenance"] = provenance(command, started, time.time() - t0)
-        write_atomic(path, json.dumps(results, indent=1, default=float).encode())
+        results["provenance"] = results_file.provenance(command, started, time.time() - t0)
+        results_file.write(path, results)
 
     if refreshed:
         save()
     for name in names:
         if name in results["sets"] and (name != FULL_SET or results["tables"]):
             continue
-        ms = ensure_set(name, progress, device)
+        ms = sets.ensure_set(name, progress, device)
         p = ms.preset
         save_conv1(ms, out)
-        entry = {"summary": set_summary(ms), "code_version": code_version(),
-                 "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        entry = {"summary": sets.set_summary(ms), "code_version": code_version(), "measured": results_file.now()}
         if name == FULL_SET:
             results["tables"] = tables(p)
         else:

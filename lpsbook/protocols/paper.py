@@ -36,7 +36,7 @@ from ..core.metrics import leave_one_out_retrieval, retrieval_metrics, spearman,
 from ..methods.probing import Probing
 from .results import ABLATION_VARIANTS, ProtocolResult, classification_split, default_config, retrieval_split, run_protocol, task_folds
 from ..core.runtime import PeakMemory
-from .statistics import classification_folds, task_folds
+from . import statistics
 from .transfer import pair_metrics, per_target_spearman, related_groups, transfer_ari
 
 PAPER_METHODS = ("random", "fc", "frobenius", "lps")  # the methods of the paper's Tables 1-2
@@ -99,7 +99,7 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
     seconds to fit, seconds to embed 100 models (scaled from the test models),
     and the peak memory above the level before the fit (:class:`~lpsbook.core.runtime.PeakMemory`).
     """
-    fold_of = classification_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
+    fold_of = statistics.classification_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
     seeds = int(fold_of.max()) + 1 if folds else seeds
 
     def evaluate(method, seed, cfg):
@@ -139,7 +139,7 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
     position of the first model of its task, average precision).
     """
     labels = ms.task_ids
-    fold_of = task_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
+    fold_of = statistics.task_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
     seeds = int(fold_of.max()) + 1 if folds else seeds
 
     def evaluate(method, seed, cfg):

@@ -447,6 +447,12 @@ def _recipe_hash(preset: Preset) -> str:
     return preset.with_(name="", tasks=(), task_numbers=(), pack_size_cpu=1).hash
 
 
+def same_recipe(a, b) -> bool:
+    """Whether presets ``a`` and ``b`` train the same way (they may hold other tasks): :func:`extract`
+    copies models between them."""
+    return _recipe_hash(get_preset(a)) == _recipe_hash(get_preset(b))
+
+
 def extract(source, preset, out) -> Path:
     """Write into ``out`` the models of ``preset`` that model set ``source`` already holds.
 
