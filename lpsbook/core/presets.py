@@ -3,8 +3,8 @@
 A preset says which dataset, which tasks, how many seeds per task, which
 network and which training recipe.  Provided:
 
-``tiny``
-    a few tasks, seeds and steps, for tests (seconds on a CPU);
+``tiny``, ``tiny-cifar100``
+    a few tasks, seeds and steps, for tests and rehearsals (seconds on a CPU);
 ``digits``
     the embedded default: scikit-learn's 8x8 digits, all 45 class pairs as
     tasks, 10 seeds each, a narrow ResNet-20;
@@ -159,6 +159,12 @@ PRESETS = {
         name="tiny", dataset="digits", tasks=((0, 1), (0, 2), (3, 4)), seeds=3,
         width=4, epochs=3, batch_size=32, lr=0.05, milestones=(2,),
         crop_padding=1, flip=False, pack_size_cpu=4,
+    ),
+    # The tiny recipe on CIFAR-100 (three of ModelSet500's tasks): a check, in seconds, that the data and a
+    # whole pipeline work before hours go into the real preset (scripts/gpu_modelset500.sh rehearses on it).
+    "tiny-cifar100": Preset(
+        name="tiny-cifar100", dataset="cifar100", tasks=((0, 1), (2, 3), (4, 5)), seeds=3,
+        width=4, epochs=1, batch_size=64, lr=0.05, milestones=(), pack_size_cpu=6,
     ),
     "digits": Preset(
         name="digits", dataset="digits", tasks=DIGITS_PAIRS, seeds=10,
