@@ -84,6 +84,13 @@ def test_each_of_the_three_outcomes_from_constructed_predictions():
     assert st.decide("reaches 90 %", st.interval(bad, tasks), line=0.9).outcome == st.FAILS
 
 
+def test_no_verdict_from_too_few_tasks():
+    tasks = np.repeat(np.arange(st.MIN_TASKS - 1), 4)
+    diff = st.paired_difference(np.ones(len(tasks)), np.zeros(len(tasks)), tasks)
+    assert diff.low == diff.high == 1.0  # every task agrees: a zero-width interval ...
+    assert st.decide("a beats b", diff).outcome == st.CANNOT_TELL  # ... from too few tasks to judge
+
+
 def test_a_published_number_carries_its_own_uncertainty():
     paper = st.published(0.798, 100)  # one split of 100 test models
     assert paper.low < 0.75 and paper.high > 0.85

@@ -30,6 +30,7 @@ from ..core.errors import LpsbookError
 HOLDS, FAILS, CANNOT_TELL = "holds", "does not hold", "cannot tell"
 LEVEL = 0.95
 RESAMPLES = 2000
+MIN_TASKS = 10  # fewer tasks than this: a bootstrap over tasks says little, and no verdict is drawn
 
 
 # --- folds ------------------------------------------------------------------------------------------
@@ -192,13 +193,17 @@ class Verdict:
 
 def decide(claim: str, diff: Interval, line: float = 0.0, what: str = "the difference") -> Verdict:
     """``claim`` holds when the whole interval of ``diff`` lies above ``line``, does not hold when it lies
-    wholly below, and cannot be told at this size when the interval contains ``line``."""
-    if diff.low > line:
+    wholly below, and cannot be told at this size when the interval contains ``line`` or rests on fewer
+    than :data:`MIN_TASKS` tasks (``diff.tasks``; 0 means not counted, as for a published number)."""
+    if 0 < diff.tasks < MIN_TASKS:
+        outcome = CANNOT_TELL
+    elif diff.low > line:
         outcome = HOLDS
     elif diff.high < line:
         outcome = FAILS
     else:
         outcome = CANNOT_TELL
     rule = (f"holds if the {round(100 * diff.level)} % interval of {what} (tasks resampled) lies above {line:g}, "
-            f"does not hold if it lies below, cannot tell if it contains {line:g}")
+            f"does not hold if it lies below, cannot tell if it contains {line:g} or rests on fewer than "
+            f"{MIN_TASKS} tasks")
     return Verdict(claim, outcome, diff, line, rule)

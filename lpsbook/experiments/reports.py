@@ -1,0 +1,127 @@
+"""What a committed results file shows, computed from the predictions it keeps: tables whose cells carry a
+95 % interval (tasks resampled), paired comparisons, and verdicts with three outcomes.
+
+Every function takes the results dict of :mod:`lpsbook.experiments.modelset500` (or None before the set is
+built) and returns plain data or a pandas table; nothing is trained or loaded here, so a chapter that
+calls these runs in seconds on any machine.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..findings.claims import PAPER
+from ..methods.registry import display_name
+from ..protocols import statistics as st
+
+PAPER_TOP1 = PAPER["classification"]["lps"][0]  # LPS, the paper's Table 1 (%)
+PAPER_TEST_MODELS = 100  # the paper's classification: one split, two test models of each of 50 tasks
+RIVALS = ("weight_stats", "probing", "graph", "rebasin_fc", "fc", "frobenius", "random")
+BOOK_LPS_STEP = "classification_lps_book"
+
+
+def label(method: str) -> str:
+    try:
+        return display_name(method)
+    except Exception:  # noqa: BLE001 - a row that is not a method (an ablation variant) keeps its id
+        return method
+
+
+def outcomes(results: dict, step: str, method: str) -> dict:
+    """One method's per-test-model outcomes of a step, in the order of the set's models:
+    ``{"rows", "task", "top1", "top5", ...}`` (classification) or ``{"rows", "task", "rank1", ..., "ap"}``
+    (retrieval), from the predictions the file keeps."""
+    folds = results["protocols"][step]["predictions"][method]
+    rows = np.concatenate([np.asarray(f["rows"], dtype=int) for f in folds])
+    order = np.argsort(rows)
+    tasks = np.asarray(results["models"]["task_id"])[rows[order]]
+    out = {"rows": rows[order], "task": tasks}
+    if "rank" in folds[0]:
+        rank = np.concatenate([np.asarray(f["rank"]) for f in folds])[order]
+        out.update({f"top{k}": (rank < k).astype(float) for k in (1, 5, 10)})
+    else:
+        hit = np.concatenate([np.asarray(f["first_hit"]) for f in folds])[order]
+        out.update({f"rank{k}": ((hit >= 0) & (hit < k)).astype(float) for k in (1, 5, 10)})
+        ap = np.concatenate([np.asarray(f["ap"], dtype=float) for f in folds])[order]
+        out["mAP"] = np.nan_to_num(ap)
+    return out
+
+
+def interval(results: dict, step: str, method: str, metric: str) -> st.Interval:
+    """``metric`` (%) of ``method`` in ``step`` with its 95 % interval over resampled tasks."""
+    o = outcomes(results, step, method)
+    return st.interval(o[metric], o["task"]).scaled(100)
+
+
+def paired(results: dict, step: str, a: str, b: str, metric: str) -> st.Interval:
+    """``a - b`` (points of ``metric``) on the same test models, with its paired 95 % interval."""
+    oa, ob = outcomes(results, step, a), outcomes(results, step, b)
+    if not np.array_equal(oa["rows"], ob["rows"]):
+        raise ValueError(f"{a} and {b} were not tested on the same models in {step}")
+    return st.paired_difference(oa[metric], ob[metric], oa["task"]).scaled(100)
+
+
+def cell(iv: st.Interval) -> str:
+    """``"75.0 [70.1, 79.8]"``, kept on one line in the page (non-breaking spaces)."""
+    return f"{iv.estimate:.1f}\u00a0[{iv.low:.1f},\u00a0{iv.high:.1f}]"
+
+
+def table(results: dict, step: str = "classification", metrics=("top1", "top5")) -> "pandas.DataFrame":
+    """Methods by ``metrics`` (%), each cell ``estimate [95 % interval]``, with the paper's number beside."""
+    import pandas as pd
+
+    protocol = "classification" if step.startswith("classification") else "retrieval"
+    paper = PAPER.get(protocol, {})
+    rows = {}
+    for m in results["protocols"][step]["predictions"]:
+        row = {metric: cell(interval(results, step, m, metric)) for metric in metrics}
+        row["paper, " + metrics[0]] = f"{paper[m][0]:.1f}" if m in paper else "—"
+        rows[label(m)] = row
+    return pd.DataFrame(rows).T
+
+
+def headline(results: dict) -> st.Verdict:
+    """"LPS reaches the paper's 79.8 %": our top-1 against the paper's, each with its own interval
+    (the paper's is a binomial one over its 100 test models), the difference judged by :func:`statistics.decide`
+    at 0: cannot tell unless the whole interval of the difference is above or below it."""
+    ours = interval(results, "classification", "lps", "top1").scaled(0.01)
+    theirs = st.published(PAPER_TOP1 / 100, PAPER_TEST_MODELS)
+    d = st.versus_published(ours, theirs).scaled(100)
+    return st.decide(f"LPS reaches the paper's {PAPER_TOP1:.1f} % top-1", d, 0.0,
+                     "LPS's top-1 minus the paper's in points, both uncertainties combined")
+
+
+def rivals(results: dict, step: str = "classification", metric: str = "top1") -> list:
+    """"LPS beats X" for every rival in the file: the paired difference and its verdict."""
+    methods = results["protocols"][step]["predictions"]
+    return [st.decide(f"LPS beats {label(r)}", paired(results, step, "lps", r, metric), 0.0,
+                      f"LPS minus {label(r)} in {metric} points on the same test models")
+            for r in RIVALS if r in methods and "lps" in methods]
+
+
+def verdict_table(verdicts) -> "pandas.DataFrame":
+    """Verdicts as a table: the claim, the interval of what decides it, and the outcome."""
+    import pandas as pd
+
+    return pd.DataFrame([{"claim": v.claim, "difference [95 % interval]": cell(v.interval), "outcome": v.outcome}
+                         for v in verdicts]).set_index("claim")
+
+
+def schedules(results: dict) -> st.Interval | None:
+    """LPS's top-1 with the paper's second-order schedule minus with the book's shorter one (paired), or
+    None when the file does not hold both."""
+    if BOOK_LPS_STEP not in results["protocols"]:
+        return None
+    a, b = outcomes(results, "classification", "lps"), outcomes(results, BOOK_LPS_STEP, "lps")
+    return st.paired_difference(a["top1"], b["top1"], a["task"]).scaled(100)
+
+
+def state_sentence(results: dict | None, command: str) -> str:
+    """Where ModelSet500 stands, in one sentence for the page (glued)."""
+    if results is None:
+        return f"ModelSet500 at the paper's recipe is not built yet; `{command}` builds and measures it."
+    done = ", ".join(results["protocols"]) or "no step yet"
+    models = results["models"]
+    machines = sorted({m for m in (models.get("gpu") or []) if m} | {c for c in models["cpu"] if c})
+    precision = ", ".join(sorted(set(models["precision"])))
+    return (f"The file holds {len(models['task_id'])} models ({precision}; trained on {', '.join(machines)}) "
+            f"and these steps: {done}.")
