@@ -67,3 +67,16 @@ def test_the_pipeline_file_reads_back_into_tables(tiny_modelset_dir, tmp_path):
     t = reports.table(res)
     assert set(t.index) == {"random prediction", "LPS", "weight statistics"}
     assert all(v.outcome == st.CANNOT_TELL for v in reports.rivals(res))  # three tasks decide nothing
+
+
+def test_figure3_tables_from_the_file():
+    s = lambda m, sd: {"mean": m, "std": sd, "values": [m]}  # noqa: E731
+    res = {"protocols": {
+        "transferability": {"results": {"lps": {"spearman": s(0.5, 0.1), "related_auc": s(0.8, 0.05)}}},
+        "branches": {"results": {"lps": {"conv1.weight": s(0.6, 0.0), "layer3.2.conv2.weight": s(0.9, 0.0)}}},
+        "ablation": {"results": {"both_on": {"conv1.weight": s(0.6, 0.0)}, "both_off": {"conv1.weight": s(0.2, 0.0)}}}}}
+    f = reports.figure3(res)
+    assert f["transfer"].loc["LPS", "spearman"] == "0.50 ± 0.10"
+    assert f["branches"].loc["conv1", "LPS"] == "60.0 ± 0.0" and "layer3.2.conv2" in f["branches"].index
+    assert list(f["ablation"].columns) == ["both on", "both off"]
+    assert reports.figure3({"protocols": {}}) == {}

@@ -125,3 +125,26 @@ def state_sentence(results: dict | None, command: str) -> str:
     precision = ", ".join(sorted(set(models["precision"])))
     return (f"The file holds {len(models['task_id'])} models ({precision}; trained on {', '.join(machines)}) "
             f"and these steps: {done}.")
+
+
+def figure3(results: dict) -> dict:
+    """Figure 3 of the paper from the file, as tables (``mean ± sd`` over the protocol's random splits, which
+    keep no per-model predictions): ``"transfer"`` (methods by Spearman of task similarity with measured
+    transfer, per target, and the AUC of related pairs), ``"branches"`` (LPS on one conv layer at a time,
+    top-1 %) and ``"ablation"`` (the same with filter and channel alignment switched off); a step not in
+    the file is left out."""
+    import pandas as pd
+
+    from ..core.nets import short_layer
+    from ..protocols.results import label as row_label
+    from ..show.tables import mean_sd
+
+    out, protocols = {}, results["protocols"]
+    if "transferability" in protocols:
+        out["transfer"] = pd.DataFrame({label(m): {k: mean_sd(v, scale=1, digits=2) for k, v in metrics.items()}
+                                        for m, metrics in protocols["transferability"]["results"].items()}).T
+    for step in ("branches", "ablation"):
+        if step in protocols:
+            out[step] = pd.DataFrame({row_label(row): {short_layer(layer): mean_sd(v) for layer, v in per.items()}
+                                      for row, per in protocols[step]["results"].items()})
+    return out
