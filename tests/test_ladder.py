@@ -106,7 +106,7 @@ def test_committed_results_match_the_presets():
     assert results["sets"], "the file holds at least one finished model set"
     summary, found = ladder.build_summary(results), ladder.findings(results)
     assert summary["sets"] == len(results["sets"]) and summary["hours"] > 0 and summary["first_date"] <= summary["last_date"]
-    assert found["first"].startswith("width") and found["level"] in ("holds", "does not hold", "not measured yet")
+    assert found["first"].startswith("width") and found["level"] in ("holds", "does not hold", "cannot tell", "not measured yet")
     for name, entry in results["sets"].items():
         assert entry["summary"]["models"] == get_preset(name).num_models
         if name != ladder.FULL_SET:
@@ -186,11 +186,16 @@ def test_verdicts_follow_their_rules():
     results["sets"]["ladder-w16-e40"] = rung(0.45, 0.5, 0.3)  # +5 points > sd 2: gains; weight stats lead
     v = {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}
     assert v["gains"] == "holds" and v["pulls"] == "does not hold"
-    results["sets"]["ladder-w16-e40"] = rung(0.41, 0.3, 0.3)  # +1 point < sd 2: no gain beyond the spread
+    results["sets"]["ladder-w16-e40"] = rung(0.41, 0.3, 0.3)  # +1 point < sd 2: within the spread
+    assert {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}["gains"] == "cannot tell"
+    results["sets"]["ladder-w16-e40"] = rung(0.35, 0.3, 0.3)  # -5 points: training lost more than the spread
     assert {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}["gains"] == "does not hold"
     results["tables"] = {"classification": {"lps": {"top1": {"mean": 0.78, "std": 0.03}}}}
     results["sets"][ladder.FULL_SET] = {"summary": {}}
-    assert ladder.verdicts(results)[0]["verdict"] == "holds", "78 + 3 >= 79.8"
+    assert ladder.verdicts(results)[0]["verdict"] == "cannot tell", "78 - 79.8 is within the sd of 3"
+    results["tables"]["classification"]["lps"]["top1"] = {"mean": 0.70, "std": 0.03}
+    first = ladder.verdicts(results)[0]
+    assert first["verdict"] == "does not hold" and "sd" in first["rule"], "70 + 3 < 79.8"
 
 
 def test_committed_first_layers_give_the_files_movement():

@@ -105,3 +105,10 @@ def test_mismatched_inputs_are_refused():
         st.paired_difference([1, 0], [1], [0, 1])
     with pytest.raises(LpsbookError, match="3 values for 2 task ids"):
         st.interval([1, 0, 1], [0, 1])
+
+
+def test_decide_by_spread_has_three_outcomes():
+    assert st.decide_by_spread("x", 5.0, 2.0).outcome == st.HOLDS
+    assert st.decide_by_spread("x", -5.0, 2.0).outcome == st.FAILS
+    v = st.decide_by_spread("x", -3.3, 10.4)  # 75.0 against 78.3 ± 10.4: within the spread
+    assert v.outcome == st.CANNOT_TELL and "random splits" in v.rule

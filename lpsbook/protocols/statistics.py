@@ -207,3 +207,17 @@ def decide(claim: str, diff: Interval, line: float = 0.0, what: str = "the diffe
             f"does not hold if it lies below, cannot tell if it contains {line:g} or rests on fewer than "
             f"{MIN_TASKS} tasks")
     return Verdict(claim, outcome, diff, line, rule)
+
+
+def decide_by_spread(claim: str, diff: float, margin: float, what: str = "the difference") -> Verdict:
+    """The three outcomes for results that keep only a mean and sd over a few random splits (older files,
+    before predictions were kept): holds when ``diff`` exceeds ``margin``, does not hold when it is below
+    ``-margin``, cannot tell within it. Weaker than :func:`decide` (no interval, no pairing); it says so."""
+    if diff > margin:
+        outcome = HOLDS
+    elif diff < -margin:
+        outcome = FAILS
+    else:
+        outcome = CANNOT_TELL
+    rule = f"{what} beyond ± the larger sd over 3 random splits: above holds, below not, within cannot tell"
+    return Verdict(claim, outcome, Interval(diff, diff - margin, diff + margin, tasks=0), 0.0, rule)
