@@ -80,3 +80,14 @@ def test_figure3_tables_from_the_file():
     assert f["branches"].loc["conv1", "LPS"] == "60.0 ± 0.0" and "layer3.2.conv2" in f["branches"].index
     assert list(f["ablation"].columns) == ["both on", "both off"]
     assert reports.figure3({"protocols": {}}) == {}
+
+
+def test_chapter_values_and_protocol_facts():
+    from lpsbook.core.presets import get_preset
+
+    p = get_preset("cifar100")
+    v = reports.chapter_values(None, p, 5, modelset500.COMMAND)
+    assert (v["tasks"], v["seeds"], v["models"], v["steps"]) == (50, 10, 500, 1280)
+    assert v["paper_low"] < v["paper"] < v["paper_high"] and "not built yet" in str(v["state"])
+    f = reports.protocol_facts(p, 5)
+    assert f["even_folds"] and f["task_unseen_once"] and 0 < f["paired_width_ratio"] < 0.6

@@ -148,3 +148,32 @@ def figure3(results: dict) -> dict:
             out[step] = pd.DataFrame({row_label(row): {short_layer(layer): mean_sd(v) for layer, v in per.items()}
                                       for row, per in protocols[step]["results"].items()})
     return out
+
+
+def chapter_values(results: dict | None, preset, folds: int, command: str) -> dict:
+    """What chapter 11's prose quotes: the recipe of ``preset``, the fold count, the paper's
+    number with its own interval, the verdict rule's settings, and where the build stands (Markdown)."""
+    from ..show.book import Prose
+    from ..training.packed import steps_per_model
+
+    paper = st.published(PAPER_TOP1 / 100, PAPER_TEST_MODELS).scaled(100)
+    return {"tasks": len(preset.tasks), "seeds": preset.seeds, "width": preset.width, "epochs": preset.epochs,
+            "steps": steps_per_model(preset), "models": preset.num_models, "paper": PAPER_TOP1,
+            "paper_n": PAPER_TEST_MODELS, "paper_low": paper.low, "paper_high": paper.high, "folds": folds,
+            "min_tasks": st.MIN_TASKS, "level": round(100 * st.LEVEL), "state": Prose(state_sentence(results, command))}
+
+
+def protocol_facts(preset, folds: int, seed: int = 0) -> dict:
+    """What chapter 11 says of its protocol, computed on ``preset``'s models: whether every fold holds the
+    same number of seeds of every task out, whether every task is unseen in exactly one retrieval fold,
+    and the ratio of a paired to an unpaired interval's width for two methods that agree on nine models in
+    ten (synthetic outcomes, seeded)."""
+    tasks = np.repeat(np.arange(len(preset.tasks)), preset.seeds)
+    fold, by_task = st.classification_folds(tasks, folds, seed), st.task_folds(tasks, folds, seed)
+    rng = np.random.default_rng(seed)
+    a = (rng.random(len(tasks)) < 0.7).astype(float)
+    b = np.where(rng.random(len(tasks)) < 0.1, 1 - a, a)
+    pair, apart = st.paired_difference(a, b, tasks), st.unpaired_difference(a, b, tasks)
+    return {"even_folds": all((np.bincount(tasks[fold == f]) == preset.seeds // folds).all() for f in range(folds)),
+            "task_unseen_once": all(len(set(by_task[tasks == t])) == 1 for t in range(len(preset.tasks))),
+            "paired_width_ratio": (pair.high - pair.low) / (apart.high - apart.low)}
