@@ -175,8 +175,6 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
 
 
 def _ladder(args):
-    import os
-
     names = args.only.split(",") if args.only else list(ladder.ORDER)
     unknown = sorted(set(names) - set(ladder.ORDER))
     if unknown:
@@ -184,9 +182,7 @@ def _ladder(args):
     problem = output_problem(args.out, folder=True)
     if problem:
         raise LpsbookError(f"--out {problem}; give a folder for {ladder.RESULTS_FILE}.")
-    if args.data_dir is not None:
-        os.environ["LPSBOOK_DATA"] = str(args.data_dir)
-    ladder.run(args.out, [n for n in ladder.ORDER if n in names], device=args.device)
+    ladder.run(args.out, [n for n in ladder.ORDER if n in names], device=args.device, data_dir=args.data_dir)
     print(f"results written to {Path(args.out) / ladder.RESULTS_FILE}")
 
 

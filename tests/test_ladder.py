@@ -127,10 +127,10 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     """A second run does not recompute a set the file already holds for the same preset."""
     calls = []
     devices = []
-    monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto":
+    monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto", data_dir=None:
                         devices.append(device) or calls.append(name) or _FakeSet(name))
     monkeypatch.setattr(sets, "set_summary", lambda ms: {"models": ms.preset.num_models})
-    monkeypatch.setattr(ladder, "rung_classification", lambda p: {"lps": {"top1": {"mean": 0.5}}})
+    monkeypatch.setattr(ladder, "rung_classification", lambda p, data_dir=None: {"lps": {"top1": {"mean": 0.5}}})
     monkeypatch.setattr(ladder, "save_conv1", lambda ms, out: calls.append(f"conv1 {ms.preset.name}"))
     ladder.run(tmp_path, ["ladder-w8-e10"], command="test")
     first = json.loads((tmp_path / ladder.RESULTS_FILE).read_text())
@@ -146,7 +146,7 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
 
 def test_cli_ladder_passes_the_device(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto": seen.update(names=names, device=device))
+    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None: seen.update(names=names, device=device))
     assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10", "--device", "cpu"]) == 0
     assert seen == {"names": ["ladder-w8-e10"], "device": "cpu"}
 
@@ -310,3 +310,15 @@ def test_state_sentence_names_what_is_left_and_the_modelset500_estimate():
     partial = {**results, "sets": {n: v for n, v in results["sets"].items() if n != ladder.ORDER[-1]}}
     left = ladder.state_sentence(partial)
     assert f"`{ladder.ORDER[-1]}`" in left and "ModelSet500" not in left
+
+
+def test_cli_ladder_passes_the_data_folder_down(tmp_path, monkeypatch):
+    """--data-dir reaches the build as an argument; the environment is left as it was."""
+    import os
+
+    seen = {}
+    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None: seen.update(data_dir=data_dir))
+    before = os.environ.get("LPSBOOK_DATA")
+    assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10",
+                     "--data-dir", str(tmp_path)]) in (0, None)
+    assert seen["data_dir"] == str(tmp_path) and os.environ.get("LPSBOOK_DATA") == before

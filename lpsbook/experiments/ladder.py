@@ -51,35 +51,37 @@ PAPER_LPS = "lps_paper"  # LPS with the paper's second-order schedule (LPSConfig
 FLOAT32_JOBS = ((0, 0), (1, 0), (2, 0))  # (task, seed) of the top rung trained in float32 as well
 
 
-def rung_classification(preset) -> dict:
+def rung_classification(preset, data_dir=None) -> dict:
     """The classification protocol (8 train / 2 test models per task, 3 splits) of :data:`RUNG_METHODS`,
     and of LPS with the paper's schedule (:data:`PAPER_LPS`), keyed by method id."""
-    cls = dict(book.experiment("classification", preset, methods=list(RUNG_METHODS))["results"])
-    paper = book.experiment("classification", preset, methods=["lps"], config=LPSConfig.paper().to_dict())
+    cls = dict(book.experiment("classification", preset, data_dir=data_dir, methods=list(RUNG_METHODS))["results"])
+    paper = book.experiment("classification", preset, data_dir=data_dir, methods=["lps"],
+                            config=LPSConfig.paper().to_dict())
     cls[PAPER_LPS] = paper["results"]["lps"]
     return cls
 
 
-def tables(preset) -> dict:
+def tables(preset, data_dir=None) -> dict:
     """Tables 1 and 2 (classification and retrieval) of :data:`TABLE_METHODS`, keyed by method id."""
     out = {}
     for name in ("classification", "retrieval"):
-        result = merge(book.experiment(name, preset), book.experiment(name, preset, methods=list(book.WHOLE_NETWORK)))
+        result = merge(book.experiment(name, preset, data_dir=data_dir),
+                       book.experiment(name, preset, data_dir=data_dir, methods=list(book.WHOLE_NETWORK)))
         out[name] = dict(result["results"])
     return out
 
 
-def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu") -> list:
+def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu", data_dir=None) -> list:
     """A few models of ``preset`` trained again in float32: same initialisation and batches, other rounding.
 
     Returns, per model, its test accuracy as built (bf16 autocast on a CPU with
     native bf16) and in float32, and the float32 training time.
     """
-    ms = book.modelset(preset, progress=False)
+    ms = book.modelset(preset, progress=False, data_dir=data_dir)
     f32 = preset.with_(cpu_bf16=False)
 
     def compute():
-        data, rows = load_dataset(preset), []
+        data, rows = load_dataset(preset, data_dir), []
         for t, s in jobs:
             start = time.perf_counter()
             trained = train_pack(f32, data, [(t, s + preset.seed_offset)], device)[0]
@@ -150,9 +152,9 @@ def _refresh_summary(name: str, entry: dict) -> bool:
 
 
 def run(out="results", names=ORDER, float32=True, progress=True, command: str | None = None,
-        device: str = "auto") -> dict:
-    """Build or resume every model set of ``names`` in order (training on ``device``); rewrite
-    ``out/ladder.json`` after each.
+        device: str = "auto", data_dir=None) -> dict:
+    """Build or resume every model set of ``names`` in order (training on ``device``, from the data at
+    ``data_dir`` or where :func:`lpsbook.core.data.load_dataset` looks); rewrite ``out/ladder.json`` after each.
 
     A set's numbers are kept from an earlier file when its preset has not
     changed, so a later session resumes where the last one stopped.
@@ -184,18 +186,18 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
     for name in names:
         if name in results["sets"] and (name != FULL_SET or results["tables"]):
             continue
-        ms = sets.ensure_set(name, progress, device)
+        ms = sets.ensure_set(name, progress, device, data_dir=data_dir)
         p = ms.preset
         save_conv1(ms, out)
         entry = {"summary": sets.set_summary(ms), "code_version": code_version(), "measured": results_file.now()}
         if name == FULL_SET:
-            results["tables"] = tables(p)
+            results["tables"] = tables(p, data_dir)
         else:
-            entry["classification"] = rung_classification(p)
+            entry["classification"] = rung_classification(p, data_dir)
         results["sets"][name] = entry
         save()
     if float32 and ORDER[-1] in names and not results["float32"]:
-        results["float32"] = float32_check(get_preset(ORDER[-1]))
+        results["float32"] = float32_check(get_preset(ORDER[-1]), data_dir=data_dir)
     save()
     return results
 

@@ -10,6 +10,8 @@ change in the code is never hidden by an old result.
 """
 from __future__ import annotations
 
+import inspect
+
 import os
 from pathlib import Path
 
@@ -123,9 +125,10 @@ def banner(preset: Preset | None = None) -> str:
     return "\n".join(lines)
 
 
-def modelset(preset: Preset | None = None, progress: bool = True, device: str = "auto"):
-    """The chapter's model set: built on first use (on ``device``), then loaded from the cache."""
-    return msets.ensure(preset or current_preset(), device=device, progress=progress)
+def modelset(preset: Preset | None = None, progress: bool = True, device: str = "auto", data_dir=None):
+    """The chapter's model set: built on first use (on ``device``, from the data at ``data_dir`` or where
+    :func:`lpsbook.core.data.load_dataset` looks), then loaded from the cache."""
+    return msets.ensure(preset or current_preset(), device=device, progress=progress, data_dir=data_dir)
 
 
 def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:
@@ -230,17 +233,19 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
     return every[name]
 
 
-def experiment(name: str, preset: Preset | None = None, progress: bool = True, **overrides):
+def experiment(name: str, preset: Preset | None = None, progress: bool = True, data_dir=None, **overrides):
     """Run (or load from the cache) experiment ``name`` on the book's model set (settings translated by
-    :func:`lpsbook.protocols.paper.arguments`, as on the command line)."""
+    :func:`lpsbook.protocols.paper.arguments`, as on the command line); ``data_dir`` as for :func:`modelset`."""
     p = preset or current_preset()
     settings = {**experiment_settings(name, p), **overrides}
 
     def compute():
-        ms = modelset(p, progress=progress)
+        ms = modelset(p, progress=progress, data_dir=data_dir)
         kwargs = paper.arguments(name, ms, settings, resolve_device("auto"))
+        if data_dir is not None and "dataset" in inspect.signature(paper.PROTOCOLS[name]).parameters:
+            kwargs["dataset"] = load_dataset(p, data_dir)
         if name in ("transferability", "similarity"):  # both compare with the same measured transfer
-            kwargs["ari"] = transfer_matrix(p)
+            kwargs["ari"] = transfer_matrix(p, data_dir)
         if name != "similarity":  # finished fits survive an interruption
             kwargs["checkpoint"] = result_path(name, settings, p).with_suffix(".partial")
         return paper.PROTOCOLS[name](ms, **kwargs).to_dict()
@@ -248,17 +253,22 @@ def experiment(name: str, preset: Preset | None = None, progress: bool = True, *
     return ProtocolResult.from_dict(cached_json(name, settings, compute, preset=p))
 
 
-def transfer_scores(preset: Preset | None = None) -> dict:
+def transfer_scores(preset: Preset | None = None, data_dir=None) -> dict:
     """Measured transfer (ARI) and the LEEP and LogME references for every pair of tasks (cached):
     :func:`lpsbook.protocols.transfer.transfer_scores`, as lists."""
     p = preset or current_preset()
-    return cached_json("transfer", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)},
-                       lambda: {k: v.tolist() for k, v in transfer.transfer_scores(modelset(p)).items()}, preset=p)
+    data = load_dataset(p, data_dir) if data_dir is not None else None
+
+    def compute():
+        return {k: v.tolist() for k, v in transfer.transfer_scores(modelset(p, data_dir=data_dir), data).items()}
+
+    return cached_json("transfer", {"source_seed": 0, "kmeans_seed": 0, "bf16": features_in_bf16(p)}, compute,
+                       preset=p)
 
 
-def transfer_matrix(preset: Preset | None = None) -> list:
+def transfer_matrix(preset: Preset | None = None, data_dir=None) -> list:
     """Measured transfer (ARI) between every pair of tasks (cached, see :func:`transfer_scores`)."""
-    return transfer_scores(preset)["ari"]
+    return transfer_scores(preset, data_dir)["ari"]
 
 
 WHOLE_NETWORK = ("graph", "probing", "fc_permaug", "filter_norms")  # the methods of chapter 9
