@@ -75,3 +75,9 @@ def test_cli_modelset500(tiny_modelset_dir, tmp_path, monkeypatch, capsys):
     assert seen["modelset"] == "somewhere" and seen["device"] == "cpu"
     assert cli.main(["experiment", "modelset500", "--out", str(tmp_path), "--only", "x"]) == 2
     assert "--only is for the ladder" in capsys.readouterr().err
+
+
+def test_the_book_schedule_step_trains_lps_with_that_schedule(tiny_modelset):
+    settings = modelset500._settings("classification_lps_book", modelset500.TABLE_METHODS)
+    kwargs = paper.arguments("classification", tiny_modelset, settings, "cpu")
+    assert kwargs["config"] == modelset500.BOOK_LPS and kwargs["methods"] == ("lps",) and kwargs["folds"] == 5

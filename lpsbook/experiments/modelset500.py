@@ -69,11 +69,7 @@ def measure(ms, step: str, device, methods=TABLE_METHODS, dataset=None, checkpoi
     """One step of :data:`STEPS` on the loaded set ``ms``: its protocol's result as a dict (with every test
     model's prediction where the protocol keeps them)."""
     name, _ = STEPS[step]
-    settings = _settings(step, methods)
-    config = settings.pop("config", None)
-    kwargs = paper.arguments(name, ms, settings, device)
-    if config is not None:
-        kwargs["config"] = LPSConfig(**{k: tuple(v) if k == "milestones" else v for k, v in config.items()})
+    kwargs = paper.arguments(name, ms, _settings(step, methods), device)  # a step's "config": a whole schedule
     if dataset is not None and name in ("classification", "retrieval", "transferability", "similarity"):
         kwargs["dataset"] = dataset
     result = paper.PROTOCOLS[name](ms, checkpoint=checkpoint, **kwargs)

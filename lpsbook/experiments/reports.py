@@ -10,20 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..findings.claims import PAPER
-from ..methods.registry import display_name
 from ..protocols import statistics as st
+from ..protocols.results import label
 
 PAPER_TOP1 = PAPER["classification"]["lps"][0]  # LPS, the paper's Table 1 (%)
 PAPER_TEST_MODELS = 100  # the paper's classification: one split, two test models of each of 50 tasks
 RIVALS = ("weight_stats", "probing", "graph", "rebasin_fc", "fc", "frobenius", "random")
 BOOK_LPS_STEP = "classification_lps_book"
-
-
-def label(method: str) -> str:
-    try:
-        return display_name(method)
-    except Exception:  # noqa: BLE001 - a row that is not a method (an ablation variant) keeps its id
-        return method
 
 
 def outcomes(results: dict, step: str, method: str) -> dict:
@@ -136,7 +129,6 @@ def figure3(results: dict) -> dict:
     import pandas as pd
 
     from ..core.nets import short_layer
-    from ..protocols.results import label as row_label
     from ..show.tables import mean_sd
 
     out, protocols = {}, results["protocols"]
@@ -145,7 +137,7 @@ def figure3(results: dict) -> dict:
                                         for m, metrics in protocols["transferability"]["results"].items()}).T
     for step in ("branches", "ablation"):
         if step in protocols:
-            out[step] = pd.DataFrame({row_label(row): {short_layer(layer): mean_sd(v) for layer, v in per.items()}
+            out[step] = pd.DataFrame({label(row): {short_layer(layer): mean_sd(v) for layer, v in per.items()}
                                       for row, per in protocols[step]["results"].items()})
     return out
 

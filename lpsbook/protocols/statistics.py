@@ -149,8 +149,7 @@ def unpaired_difference(a, b, task_ids, seed: int = 0, level: float = LEVEL) -> 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stats.bootstrap((sa, ca, sb, cb), lambda sa, ca, sb, cb, axis=-1: diff(sa, ca, sb, cb, axis),
-                              paired=False, vectorized=True, n_resamples=RESAMPLES, confidence_level=level,
+        res = stats.bootstrap((sa, ca, sb, cb), diff, paired=False, vectorized=True, n_resamples=RESAMPLES, confidence_level=level,
                               method="percentile", random_state=np.random.default_rng(seed))
     low, high = res.confidence_interval
     return Interval(estimate, float(low), float(high), level, len(ca))
