@@ -17,6 +17,12 @@ channel ``perm[i]``.  An axis of length ``k * n`` (``k > 1``) is read as ``n``
 consecutive groups of ``k`` entries, which is the layout ``torch.flatten``
 gives a ``[C, H, W]`` feature map feeding a linear layer; the whole group of
 channel ``perm[i]`` moves to position ``i``.
+
+A pair may also be ``(key, axis, start, stop)``: the permutation acts on the
+entries ``start:stop`` of that axis only.  Several permutations can then share
+one axis, as where a concatenation of feature maps is read (DenseNet: the
+channels of each input of the concatenation are permuted by that input's
+permutation, one block each).
 """
 from __future__ import annotations
 
@@ -40,39 +46,79 @@ class PermutationSpec:
 
     Parameters
     ----------
-    perm_to_axes : mapping of str to sequence of (str, int)
+    perm_to_axes : mapping of str to sequence of (str, int) or (str, int, int, int)
         For every permutation, the ``(state-dict key, axis)`` pairs it acts
-        on.  A pair may belong to at most one permutation; keys and axes not
-        listed (e.g. BatchNorm's ``num_batches_tracked``, the network's input
-        and output axes) are never permuted.
+        on, or ``(key, axis, start, stop)`` for a block of an axis.  A pair
+        may belong to at most one permutation and blocks of one axis may not
+        overlap; keys and axes not listed (e.g. BatchNorm's
+        ``num_batches_tracked``, the network's input and output axes) are
+        never permuted.
 
     Attributes
     ----------
     perm_to_axes : mapping of str to tuple of (str, int)
         The normalised, read-only form of the argument.
     axes_to_perm : mapping of str to mapping of int to str
-        The inverse view: for every key, which permutation acts on which axis.
+        The inverse view of the whole-axis pairs: for every key, which
+        permutation acts on which axis.
+    axis_blocks : mapping of str to mapping of int to tuple of (int, int, str)
+        The inverse view of the block pairs: for every key and axis, its
+        ``(start, stop, permutation)`` blocks in order.
     """
 
     perm_to_axes: Mapping[str, tuple]
     axes_to_perm: Mapping[str, Mapping[int, str]] = field(init=False, repr=False, compare=False)
+    axis_blocks: Mapping[str, Mapping[int, tuple]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        p2a, a2p = {}, {}
+        p2a, a2p, blocks = {}, {}, {}
         for name, pairs in self.perm_to_axes.items():
-            p2a[name] = tuple((str(key), int(axis)) for key, axis in pairs)
-            for key, axis in p2a[name]:
+            p2a[name] = tuple(_pair(p) for p in pairs)
+            for key, axis, *block in p2a[name]:
+                if block:
+                    blocks.setdefault(key, {}).setdefault(axis, []).append((*block, name))
+                    continue
                 owner = a2p.setdefault(key, {}).setdefault(axis, name)
                 if owner != name:
                     raise ValueError(f"axis {axis} of {key!r} is claimed by both {owner!r} and {name!r}")
+        for key, axes in blocks.items():
+            for axis, bl in axes.items():
+                bl.sort()
+                if axis in a2p.get(key, {}):
+                    raise ValueError(f"axis {axis} of {key!r} is claimed whole by {a2p[key][axis]!r} and in blocks")
+                for (_, stop, a), (start, _, b) in zip(bl, bl[1:]):
+                    if start < stop:
+                        raise ValueError(f"blocks of {a!r} and {b!r} overlap on axis {axis} of {key!r}")
         object.__setattr__(self, "perm_to_axes", MappingProxyType(p2a))
         object.__setattr__(self, "axes_to_perm", MappingProxyType(
             {k: MappingProxyType(v) for k, v in a2p.items()}))
+        object.__setattr__(self, "axis_blocks", MappingProxyType(
+            {k: MappingProxyType({a: tuple(b) for a, b in v.items()}) for k, v in blocks.items()}))
 
     @property
     def names(self) -> list:
         """Permutation names, in definition order."""
         return list(self.perm_to_axes)
+
+    @property
+    def keys(self) -> set:
+        """Every state-dict key some permutation acts on."""
+        return set(self.axes_to_perm) | set(self.axis_blocks)
+
+
+def _pair(p) -> tuple:
+    """A spec pair in its normal form: ``(key, axis)`` or ``(key, axis, start, stop)``."""
+    if len(p) == 2:
+        return str(p[0]), int(p[1])
+    if len(p) == 4 and 0 <= int(p[2]) < int(p[3]):
+        return str(p[0]), int(p[1]), int(p[2]), int(p[3])
+    raise ValueError(f"a spec pair is (key, axis) or (key, axis, start, stop) with start < stop, not {p!r}")
+
+
+def _extent(state, pair) -> int:
+    """How many entries of its axis a pair covers."""
+    key, axis, *block = pair
+    return block[1] - block[0] if block else state[key].shape[axis]
 
 
 def resnet20_spec() -> PermutationSpec:
@@ -145,21 +191,34 @@ def chain_spec(conv_names, fc_name=None, bias=True) -> PermutationSpec:
     return PermutationSpec(groups)
 
 
+def _expand(perm, size):
+    """The index that applies ``perm`` to ``size`` entries (groups of ``size / len(perm)``)."""
+    n = perm.numel()
+    if size == n:
+        return perm
+    if size % n:
+        raise ValueError(f"axis of length {size} cannot take a permutation of {n}")
+    k = size // n
+    return (perm[:, None] * k + torch.arange(k, device=perm.device)).reshape(-1)
+
+
 def _take(w, axis, perm):
     """``w`` with ``perm`` applied on ``axis`` (grouped if the axis is a multiple)."""
-    n, size = perm.numel(), w.shape[axis]
-    if size != n:
-        if size % n:
-            raise ValueError(f"axis of length {size} cannot take a permutation of {n}")
-        k = size // n
-        perm = (perm[:, None] * k + torch.arange(k, device=perm.device)).reshape(-1)
-    return w.index_select(axis, perm.to(w.device))
+    return w.index_select(axis, _expand(perm, w.shape[axis]).to(w.device))
 
 
 def _permute_tensor(w, key, perms, spec, skip_axis=None):
     for axis, name in spec.axes_to_perm.get(key, {}).items():
         if axis != skip_axis and name in perms:
             w = _take(w, axis, perms[name])
+    for axis, blocks in spec.axis_blocks.get(key, {}).items():
+        if axis == skip_axis or not any(name in perms for *_, name in blocks):
+            continue
+        index = torch.arange(w.shape[axis])
+        for start, stop, name in blocks:
+            if name in perms:
+                index[start:stop] = start + _expand(perms[name], stop - start)
+        w = w.index_select(axis, index.to(w.device))
     return w
 
 
@@ -182,7 +241,7 @@ def permute_state(state, perms, spec) -> dict:
     unknown = set(perms) - set(spec.perm_to_axes)
     if unknown:
         raise KeyError(f"permutations not in the spec: {sorted(unknown)}")
-    missing = set(spec.axes_to_perm) - set(state)
+    missing = spec.keys - set(state)
     if missing:
         raise KeyError(f"spec keys not in the state dict: {sorted(missing)}")
     return {k: _permute_tensor(v, k, perms, spec).clone() for k, v in state.items()}
@@ -196,7 +255,7 @@ def perm_sizes(spec, state) -> dict:
     """
     sizes = {}
     for name, pairs in spec.perm_to_axes.items():
-        lens = [state[k].shape[a] for k, a in pairs]
+        lens = [_extent(state, p) for p in pairs]
         sizes[name] = n = min(lens)
         if any(m % n for m in lens):
             raise ValueError(f"permutation {name!r} acts on axes of lengths {lens}")
@@ -252,8 +311,8 @@ def weight_matching(reference_state, state, spec, max_iter=100, seed=0) -> dict:
         ``permute_state(state, perms, spec)`` is aligned to the reference.
     """
     rng = np.random.default_rng(seed)
-    ref = {k: reference_state[k].detach().cpu().double() for k in spec.axes_to_perm}
-    cur = {k: state[k].detach().cpu().double() for k in spec.axes_to_perm}
+    ref = {k: reference_state[k].detach().cpu().double() for k in spec.keys}
+    cur = {k: state[k].detach().cpu().double() for k in spec.keys}
     sizes = perm_sizes(spec, cur)
     perms = {name: torch.arange(n) for name, n in sizes.items()}
     names = spec.names
@@ -262,9 +321,10 @@ def weight_matching(reference_state, state, spec, max_iter=100, seed=0) -> dict:
         for i in rng.permutation(len(names)):
             name, n = names[i], sizes[names[i]]
             cost = torch.zeros(n, n, dtype=torch.float64)
-            for key, axis in spec.perm_to_axes[name]:
-                a = ref[key].movedim(axis, 0).reshape(n, -1)
-                b = _permute_tensor(cur[key], key, perms, spec, skip_axis=axis).movedim(axis, 0).reshape(n, -1)
+            for key, axis, *block in spec.perm_to_axes[name]:
+                rows = slice(*block) if block else slice(None)
+                a = ref[key].movedim(axis, 0)[rows].reshape(n, -1)
+                b = _permute_tensor(cur[key], key, perms, spec, skip_axis=axis).movedim(axis, 0)[rows].reshape(n, -1)
                 cost += a @ b.T
             _, cols = linear_sum_assignment(cost.numpy(), maximize=True)
             new = torch.as_tensor(cols, dtype=torch.long)
@@ -333,11 +393,12 @@ def permute_group(state, spec, name, perm, keys=None) -> dict:
         raise KeyError(f"permutation {name!r} is not in the spec; known: {spec.names}")
     pairs = spec.perm_to_axes[name]
     if keys is not None:
-        unknown = set(keys) - {k for k, _ in pairs}
+        unknown = set(keys) - {p[0] for p in pairs}
         if unknown:
             raise KeyError(f"permutation {name!r} does not act on {sorted(unknown)}")
-        pairs = [(k, a) for k, a in pairs if k in set(keys)]
+        pairs = [p for p in pairs if p[0] in set(keys)]
     out = {k: v.clone() for k, v in state.items()}
-    for key, axis in pairs:
-        out[key] = _take(out[key], axis, perm).clone()
+    one = PermutationSpec({name: pairs})
+    for key in one.keys:
+        out[key] = _permute_tensor(out[key], key, {name: perm}, one).clone()
     return out
