@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .core import data
 from .experiments import ladder, modelset500
-from .training import modelset
+from .training import modelset, population
 from .protocols import paper
 from .core.data import load_dataset
 from .core.errors import LpsbookError
@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("dir")
     i = ms_sub.add_parser("info", help="print the per-task table")
     i.add_argument("dir")
+    im = ms_sub.add_parser("import", help="make a model set of your own checkpoints (any conv architecture)")
+    im.add_argument("src", help="folder of checkpoints: safetensors, or PyTorch state dicts (loaded weights-only)")
+    im.add_argument("--arch", required=True, metavar="MODULE:CALLABLE",
+                    help="builds one model when called without arguments, e.g. torchvision.models:resnet18")
+    im.add_argument("--labels", required=True, help="CSV with columns file,task[,seed,accuracy,group]")
+    im.add_argument("--out", required=True, help="model set folder to write (must not exist, or be empty)")
+    im.add_argument("--input-shape", default="3,32,32", metavar="C,H,W",
+                    help="one input's shape, for tracing the network (default 3,32,32)")
 
     ex = sub.add_parser("experiment", help="run one of the paper's protocols on a model set; `ladder` builds "
                         "the recipe ladder and the 50-task width-16 set and measures them (hours; resumable)")
@@ -95,6 +103,14 @@ def _modelset(args):
                              data_dir=args.data_dir, download=args.download, pack_size=args.pack_size)
         missing = len(modelset.pending_models(out, modelset.get_preset(args.preset)))
         print(f"{out}: {'complete' if not missing else f'{missing} models left for other shards'}")
+    elif args.action == "import":
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            raise LpsbookError(f"--input-shape must be integers like 3,32,32, not {args.input_shape!r}") from None
+        out = population.import_population(args.src, args.arch, args.labels, args.out, input_shape=shape)
+        s = modelset.verify(out)
+        print(f"{out}: {s['models']} models imported, all checksums match")
     elif args.action == "verify":
         s = modelset.verify(args.dir)
         print(f"{s['path']}: complete, {s['models']} models of preset {s['preset']} ({s['preset_hash']}), all checksums match")

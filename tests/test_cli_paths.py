@@ -37,7 +37,7 @@ def _fails(capsys, argv, *needles):
 def _header_only(folder: Path) -> Path:
     """A folder that passes as a model set until its models are loaded (enough for the --out checks)."""
     folder.mkdir()
-    (folder / modelset.SET_FILE).write_bytes(modelset._sealed(modelset._set_header(get_preset("tiny"))))
+    (folder / modelset.SET_FILE).write_bytes(modelset.sealed_meta(modelset._set_header(get_preset("tiny"))))
     return folder
 
 

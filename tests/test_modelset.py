@@ -125,7 +125,7 @@ def test_wrong_architecture_is_refused(tiny_modelset_dir, tmp_path):
     meta_path = d / "models" / "t000_s01.json"
     meta = json.loads(meta_path.read_text())
     meta["weights_sha256"] = hashlib.sha256(blob).hexdigest()
-    meta_path.write_bytes(modelset._sealed(meta))
+    meta_path.write_bytes(modelset.sealed_meta(meta))
     with pytest.raises(LpsbookError, match="wrong architecture"):
         modelset.load(d)
 

@@ -430,6 +430,9 @@ def load_dataset(preset: Preset, data_dir=None, download: bool = False) -> Datas
         return load_digits()
     if preset.dataset == "cifar100":
         return load_cifar100(data_dir or default_data_dir(), download=download)
+    if preset.dataset == "imported":
+        raise LpsbookError(f"{preset.name} is a population imported from checkpoints and has no images: methods "
+                           "and protocols that run its models on data (probing, activations, transfer) cannot use it")
     raise LpsbookError(f"unknown dataset {preset.dataset!r} in preset {preset.name!r}")
 
 

@@ -132,5 +132,9 @@ class PeakMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        import psutil
+
+        # one last sample: on a busy CPU the sampler may not have run since the last allocation
+        self._peak = max(self._peak, psutil.Process().memory_info().rss)
         self.mib = (self._peak - self._start) / 2 ** 20
         return False

@@ -118,6 +118,8 @@ class FlatFC(SimilarityMethod):
         training model, each with its units permuted at random in every group
         of ResNet-20's symmetry (:func:`lpsbook.core.symmetry.random_permutations`):
         the same functions in other orders.  Needs every model's whole state.
+    spec : PermutationSpec, optional
+        The symmetry the augmentation draws from (default ResNet-20's).
 
     Notes
     -----
@@ -126,8 +128,9 @@ class FlatFC(SimilarityMethod):
     """
 
     def __init__(self, layers=("conv1.weight",), epochs: int = 100, lr: float = 1e-2, batch_size: int = 16,
-                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu", augment: int = 0):
-        self.layers, self.augment = tuple(layers), int(augment)
+                 momentum: float = 0.9, weight_decay: float = 0.0, seed: int = 0, device="cpu", augment: int = 0,
+                 spec=None):
+        self.layers, self.augment, self.spec = tuple(layers), int(augment), spec
         self.epochs, self.lr, self.batch_size = int(epochs), float(lr), int(batch_size)
         self.momentum, self.weight_decay, self.seed = float(momentum), float(weight_decay), seed
         self.device = torch.device(device)
@@ -141,7 +144,7 @@ class FlatFC(SimilarityMethod):
 
     def _fit(self, models, y, n_classes):
         if self.augment:
-            models, y = permuted_copies(models, y, self.augment, self.seed)
+            models, y = permuted_copies(models, y, self.augment, self.seed, self.spec)
         x = flatten_layers(models, self.layers)
         self.mean_ = x.mean(0)
         std = x.std(0, correction=0)
@@ -170,10 +173,11 @@ class FlatFC(SimilarityMethod):
         return F.normalize(self._scores(models), dim=1)
 
 
-def permuted_copies(models: dict, labels: torch.Tensor, copies: int, seed: int = 0) -> tuple:
-    """``models`` and ``copies`` randomly permuted copies of each (whole networks, see :class:`FlatFC`)."""
-    spec = resnet20_spec()
-    missing = sorted(set(spec.axes_to_perm) - set(models))
+def permuted_copies(models: dict, labels: torch.Tensor, copies: int, seed: int = 0, spec=None) -> tuple:
+    """``models`` and ``copies`` randomly permuted copies of each (whole networks, see :class:`FlatFC`),
+    drawn from ``spec`` (default ResNet-20's)."""
+    spec = spec or resnet20_spec()
+    missing = sorted(spec.keys - set(models))
     if missing:
         raise LpsbookError(f"permutation augmentation needs every model's whole state; missing e.g. {missing[:3]}")
     g = torch.Generator().manual_seed(seed)
@@ -271,9 +275,10 @@ class WeightStatistics(SimilarityMethod):
         return F.normalize(torch.as_tensor(self.scaler_.transform(self._stats(models))), dim=1)
 
 
-def _slice_norms(w: torch.Tensor, axis: int, n: int) -> torch.Tensor:
-    """Squared norm of each of the ``n`` (grouped) slices of ``w`` along ``axis``."""
-    return w.double().movedim(axis, 0).reshape(n, -1).pow(2).sum(1)
+def _slice_norms(w: torch.Tensor, axis: int, n: int, *block) -> torch.Tensor:
+    """Squared norm of each of the ``n`` (grouped) slices of ``w`` along ``axis`` (within ``block``, a
+    ``start, stop`` of that axis, when given)."""
+    return w.double().movedim(axis, 0)[slice(*block) if block else slice(None)].reshape(n, -1).pow(2).sum(1)
 
 
 def canonical_permutations(state: dict, spec) -> dict:
@@ -287,7 +292,7 @@ def canonical_permutations(state: dict, spec) -> dict:
     """
     perms = {}
     for name, n in perm_sizes(spec, state).items():
-        key = sum(_slice_norms(state[k], axis, n) for k, axis in spec.perm_to_axes[name])
+        key = sum(_slice_norms(state[k], axis, n, *block) for k, axis, *block in spec.perm_to_axes[name])
         perms[name] = torch.argsort(key, descending=True, stable=True)
     return perms
 
@@ -320,6 +325,9 @@ class ReBasinFlat(SimilarityMethod):
         A fixed reference model's state dict instead (alignment uses no
         labels, so any model can serve; a fixed one lets alignments be reused
         across fits: they are memoised by the content of the weights).
+    spec : PermutationSpec, optional
+        The symmetry to align over (default :func:`lpsbook.core.symmetry.resnet20_spec`; a model set's
+        ``spec`` for other architectures).
     canonical_start : bool
         Canonicalise before matching (see above); ``False`` matches from the
         model's own order, as Git Re-Basin does.
@@ -338,11 +346,11 @@ class ReBasinFlat(SimilarityMethod):
 
     def __init__(self, layers=("conv1.weight",), reference: int = 0, canonical_start: bool = True,
                  max_iter: int = 100, progress: bool = True, reference_state: dict | None = None,
-                 **flat_kwargs):
+                 spec=None, **flat_kwargs):
         self.layers, self.reference = tuple(layers), int(reference)
         self.reference_state = reference_state
         self.canonical_start, self.max_iter, self.progress = canonical_start, int(max_iter), progress
-        self.spec = resnet20_spec()
+        self.spec = spec or resnet20_spec()
         self.flat = FlatFC(layers=self.layers, **flat_kwargs)
 
     def align(self, state: dict) -> dict:
@@ -371,9 +379,9 @@ class ReBasinFlat(SimilarityMethod):
     def _check_state(self, state) -> int:
         m = num_models(state)
         _check_layers(state, self.layers)
-        missing = sorted(set(self.spec.axes_to_perm) - set(state))
+        missing = sorted(self.spec.keys - set(state))
         if missing:
-            raise LpsbookError(f"state lacks {len(missing)} ResNet-20 keys (e.g. {missing[:3]}); ReBasinFlat "
+            raise LpsbookError(f"state lacks {len(missing)} keys of the permutation spec (e.g. {missing[:3]}); ReBasinFlat "
                                "needs every model's whole state dict to align it")
         return m
 
@@ -403,11 +411,15 @@ class FilterNorms(SimilarityMethod):
 
     The embedding is the standardised (on the training models), L2-normalised
     concatenation of every 3x3 conv layer's filter norms in descending order;
-    classes are scored by the nearest class mean.
+    classes are scored by the nearest class mean. ``layers``: the conv weights to read (default
+    ResNet-20's 3x3 convs).
     """
 
+    def __init__(self, layers=None):
+        self.layers = None if layers is None else tuple(layers)
+
     def _features(self, models):
-        layers = _check_layers(models, [n for n in conv_layers() if n in models] or ["conv1.weight"])
+        layers = _check_layers(models, self.layers or [n for n in conv_layers() if n in models] or ["conv1.weight"])
         return torch.cat([models[n].double().flatten(2).norm(dim=2).sort(dim=1, descending=True).values
                           for n in layers], 1)
 

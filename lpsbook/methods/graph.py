@@ -49,13 +49,18 @@ def graph_layout(spec, shapes: dict) -> dict:
         ``"edges"``: [(key, out group, out axis, in group, in axis, features per edge)],
         ``"globals"``: [(key, size)], ``"sizes"``: {group: units}.
     """
+    if spec.axis_blocks:
+        raise LpsbookError("the graph learner reads one node per unit and cannot read a concatenation of "
+                           f"channel groups (as on {next(iter(spec.axis_blocks))})")
     nodes, edges, globals_, sizes = {}, [], [], {}
     for key, shape in shapes.items():
         axes = dict(spec.axes_to_perm.get(key, {}))
         numel = int(torch.tensor(shape).prod()) if shape else 1
         for axis, group in axes.items():
             if sizes.setdefault(group, shape[axis]) != shape[axis]:
-                raise LpsbookError(f"{key}: axis {axis} has {shape[axis]} units but group {group} has {sizes[group]}")
+                raise LpsbookError(f"the graph learner reads one node per unit, but axis {axis} of {key} has "
+                                   f"{shape[axis]} entries for the {sizes[group]} units of group {group} (a "
+                                   "flattened feature map?); it cannot read this architecture")
         if not axes:
             globals_.append((key, numel))
         elif len(axes) == 1:

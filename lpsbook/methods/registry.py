@@ -31,18 +31,19 @@ class Entry:
     name: str  # the display name tables and figures show
     kind: type  # the SimilarityMethod class it builds: what it reads is the class's ``reads``
     build: Callable  # build(ms, seed, config, device, dataset) -> an unfitted instance of ``kind``
+    any_arch: bool = True  # False: runs lpsbook's ResNet-20 on images, so not on an imported population
 
 
 def _flat_fc(ms, seed, config, device, rebasin=False, augment=0):
     flat = dict(layers=ms.layers[:1], epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                 seed=seed, device=device, augment=augment)
     if rebasin:  # alignment is label-free: every model is aligned to one fixed model of the set, once
-        return baselines.ReBasinFlat(reference_state=ms.state_dict(0), **flat)
-    return baselines.FlatFC(**flat)
+        return baselines.ReBasinFlat(reference_state=ms.state_dict(0), spec=ms.spec, **flat)
+    return baselines.FlatFC(spec=ms.spec, **flat)
 
 
-def _lps(config, seed, device, aligned=True):
-    return LPS(config, align_filters=aligned, align_channels=aligned, seed=seed, device=device)
+def _lps(ms, seed, config, device, aligned=True):
+    return LPS(config, align_filters=aligned, align_channels=aligned, layers=ms.layers, seed=seed, device=device)
 
 
 def _activations(measure):
@@ -50,7 +51,7 @@ def _activations(measure):
         data = dataset or load_dataset(ms.preset)
         return ActivationSimilarity(measure, probe_images(data, N_PROBE, seed), data.mean, data.std,
                                     bf16=features_in_bf16(ms.preset), device=device)
-    return Entry(measure, ActivationSimilarity, build)
+    return Entry(measure, ActivationSimilarity, build, any_arch=False)
 
 
 def _entry(name, kind, build):
@@ -67,20 +68,21 @@ REGISTRY: dict[str, Entry] = {
                      lambda ms, seed, config, device: baselines.RandomPrediction(seed=seed)),
     "fc": _entry("only one FC layer", baselines.FlatFC, _flat_fc),
     "frobenius": _entry("Frobenius+FC w/o alignment", LPS,
-                        lambda ms, seed, config, device: _lps(config, seed, device, aligned=False)),
-    "lps": _entry("LPS", LPS, lambda ms, seed, config, device: _lps(config, seed, device)),
+                        lambda ms, seed, config, device: _lps(ms, seed, config, device, aligned=False)),
+    "lps": _entry("LPS", LPS, _lps),
     "weight_stats": _entry("weight statistics", baselines.WeightStatistics,
                            lambda ms, seed, config, device: baselines.WeightStatistics(seed=seed)),
     "rebasin_fc": _entry("re-basin + FC", baselines.ReBasinFlat,
                          lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, rebasin=True)),
     "filter_norms": _entry("sorted filter norms", baselines.FilterNorms,
-                           lambda ms, seed, config, device: baselines.FilterNorms()),
+                           lambda ms, seed, config, device: baselines.FilterNorms(layers=ms.layers)),
     "fc_permaug": _entry("one FC layer + permutation augmentation", baselines.FlatFC,
                          lambda ms, seed, config, device: _flat_fc(ms, seed, config, device, augment=PERMUTED_COPIES)),
     "graph": _entry("graph learner (whole network)", GraphLearner,
-                    lambda ms, seed, config, device: GraphLearner(seed=seed, device=device, **GRAPH_SETTINGS)),
-    "probing": _entry("probing (learned inputs)", Probing,
-                      lambda ms, seed, config, device: Probing(seed=seed, device=device)),
+                    lambda ms, seed, config, device: GraphLearner(seed=seed, device=device, spec=ms.spec,
+                                                                              **GRAPH_SETTINGS)),
+    "probing": Entry("probing (learned inputs)", Probing,
+                     lambda ms, seed, config, device, dataset: Probing(seed=seed, device=device), any_arch=False),
     **{m: _activations(m) for m in ("rsa", "cka_linear", "cka_rbf", "dds_zscore_cosine", "dds_zscore_pearson",
                                     "dds_zscore_euclidean", "dds_none_linear")},
 }
@@ -109,4 +111,9 @@ def reads(key: str) -> str:
 def make(key: str, ms, seed: int = 0, config=None, device="cpu", dataset=None):
     """A fresh, unfitted method ``key`` (id or display name) for model set ``ms``; ``dataset`` is where the
     activation measures draw their probe images (default: the preset's data, :func:`lpsbook.core.data.load_dataset`)."""
-    return REGISTRY[method_id(key)].build(ms, seed, config or LPSConfig(), device, dataset)
+    entry = REGISTRY[method_id(key)]
+    if not entry.any_arch and getattr(ms.preset, "dataset", None) == "imported":
+        raise LpsbookError(f"{entry.name} runs lpsbook's ResNet-20 on images: it cannot read a population imported "
+                           "from checkpoints (the weight-space methods can: "
+                           f"{', '.join(k for k, e in REGISTRY.items() if e.any_arch)})")
+    return entry.build(ms, seed, config or LPSConfig(), device, dataset)

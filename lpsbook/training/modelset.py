@@ -39,6 +39,7 @@ from ..core.nets import ResNet20, conv_layers
 from ..core.presets import Preset, get_preset
 from ..core.progress import bar as progress_bar
 from ..core.runtime import cpu_model, mixed_precision, resolve_device
+from ..core.symmetry import resnet20_spec
 from ..core.store import DamagedFileWarning, os_fix, output_problem, read_sealed, seal, write_atomic
 from .packed import Recipe, pack_size as auto_pack_size, train_with_retries
 
@@ -50,7 +51,7 @@ def model_stem(task_id: int, seed: int) -> str:
     return f"t{task_id:03d}_s{seed:02d}"
 
 
-def _sha256(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -58,16 +59,16 @@ SEAL = "meta_sha256"  # the field of a model set's JSON files that holds their o
 RETRAIN = "run the build again on the folder to retrain that model"
 
 
-def _sealed(meta: dict) -> bytes:
+def sealed_meta(meta: dict) -> bytes:
     """JSON of ``meta`` with a ``meta_sha256`` field over the rest of it (:func:`lpsbook.core.store.seal`)."""
     return seal(meta, SEAL)
 
 
-def _unseal(path: Path, fix: str = RETRAIN) -> dict:
+def read_meta(path: Path, fix: str = RETRAIN) -> dict:
     """A sealed JSON file as written (with its checksum field); :class:`lpsbook.core.store.DamagedFile`
     (an LpsbookError naming the file, ending with ``fix``) if unreadable or altered."""
     meta = read_sealed(path, fix, SEAL)
-    return {**meta, SEAL: _sha256(json.dumps(meta, sort_keys=True).encode())}
+    return {**meta, SEAL: sha256_hex(json.dumps(meta, sort_keys=True).encode())}
 
 
 def parse_shard(text: str | None) -> tuple:
@@ -101,7 +102,7 @@ def check_modelset_dir(path, flag: str = "") -> Path:
     if not (path / SET_FILE).is_file():
         raise LpsbookError(f"{arg} is not a model set: {SET_FILE} is missing ({build}).")
     try:
-        ours = _unseal(path / SET_FILE).get("kind") == "lpsbook-modelset"
+        ours = read_meta(path / SET_FILE).get("kind") == "lpsbook-modelset"
     except LpsbookError:
         ours = False
     if not ours:
@@ -118,7 +119,7 @@ def _repair_header(out: Path, preset: Preset, damage: LpsbookError):
     models, hashes = out / MODELS, set()
     for meta_path in models.glob("t*_s*.json"):
         try:
-            hashes.add(_unseal(meta_path).get("preset_hash"))
+            hashes.add(read_meta(meta_path).get("preset_hash"))
         except LpsbookError:
             pass
     empty = not any(p for p in models.iterdir() if not p.name.endswith(".tmp")) if models.is_dir() else True
@@ -128,7 +129,7 @@ def _repair_header(out: Path, preset: Preset, damage: LpsbookError):
                            "choose another --out.")
     warnings.warn(f"{str(damage).rstrip('.')}; written again for preset {preset.name!r}, whose models the "
                   "folder holds", DamagedFileWarning, stacklevel=3)
-    write_atomic(out / SET_FILE, _sealed(_set_header(preset)))
+    write_atomic(out / SET_FILE, sealed_meta(_set_header(preset)))
 
 
 def _open_or_create(out: Path, preset: Preset):
@@ -141,7 +142,7 @@ def _open_or_create(out: Path, preset: Preset):
     path = out / SET_FILE
     if path.is_file():
         try:
-            header = _unseal(path, "")
+            header = read_meta(path, "")
         except LpsbookError as exc:
             _repair_header(out, preset, exc)
             return
@@ -151,7 +152,7 @@ def _open_or_create(out: Path, preset: Preset):
                 f"(hash {header.get('preset_hash')}), not {preset.name!r} (hash {preset.hash}); "
                 "choose another --out.")
     else:
-        write_atomic(path, _sealed(_set_header(preset)))
+        write_atomic(path, sealed_meta(_set_header(preset)))
 
 
 def _clean_stale_temporaries(folder: Path):
@@ -182,9 +183,9 @@ def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, de
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "precision": "bf16" if mixed_precision(preset, device) else "float32", "train_seconds": round(seconds, 4),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "weights_file": f"{stem}.safetensors", "weights_sha256": _sha256(blob),
+        "weights_file": f"{stem}.safetensors", "weights_sha256": sha256_hex(blob),
     }
-    write_atomic(out / MODELS / f"{stem}.json", _sealed(meta))
+    write_atomic(out / MODELS / f"{stem}.json", sealed_meta(meta))
 
 
 def pending_models(out, preset) -> list:
@@ -200,7 +201,7 @@ def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
     stem = model_stem(task_id, seed)
     meta_path = Path(path) / MODELS / f"{stem}.json"
     try:
-        meta = _unseal(meta_path, "")
+        meta = read_meta(meta_path, "")
     except FileNotFoundError:
         return f"missing model {stem} (resume the build to train it)"
     except LpsbookError as exc:
@@ -214,7 +215,7 @@ def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
         return f"missing weights file {weights}"
     except OSError as exc:
         return f"{weights} could not be read ({exc.strerror or exc})"
-    if _sha256(blob) != meta.get("weights_sha256"):
+    if sha256_hex(blob) != meta.get("weights_sha256"):
         return f"{weights} is corrupt or truncated (sha256 does not match)"
     return None
 
@@ -225,7 +226,7 @@ def _refuse_mixed_precision(out: Path, preset: Preset, device, saved):
     mine = "bf16" if mixed_precision(preset, device) else "float32"
     theirs = {}
     for t, s in saved:
-        meta = _unseal(out / MODELS / f"{model_stem(t, s)}.json")
+        meta = read_meta(out / MODELS / f"{model_stem(t, s)}.json")
         theirs.setdefault(meta.get("precision", "float32"), meta.get("cpu") or meta.get("device"))
     other = {p: where for p, where in theirs.items() if p != mine}
     if other:
@@ -304,6 +305,9 @@ def verify(path) -> dict:
     (missing, corrupt, truncated or foreign files).
     """
     path = check_modelset_dir(path)
+    imported = _imported(path)
+    if imported:
+        return imported[0].verify(path, imported[1])
     preset = _preset_of(path)
     jobs = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
     problems = [why for job in jobs for why in [model_problem(path, preset, *job)] if why]
@@ -320,9 +324,19 @@ def verify(path) -> dict:
     return {"path": str(path), "preset": preset.name, "preset_hash": preset.hash, "models": preset.num_models}
 
 
+def _imported(path: Path):
+    """``(the population module, the header)`` when ``path`` holds an imported population, else None."""
+    header = read_meta(path / SET_FILE)
+    if header.get("architecture") != "imported":
+        return None
+    from . import population  # it builds on this module
+
+    return population, header
+
+
 def _preset_of(path: Path) -> Preset:
     """The preset a model set's ``modelset.json`` records (the folder is checked already)."""
-    header = _unseal(path / SET_FILE)
+    header = read_meta(path / SET_FILE)
     try:
         return Preset.from_dict(header["preset"])
     except (KeyError, TypeError, ValueError):
@@ -335,7 +349,7 @@ def _retrain(path: Path, preset: Preset) -> str:
 
 
 def _read_metadata(path: Path, preset: Preset) -> pd.DataFrame:
-    rows = [_unseal(path / MODELS / f"{model_stem(t, s)}.json", _retrain(path, preset))
+    rows = [read_meta(path / MODELS / f"{model_stem(t, s)}.json", _retrain(path, preset))
             for t in range(len(preset.tasks)) for s in range(preset.seeds)]
     return pd.DataFrame(rows)
 
@@ -343,11 +357,16 @@ def _read_metadata(path: Path, preset: Preset) -> pd.DataFrame:
 def info(path) -> pd.DataFrame:
     """Per-task table of a (possibly incomplete) model set."""
     path = check_modelset_dir(path)
-    fix = _retrain(path, _preset_of(path))
-    rows = [_unseal(p, fix) for p in sorted((path / MODELS).glob("t*_s*.json"))]
+    imported = _imported(path)
+    fix = "import it again" if imported else _retrain(path, _preset_of(path))
+    rows = [read_meta(p, fix) for p in sorted((path / MODELS).glob("t*_s*.json"))]
     if not rows:
         return pd.DataFrame(columns=["task_id", "classes", "models", "test_acc_mean", "test_acc_min"])
     meta = pd.DataFrame(rows)
+    if imported:  # the task is the label the user gave; accuracies are theirs (maybe absent)
+        meta["test_acc"] = meta["test_acc"].astype(float)
+        return (meta.groupby(["task_id", "task"]).agg(models=("seed", "count"), test_acc_mean=("test_acc", "mean"),
+                                                       test_acc_min=("test_acc", "min")).reset_index())
     meta["classes"] = meta["classes"].map(tuple)
     return (meta.groupby(["task_id", "classes"])
             .agg(models=("seed", "count"), train_acc_mean=("train_acc", "mean"),
@@ -384,6 +403,11 @@ class ModelSet:
     def conv_weights(self) -> dict:
         """{layer name: tensor [models, out, in, k, k]} for the 19 3x3 convs."""
         return {name: self.state[name] for name in self.layers}
+
+    @property
+    def spec(self):
+        """The permutation symmetry of its networks (:func:`lpsbook.core.symmetry.resnet20_spec`)."""
+        return resnet20_spec()
 
     @property
     def task_ids(self) -> torch.Tensor:
@@ -484,19 +508,22 @@ def extract(source, preset, out) -> Path:
             warnings.warn(f"{problem.rstrip('.')}: not copied into {out}, its build trains it", DamagedFileWarning,
                           stacklevel=2)
             continue
-        meta = _unseal(meta_path)
+        meta = read_meta(meta_path)
         blob = (source / MODELS / meta["weights_file"]).read_bytes()
         stem = model_stem(t, s)
         write_atomic(out / MODELS / f"{stem}.safetensors", blob)
         meta.update(task_id=t, weights_file=f"{stem}.safetensors", preset_name=preset.name,
                     preset_hash=preset.hash, copied_from=f"{src_preset.name}-{src_preset.hash}")
-        write_atomic(out / MODELS / f"{stem}.json", _sealed(meta))
+        write_atomic(out / MODELS / f"{stem}.json", sealed_meta(meta))
     return out
 
 
 def load(path, check: bool = True) -> ModelSet:
     """Load a complete model set (verifying every checksum unless ``check=False``)."""
     path = check_modelset_dir(path)
+    imported = _imported(path)
+    if imported:
+        return imported[0].load(path, imported[1], check)
     if check:
         verify(path)
     preset = _preset_of(path)
