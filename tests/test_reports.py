@@ -91,3 +91,17 @@ def test_chapter_values_and_protocol_facts():
     assert v["paper_low"] < v["paper"] < v["paper_high"] and "not built yet" in str(v["state"])
     f = reports.protocol_facts(p, 5)
     assert f["even_folds"] and f["task_unseen_once"] and 0 < f["paired_width_ratio"] < 0.6
+
+
+def test_above_chance_best_method_and_a_table_without_the_paper():
+    n = TASKS * PER_TASK
+    rng = np.random.default_rng(1)
+    right = np.zeros(n, dtype=int)
+    coin = np.where(rng.random(n) < 0.5, 0, 1)  # about 50 % top-1
+    res = _file({"lps": coin, "weight_stats": right, "random": np.ones(n, dtype=int)})
+    assert reports.above_chance(res, "lps", 10.0).outcome == st.HOLDS  # 50 % against 10 %
+    assert reports.above_chance(res, "lps", 50.0).outcome == st.CANNOT_TELL  # at chance
+    assert reports.above_chance(res, "random", 10.0).outcome == st.FAILS  # never right
+    top, iv = reports.best(res)
+    assert top == "weight_stats" and iv.estimate == 100.0
+    assert "paper, top1" not in reports.table(res, beside_paper=False).columns

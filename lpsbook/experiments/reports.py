@@ -58,8 +58,10 @@ def cell(iv: st.Interval) -> str:
     return f"{iv.estimate:.1f}\u00a0[{iv.low:.1f},\u00a0{iv.high:.1f}]"
 
 
-def table(results: dict, step: str = "classification", metrics=("top1", "top5")) -> "pandas.DataFrame":
-    """Methods by ``metrics`` (%), each cell ``estimate [95 % interval]``, with the paper's number beside."""
+def table(results: dict, step: str = "classification", metrics=("top1", "top5"),
+          beside_paper: bool = True) -> "pandas.DataFrame":
+    """Methods by ``metrics`` (%), each cell ``estimate [95 % interval]``, with the paper's number beside
+    (unless ``beside_paper`` is False: another population than the paper's)."""
     import pandas as pd
 
     protocol = "classification" if step.startswith("classification") else "retrieval"
@@ -67,7 +69,8 @@ def table(results: dict, step: str = "classification", metrics=("top1", "top5"))
     rows = {}
     for m in results["protocols"][step]["predictions"]:
         row = {metric: cell(interval(results, step, m, metric)) for metric in metrics}
-        row["paper, " + metrics[0]] = f"{paper[m][0]:.1f}" if m in paper else "—"
+        if beside_paper:
+            row["paper, " + metrics[0]] = f"{paper[m][0]:.1f}" if m in paper else "—"
         rows[label(m)] = row
     return pd.DataFrame(rows).T
 
@@ -89,6 +92,20 @@ def rivals(results: dict, step: str = "classification", metric: str = "top1") ->
     return [st.decide(f"LPS beats {label(r)}", paired(results, step, "lps", r, metric), 0.0,
                       f"LPS minus {label(r)} in {metric} points on the same test models")
             for r in RIVALS if r in methods and "lps" in methods]
+
+
+def above_chance(results: dict, method: str, chance: float, step: str = "classification") -> st.Verdict:
+    """"``method`` reads the task above chance": its top-1 (%) minus ``chance`` (%), judged at 0."""
+    iv = interval(results, step, method, "top1")
+    d = st.Interval(iv.estimate - chance, iv.low - chance, iv.high - chance, iv.level, iv.tasks)
+    return st.decide(f"{label(method)} reads the task above chance", d, 0.0, f"{label(method)}'s top-1 minus chance")
+
+
+def best(results: dict, step: str = "classification", metric: str = "top1") -> tuple:
+    """``(method, interval)`` of the method with the highest ``metric`` estimate in ``step``."""
+    ivs = {m: interval(results, step, m, metric) for m in results["protocols"][step]["predictions"]}
+    top = max(ivs, key=lambda m: ivs[m].estimate)
+    return top, ivs[top]
 
 
 def verdict_table(verdicts) -> "pandas.DataFrame":

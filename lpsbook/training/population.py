@@ -238,7 +238,9 @@ def import_population(src, arch, labels, out, input_shape=(3, 32, 32), progress:
               "conv_layers": convs, "spec": spec_to_json(spec), "source": str(src.resolve()),
               "lpsbook_version": __version__, "torch_version": torch.__version__, "code_version": code_version(),
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    header["preset_hash"] = hashlib.sha256(repr((arch_name, tasks, seeds, len(table))).encode()).hexdigest()[:16]
+    # the hash that keys cached results: the architecture, the tasks and every checkpoint's content
+    header["preset_hash"] = hashlib.sha256(repr((arch_name, tasks, seeds, [sha for _, sha in states])).encode()
+                                           ).hexdigest()[:16]
     header["preset_name"] = f"imported-{arch_name.rsplit(':', 1)[-1]}"
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
