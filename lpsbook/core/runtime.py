@@ -114,8 +114,11 @@ class PeakMemory:
         self.every, self.mib = every, 0.0
 
     def __enter__(self):
+        import gc
+
         import psutil
 
+        gc.collect()  # a collection during the measured block would free old memory and hide its allocations
         proc = psutil.Process()
         self._start = self._peak = proc.memory_info().rss
         self._stop = threading.Event()
