@@ -104,6 +104,17 @@ def precision(preset: Preset, device):
     return torch.contiguous_format, nullcontext()
 
 
+def _trim_heap():
+    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; nothing elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """The process's peak resident memory above its level at the start, sampled every few milliseconds.
 
@@ -119,6 +130,7 @@ class PeakMemory:
         import psutil
 
         gc.collect()  # a collection during the measured block would free old memory and hide its allocations
+        _trim_heap()  # freed but still resident heap memory would serve new allocations without raising the RSS
         proc = psutil.Process()
         self._start = self._peak = proc.memory_info().rss
         self._stop = threading.Event()
