@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[book,test,ray]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 # resumed before the chapters run, so that no chapter waits half an hour on it. When
 # CIFAR-100 is missing and its server answers, it is downloaded first (about 170 MB);
 # offline, or with LPSBOOK_OFFLINE=1, the book falls back to digits within seconds.
+# RAY=local (a local Ray instance), RAY=auto or RAY=host:port builds it on Ray instead.
+RAY ?=
 modelset: setup
-	$(BIN)/python -c "from lpsbook.show import book; book.fetch_data(); book.modelset()"
+	$(BIN)/python -c "from lpsbook.show import book; book.fetch_data(); book.modelset(ray='$(RAY)' or None)"
 
 book: setup modelset
 	$(BIN)/jupyter-book build book/ $(JB_FLAGS)

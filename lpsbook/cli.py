@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     b.add_argument("--download", action="store_true", help="download the dataset if missing")
     b.add_argument("--pack-size", type=int, default=None, help="models trained together (default: automatic)")
+    _ray_arguments(b)
     v = ms_sub.add_parser("verify", help="exit 0 only for a complete set whose checksums all match")
     v.add_argument("dir")
     i = ms_sub.add_parser("info", help="print the per-task table")
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--second-order-filters", type=int, default=None, metavar="G",
                     help="branches/ablation: second-order filters per branch (default: the layer's filter count)")
     ex.add_argument("--data-dir", default=None)
+    _ray_arguments(ex, "ladder, modelset500: ")
 
     da = sub.add_parser("data", help="download or check CIFAR-100")
     da_sub = da.add_subparsers(dest="action", required=True)
@@ -78,6 +80,26 @@ def _parser() -> argparse.ArgumentParser:
     dc = da_sub.add_parser("check", help="load and validate CIFAR-100, print a one-line summary")
     dc.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     return p
+
+
+def _ray_arguments(parser, which: str = ""):
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help=f"{which}build on Ray: alone, a local instance; `auto`, the cluster this machine "
+                             "is part of; host:port or ray://host:port, a cluster by address")
+    parser.add_argument("--ray-cpus", type=int, default=1, metavar="N", help="CPUs each pack asks for (default 1)")
+    parser.add_argument("--ray-gpus", type=float, default=0.0, metavar="F",
+                        help="GPUs each pack asks for; a fraction shares one GPU (0.25: four packs)")
+
+
+def _ray_options(args):
+    """The ``--ray`` settings as :class:`lpsbook.training.distributed.RayOptions`, or None without ``--ray``."""
+    if args.ray is None:
+        return None
+    from .training.distributed import RayOptions
+
+    if args.ray_cpus < 1 or args.ray_gpus < 0:
+        raise LpsbookError("--ray-cpus must be at least 1 and --ray-gpus at least 0")
+    return RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus, args.ray_gpus)
 
 
 def _check_data_dir(args, create: bool = False):
@@ -99,8 +121,16 @@ def _check_data_dir(args, create: bool = False):
 def _modelset(args):
     if args.action == "build":
         _check_data_dir(args, create=args.download)
-        out = modelset.build(args.preset, args.out, device=args.device, shard=args.shard,
-                             data_dir=args.data_dir, download=args.download, pack_size=args.pack_size)
+        ray = _ray_options(args)
+        if ray is None:
+            out = modelset.build(args.preset, args.out, device=args.device, shard=args.shard,
+                                 data_dir=args.data_dir, download=args.download, pack_size=args.pack_size)
+        else:
+            from .training.distributed import build_with_ray
+
+            out = build_with_ray(args.preset, args.out, ray.address, "cpu" if args.device == "auto" else args.device,
+                                 args.shard, args.data_dir, args.download, pack_size=args.pack_size, cpus=ray.cpus,
+                                 gpus=ray.gpus)
         missing = len(modelset.pending_models(out, modelset.get_preset(args.preset)))
         print(f"{out}: {'complete' if not missing else f'{missing} models left for other shards'}")
     elif args.action == "import":
@@ -131,9 +161,12 @@ def _experiment(args):
     if args.name == "modelset500":
         if args.only:
             raise LpsbookError("--only is for the ladder; modelset500 builds and measures one set")
-        modelset500.run(args.out, modelset=args.modelset, device=args.device, data_dir=args.data_dir)
+        modelset500.run(args.out, modelset=args.modelset, device=args.device, data_dir=args.data_dir,
+                        ray=_ray_options(args))
         print(f"results written to {Path(args.out) / modelset500.RESULTS_FILE}")
         return None
+    if args.ray is not None:
+        raise LpsbookError("--ray builds model sets: it is for `experiment ladder` and `experiment modelset500`")
     if args.modelset is None or args.only:
         raise LpsbookError(f"experiment {args.name} needs --modelset DIR (and --only is for the ladder only)")
     run_experiment(args.name, args.modelset, args.out, device=args.device, seeds=args.seeds,
@@ -198,7 +231,8 @@ def _ladder(args):
     problem = output_problem(args.out, folder=True)
     if problem:
         raise LpsbookError(f"--out {problem}; give a folder for {ladder.RESULTS_FILE}.")
-    ladder.run(args.out, [n for n in ladder.ORDER if n in names], device=args.device, data_dir=args.data_dir)
+    ladder.run(args.out, [n for n in ladder.ORDER if n in names], device=args.device, data_dir=args.data_dir,
+               ray=_ray_options(args))
     print(f"results written to {Path(args.out) / ladder.RESULTS_FILE}")
 
 

@@ -127,7 +127,7 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     """A second run does not recompute a set the file already holds for the same preset."""
     calls = []
     devices = []
-    monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto", data_dir=None:
+    monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto", data_dir=None, ray=None:
                         devices.append(device) or calls.append(name) or _FakeSet(name))
     monkeypatch.setattr(sets, "set_summary", lambda ms: {"models": ms.preset.num_models})
     monkeypatch.setattr(ladder, "rung_classification", lambda p, data_dir=None: {"lps": {"top1": {"mean": 0.5}}})
@@ -144,11 +144,17 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     assert devices[-1] == "cuda", "the device reaches the build"
 
 
-def test_cli_ladder_passes_the_device(tmp_path, monkeypatch):
+def test_cli_ladder_passes_the_device_and_ray(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None: seen.update(names=names, device=device))
+    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None, ray=None:
+                        seen.update(names=names, device=device, ray=ray))
     assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10", "--device", "cpu"]) == 0
-    assert seen == {"names": ["ladder-w8-e10"], "device": "cpu"}
+    assert seen == {"names": ["ladder-w8-e10"], "device": "cpu", "ray": None}
+    argv = ["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10", "--ray", "auto", "--ray-cpus", "2"]
+    assert cli.main(argv) == 0
+    assert (seen["ray"].address, seen["ray"].cpus, seen["ray"].gpus) == ("auto", 2, 0.0)
+    assert cli.main(argv[:-4] + ["--ray"]) == 0 and seen["ray"].address is None  # alone: a local instance
+    assert cli.main(["experiment", "classification", "--modelset", str(tmp_path), "--out", "x.json", "--ray"]) == 2
 
 
 class _FakeSet:
@@ -317,7 +323,7 @@ def test_cli_ladder_passes_the_data_folder_down(tmp_path, monkeypatch):
     import os
 
     seen = {}
-    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None: seen.update(data_dir=data_dir))
+    monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None, ray=None: seen.update(data_dir=data_dir))
     before = os.environ.get("LPSBOOK_DATA")
     assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10",
                      "--data-dir", str(tmp_path)]) in (0, None)

@@ -152,9 +152,10 @@ def _refresh_summary(name: str, entry: dict) -> bool:
 
 
 def run(out="results", names=ORDER, float32=True, progress=True, command: str | None = None,
-        device: str = "auto", data_dir=None) -> dict:
-    """Build or resume every model set of ``names`` in order (training on ``device``, from the data at
-    ``data_dir`` or where :func:`lpsbook.core.data.load_dataset` looks); rewrite ``out/ladder.json`` after each.
+        device: str = "auto", data_dir=None, ray=None) -> dict:
+    """Build or resume every model set of ``names`` in order (training on ``device``, or on a Ray cluster
+    with ``ray``, a :class:`lpsbook.training.distributed.RayOptions`; from the data at ``data_dir`` or where
+    :func:`lpsbook.core.data.load_dataset` looks); rewrite ``out/ladder.json`` after each.
 
     A set's numbers are kept from an earlier file when its preset has not
     changed, so a later session resumes where the last one stopped.
@@ -186,7 +187,7 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
     for name in names:
         if name in results["sets"] and (name != FULL_SET or results["tables"]):
             continue
-        ms = sets.ensure_set(name, progress, device, data_dir=data_dir)
+        ms = sets.ensure_set(name, progress, device, data_dir=data_dir, ray=ray)
         p = ms.preset
         save_conv1(ms, out)
         entry = {"summary": sets.set_summary(ms), "code_version": code_version(), "measured": results_file.now()}

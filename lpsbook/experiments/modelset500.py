@@ -77,7 +77,7 @@ def measure(ms, step: str, device, methods=TABLE_METHODS, dataset=None, checkpoi
 
 
 def run(out="results", modelset=None, preset=PRESET, device="auto", steps=tuple(STEPS), methods=TABLE_METHODS,
-        data_dir=None, progress=True, command: str | None = None) -> dict:
+        data_dir=None, progress=True, command: str | None = None, ray=None) -> dict:
     """Build (or resume) the set of ``preset`` at ``modelset`` (default: the book's cache) on ``device``,
     then measure each of ``steps`` not yet in ``out/modelset500.json``, rewriting the file after each.
 
@@ -97,7 +97,7 @@ def run(out="results", modelset=None, preset=PRESET, device="auto", steps=tuple(
     p = get_preset(preset)
     dev = resolve_device(device)
     started, t0 = results_file.now(), time.time()
-    ms = sets.ensure_set(p, progress, str(dev), path=modelset, data_dir=data_dir)
+    ms = sets.ensure_set(p, progress, str(dev), path=modelset, data_dir=data_dir, ray=ray)
     build_seconds = time.time() - t0
     results_file.save_conv1(ms, out / CONV1_FILE)
     try:

@@ -14,13 +14,14 @@ MODEL_FIELDS = ("task_id", "seed", "train_seed", "classes", "test_acc", "train_a
                 "weights_sha256", "copied_from")
 
 
-def ensure_set(name, progress: bool = True, device: str = "auto", path=None, data_dir=None):
+def ensure_set(name, progress: bool = True, device: str = "auto", path=None, data_dir=None, ray=None):
     """The model set of preset ``name``, built or resumed (on ``device``, from the data at ``data_dir`` or
     where :func:`lpsbook.core.data.load_dataset` looks) in the book's cache or at ``path``.
 
     Before training, every model that another cached set of the same recipe already holds (the same task,
     seeded the same way: the ladder's rungs, the 50-task set, ModelSet500) is copied from it
-    (:func:`lpsbook.training.modelset.extract`), so only the rest is trained.
+    (:func:`lpsbook.training.modelset.extract`), so only the rest is trained, on a Ray cluster when ``ray``
+    is a :class:`lpsbook.training.distributed.RayOptions`.
     """
     p = get_preset(name)
     target = msets.cache_dir(p) if path is None else path
@@ -29,8 +30,8 @@ def ensure_set(name, progress: bool = True, device: str = "auto", path=None, dat
         if q.name != p.name and msets.same_recipe(p, q) and (source / msets.SET_FILE).is_file():
             msets.extract(source, p, target)
     if path is None:
-        return msets.ensure(p, device=device, data_dir=data_dir, progress=progress)
-    msets.build(p, path, device=device, data_dir=data_dir, progress=progress)
+        return msets.ensure(p, device=device, data_dir=data_dir, progress=progress, ray=ray)
+    msets.build_on(p, path, device, data_dir, progress, ray)
     return msets.load(path)
 
 

@@ -125,10 +125,16 @@ def banner(preset: Preset | None = None) -> str:
     return "\n".join(lines)
 
 
-def modelset(preset: Preset | None = None, progress: bool = True, device: str = "auto", data_dir=None):
+def modelset(preset: Preset | None = None, progress: bool = True, device: str = "auto", data_dir=None,
+             ray: str | None = None):
     """The chapter's model set: built on first use (on ``device``, from the data at ``data_dir`` or where
-    :func:`lpsbook.core.data.load_dataset` looks), then loaded from the cache."""
-    return msets.ensure(preset or current_preset(), device=device, progress=progress, data_dir=data_dir)
+    :func:`lpsbook.core.data.load_dataset` looks; on Ray with ``ray``: ``"local"``, ``"auto"`` or an
+    address), then loaded from the cache."""
+    from ..training.distributed import RayOptions
+
+    options = None if not ray else RayOptions(None if ray == "local" else ray)
+    return msets.ensure(preset or current_preset(), device=device, progress=progress, data_dir=data_dir,
+                        ray=options)
 
 
 def result_path(name: str, settings: dict, preset: Preset | None = None, root=None) -> Path:

@@ -167,7 +167,17 @@ def _clean_stale_temporaries(folder: Path):
             pass
 
 
-def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, device, seconds: float):
+def provenance(preset: Preset, device) -> dict:
+    """Where and how a model is trained: device, host, CPU, GPU, precision, versions (recorded with it)."""
+    return {"lpsbook_version": __version__, "torch_version": torch.__version__, "device": str(device),
+            "host": platform.node(), "cpu": cpu_model(), "code_version": code_version(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "precision": "bf16" if mixed_precision(preset, device) else "float32"}
+
+
+def save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, seconds: float, where: dict):
+    """Write one trained model into the set at ``out`` (weights, then its sealed JSON); ``where`` is the
+    :func:`provenance` of the process that trained it."""
     stem = model_stem(trained.task_id, trained.seed)
     blob = st_save({k: v.contiguous() for k, v in trained.state.items()})
     write_atomic(out / MODELS / f"{stem}.safetensors", blob)
@@ -177,11 +187,7 @@ def _save_model(out: Path, preset: Preset, dataset, trained, train_seed: int, de
         "class_names": [dataset.class_names[a], dataset.class_names[b]],
         "seed": trained.seed, "train_seed": train_seed,
         "train_acc": trained.train_acc, "test_acc": trained.test_acc,
-        "preset_name": preset.name, "preset_hash": preset.hash,
-        "lpsbook_version": __version__, "torch_version": torch.__version__,
-        "device": str(device), "host": platform.node(), "cpu": cpu_model(), "code_version": code_version(),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "precision": "bf16" if mixed_precision(preset, device) else "float32", "train_seconds": round(seconds, 4),
+        "preset_name": preset.name, "preset_hash": preset.hash, **where, "train_seconds": round(seconds, 4),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "weights_file": f"{stem}.safetensors", "weights_sha256": sha256_hex(blob),
     }
@@ -220,7 +226,7 @@ def model_problem(path, preset: Preset, task_id: int, seed: int) -> str | None:
     return None
 
 
-def _refuse_mixed_precision(out: Path, preset: Preset, device, saved):
+def refuse_mixed_precision(out: Path, preset: Preset, device, saved):
     """LpsbookError if the models already in ``out`` were trained in another precision than this
     build would train in (bf16 on one machine, float32 on another): one preset hash, one precision."""
     mine = "bf16" if mixed_precision(preset, device) else "float32"
@@ -236,6 +242,35 @@ def _refuse_mixed_precision(out: Path, preset: Preset, device, saved):
             f"{mine} ({device}{'' if mine == 'bf16' else ', no native bf16'}); one model set keeps one "
             f"precision. Resume it on a machine that trains in {prec} (a GPU, or a CPU with AVX-512 BF16 or "
             f"AMX), or build the preset into another --out.")
+
+
+def packing(models: int, size: int) -> int:
+    """The pack size that splits ``models`` into the fewest packs of at most ``size``, balanced."""
+    packs = -(-models // size)
+    return -(-models // packs)
+
+
+def plan_build(preset: Preset, out: Path, shard=None) -> tuple:
+    """What a build of ``preset`` (or one shard of it) into ``out`` has to train: ``(todo, kept)``, the
+    (task, seed) pairs to train (missing or damaged) and those saved whole. Checks ``out``, writes the
+    set's header and removes damaged models' metadata (they are trained again)."""
+    k, n = shard if isinstance(shard, tuple) else parse_shard(shard)
+    order = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
+    mine = {job for i, job in enumerate(order) if i % n == k}
+    todo = [job for job in pending_models(out, preset) if job in mine]
+    saved = sorted(mine - set(todo)) if (out / MODELS).is_dir() else []
+    damaged = {job: why for job in saved for why in [model_problem(out, preset, *job)] if why}
+    if todo or damaged or not (out / SET_FILE).is_file():  # something to write: check first, not after training
+        problem = output_problem(out, folder=True)
+        if problem:
+            raise LpsbookError(f"--out {problem}; choose another --out (a folder, created if missing).")
+    _open_or_create(out, preset)
+    _clean_stale_temporaries(out / MODELS)
+    for (t, s), why in damaged.items():  # trained again, as if never saved
+        warnings.warn(f"{why.rstrip('.')}: model {model_stem(t, s)} is trained again", DamagedFileWarning,
+                      stacklevel=2)
+        (out / MODELS / f"{model_stem(t, s)}.json").unlink(missing_ok=True)
+    return sorted(set(todo) | set(damaged)), [job for job in saved if job not in damaged]
 
 
 def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
@@ -260,39 +295,22 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     """
     preset = get_preset(preset)
     out = Path(out).expanduser()
-    k, n = shard if isinstance(shard, tuple) else parse_shard(shard)
-    order = [(t, s) for t in range(len(preset.tasks)) for s in range(preset.seeds)]
-    mine = {job for i, job in enumerate(order) if i % n == k}
-    todo = [job for job in pending_models(out, preset) if job in mine]
-    saved = sorted(mine - set(todo)) if (out / MODELS).is_dir() else []
-    damaged = {job: why for job in saved for why in [model_problem(out, preset, *job)] if why}
-    if todo or damaged or not (out / SET_FILE).is_file():  # something to write: check first, not after training
-        problem = output_problem(out, folder=True)
-        if problem:
-            raise LpsbookError(f"--out {problem}; choose another --out (a folder, created if missing).")
-    _open_or_create(out, preset)
-    _clean_stale_temporaries(out / MODELS)
-    for (t, s), why in damaged.items():  # trained again, as if never saved
-        warnings.warn(f"{why.rstrip('.')}: model {model_stem(t, s)} is trained again", DamagedFileWarning,
-                      stacklevel=2)
-        (out / MODELS / f"{model_stem(t, s)}.json").unlink(missing_ok=True)
-    todo = sorted(set(todo) | set(damaged))
+    todo, kept = plan_build(preset, out, shard)
     if not todo:
         return out
     dev = resolve_device(device)
-    _refuse_mixed_precision(out, preset, dev, [job for job in saved if job not in damaged])
+    refuse_mixed_precision(out, preset, dev, kept)
     dataset = load_dataset(preset, data_dir, download)
     recipe = Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
-    size = pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])
-    packs = -(-len(todo) // size)
-    size = -(-len(todo) // packs)  # balance the packs
+    size, where = packing(len(todo), pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])), \
+        provenance(preset, dev)
     bar = progress_bar(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
     try:
         for start in range(0, len(todo), size):
             for res, train_seed, seconds in train_with_retries(preset, dataset, todo[start:start + size], dev,
                                                                progress=bar, recipe=recipe):
-                _save_model(out, preset, dataset, res, train_seed, dev, seconds)
+                save_model(out, preset, dataset, res, train_seed, seconds, where)
     finally:
         bar.close()
     return out
@@ -551,8 +569,20 @@ def cache_dir(preset: Preset, root=None) -> Path:
     return Path(root or default_cache_dir()) / "modelsets" / f"{preset.name}-{preset.hash}"
 
 
-def ensure(preset, root=None, device="auto", data_dir=None, progress=True) -> ModelSet:
-    """Load the cached model set of ``preset``, building (or finishing) it first if needed.
+def build_on(preset, out, device="auto", data_dir=None, progress=True, ray=None) -> Path:
+    """:func:`build` in this process, or on a Ray cluster when ``ray`` is a
+    :class:`lpsbook.training.distributed.RayOptions` (see :func:`lpsbook.training.distributed.build_with_ray`)."""
+    if ray is None:
+        return build(preset, out, device=device, data_dir=data_dir, progress=progress)
+    from .distributed import build_with_ray  # it builds on this module
+
+    return build_with_ray(preset, out, ray.address, device="cpu" if device == "auto" else device,
+                          data_dir=data_dir, progress=progress, cpus=ray.cpus, gpus=ray.gpus)
+
+
+def ensure(preset, root=None, device="auto", data_dir=None, progress=True, ray=None) -> ModelSet:
+    """Load the cached model set of ``preset``, building (or finishing) it first if needed (on a Ray
+    cluster with ``ray``, :func:`build_on`).
 
     A set that fails verification (a damaged file) is built again, which
     trains the damaged models again (:func:`build`), then loaded.
@@ -560,9 +590,9 @@ def ensure(preset, root=None, device="auto", data_dir=None, progress=True) -> Mo
     preset = get_preset(preset)
     path = cache_dir(preset, root)
     if not (path / SET_FILE).exists() or pending_models(path, preset):
-        build(preset, path, device=device, data_dir=data_dir, progress=progress)
+        build_on(preset, path, device, data_dir, progress, ray)
     try:
         return load(path)
     except LpsbookError:
-        build(preset, path, device=device, data_dir=data_dir, progress=progress)
+        build_on(preset, path, device, data_dir, progress, ray)
         return load(path)
