@@ -30,12 +30,13 @@ from pathlib import Path
 
 from ..core.data import load_dataset
 from ..core.errors import LpsbookError
+from ..core.memo import Memo
 from ..core.presets import Preset, get_preset
 from ..core.progress import bar as progress_bar
 from ..core.runtime import resolve_device
 from .modelset import MODELS, model_stem, packing, plan_build, provenance, read_meta, save_model
+from .packed import Recipe, train_with_retries
 from .packed import pack_size as auto_pack_size
-from .packed import train_with_retries
 
 PROBE_SECONDS = 5.0  # how long an address may take to answer before it counts as down
 TASK_RETRIES = 3  # times Ray runs a pack again after its worker died
@@ -110,6 +111,9 @@ def connect(address: str | None, cpus: int | None = None):
     return True
 
 
+RECIPES = Memo(2)  # in a worker process: the padded images and statistics of a preset, kept for its next packs
+
+
 def _train_pack(preset_dict: dict, dataset, jobs, device: str, threads: int):
     """A Ray task's body: train one pack, return ``[(TrainedModel, train_seed, seconds, where)]``."""
     import torch
@@ -117,7 +121,9 @@ def _train_pack(preset_dict: dict, dataset, jobs, device: str, threads: int):
     torch.set_num_threads(threads)
     preset, dev = Preset.from_dict(preset_dict), resolve_device(device)
     where = provenance(preset, dev)
-    return [(res, seed, seconds, where) for res, seed, seconds in train_with_retries(preset, dataset, jobs, dev)]
+    recipe = RECIPES.get((preset.hash, str(dev)), lambda: Recipe(preset, dataset, dev))
+    return [(res, seed, seconds, where)
+            for res, seed, seconds in train_with_retries(preset, dataset, jobs, dev, recipe=recipe)]
 
 
 def _check_resources(ray, cpus: int, gpus: float):
