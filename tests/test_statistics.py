@@ -112,3 +112,11 @@ def test_decide_by_spread_has_three_outcomes():
     assert st.decide_by_spread("x", -5.0, 2.0).outcome == st.FAILS
     v = st.decide_by_spread("x", -3.3, 10.4)  # 75.0 against 78.3 ± 10.4: within the spread
     assert v.outcome == st.CANNOT_TELL and "random splits" in v.rule
+
+
+def test_follows_rule_checks_an_outcome_against_its_interval():
+    from dataclasses import replace
+
+    v = st.decide("x beats y", st.Interval(2.0, 1.0, 3.0, tasks=20))
+    assert v.outcome == st.HOLDS and st.follows_rule(v)
+    assert not st.follows_rule(replace(v, outcome=st.CANNOT_TELL))

@@ -220,3 +220,9 @@ def decide_by_spread(claim: str, diff: float, margin: float, what: str = "the di
         outcome = CANNOT_TELL
     rule = f"{what} beyond ± the larger sd over 3 random splits: above holds, below not, within cannot tell"
     return Verdict(claim, outcome, Interval(diff, diff - margin, diff + margin, tasks=0), 0.0, rule)
+
+
+def follows_rule(v: Verdict) -> bool:
+    """Whether ``v``'s outcome is the one :func:`decide` gives its interval and line (a check for pages
+    that show verdicts computed elsewhere)."""
+    return v.outcome == decide(v.claim, v.interval, v.line).outcome
