@@ -70,6 +70,7 @@ def export(cache: Path | None = None) -> Path:
     from lpsbook.core.presets import get_preset
     from lpsbook.core.runtime import cpu_model
     from lpsbook.core.store import recall
+    from lpsbook.protocols import statistics as st
 
     preset, settings = get_preset(PRESET), book_settings()
     folder = Path(cache or default_cache_dir()) / "results"
@@ -81,7 +82,7 @@ def export(cache: Path | None = None) -> Path:
         result = result["result"]
         same = (result.get("preset_hash") == preset.hash
                 and len(result["settings"]["methods"]) == len(settings["methods"])
-                and result["settings"]["seeds"] == settings["seeds"]
+                and result["settings"].get("folds") == settings["folds"] and "predictions" in result
                 and "LPS" in map(display_name, result["results"]))
         if same:
             found.append((path.stat().st_mtime, path, result))
@@ -105,8 +106,11 @@ def export(cache: Path | None = None) -> Path:
             # the machine that ran the export; the book's cache it reads is built on the same machine by make book
             "cpu": cpu_model(), "host": platform.node(), "torch": torch.__version__,
             "python": platform.python_version()},
-        # in the book's order of methods (the sealed cache file stores its keys sorted)
-        "results": {display_name(m): {k: result["results"][m][k] for k in METRICS} for m in settings["methods"]},
+        # in the book's order of methods (the sealed cache file stores its keys sorted): the estimate and its
+        # 95 % interval over resampled tasks, from every test model's prediction (kept below)
+        "results": {display_name(m): {k: st.result_interval(st.view(c=result), "c", m, k).to_dict() for k in METRICS}
+                    for m in settings["methods"]},
+        "predictions": {m: result["predictions"][m] for m in settings["methods"]},
         "paper": {display_name(m): dict(zip(("top1", "top5", "top10"), v)) for m, v in paper.items()},
     }
     RESULTS.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
@@ -124,7 +128,9 @@ def wide_column(path: Path | None = None) -> dict | None:
 
 
 def pct(summary: dict) -> str:
-    """``mean ± sd`` in % of a summary of fractions."""
+    """``mean ± sd`` in % of a summary of fractions, or ``estimate [low, high]`` of an interval in %."""
+    if "estimate" in summary:
+        return f"{summary['estimate']:.1f} [{summary['low']:.1f}, {summary['high']:.1f}]"
     return f"{100 * summary['mean']:.1f} ± {100 * summary['std']:.1f}"
 
 
@@ -145,14 +151,16 @@ def render(results: dict, wide: dict | None = None) -> str:
             w = wide.get(method)
             cells.insert(3, "—" if w is None else pct(w))
         lines.append("| " + " | ".join(cells) + " |")
-    seeds = results["book_settings"]["seeds"]
-    note = (f"Held-out models, mean ± sd over {seeds} random splits; preset `{results['preset']}` "
+    folds = results["book_settings"]["folds"]
+    note = (f"Held-out models, {folds} folds (every model tested once), the estimate and its 95 % interval "
+            f"over resampled tasks; preset `{results['preset']}` "
             f"({results['preset_hash']}, {results['models']} models), from "
             f"[`results/{RESULTS.name}`](results/{RESULTS.name}). The paper trained its models "
             "for 160 epochs at width 16 (chapter 10 follows the gap).")
     if wide:
         note += (f" The column {WIDE!r} is the same protocol on the same 50 tasks, its models trained "
-                 "with the paper's recipe for a quarter of its length (width 16, 40 epochs), from "
+                 "with the paper's recipe for a quarter of its length (width 16, 40 epochs), mean ± sd over "
+                 "3 random splits (the protocol before folds), from "
                  f"[`results/{LADDER.name}`](results/{LADDER.name}).")
     return "\n".join([BEGIN, "", *lines, "", note, "", END])
 

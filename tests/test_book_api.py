@@ -1,4 +1,5 @@
 """The chapter-level calls: preset selection, result cache, settings."""
+import numpy as np
 import pytest
 
 from lpsbook.show import book, tables
@@ -6,6 +7,7 @@ from lpsbook.findings import claims
 from lpsbook.training import packed
 from lpsbook.core.errors import LpsbookError
 from lpsbook.core.presets import get_preset
+from lpsbook.protocols import statistics as st
 
 
 def test_preset_from_environment(monkeypatch, tmp_path):
@@ -65,7 +67,8 @@ def test_cifar100_runs_the_papers_protocol():
     branches = book.experiment_settings("branches", p)
     assert branches["config"]["epochs"] == 300 and branches["config"]["milestones"] == [150, 225]
     assert "layers" not in branches  # all 19 branches
-    assert book.experiment_settings("classification", p)["seeds"] == 3
+    assert book.experiment_settings("classification", p)["folds"] == 5  # the paper's 8/2, every model tested once
+    assert book.experiment_settings("transferability", p)["seeds"] == 3
 
 
 def test_only_the_papers_recipe_gets_the_papers_protocol():
@@ -156,35 +159,62 @@ def _result(values: dict) -> dict:
     return {"results": {m: {k: {"mean": v[0], "std": v[1]} for k, v in per.items()} for m, per in values.items()}}
 
 
+def _predicted(kind: str, correct: dict, tasks=np.repeat(np.arange(50), 2)) -> dict:
+    """A classification or retrieval result run on one fold, from which test models each method gets
+    right (``correct = {method: bool per test model}``): what the claims read."""
+    preds, res = {}, {}
+    for m, ok in correct.items():
+        ok = np.asarray(ok, dtype=bool)
+        rows = list(range(len(ok)))
+        if kind == "classification":
+            preds[m] = [{"rows": rows, "task": tasks.tolist(), "rank": np.where(ok, 0, 20).tolist()}]
+            res[m] = {"top1": {"mean": ok.mean(), "std": 0.0, "values": [ok.mean()]}}
+        else:
+            preds[m] = [{"rows": rows, "task": tasks.tolist(), "first_hit": np.where(ok, 0, 20).tolist(),
+                         "ap": ok.astype(float).tolist()}]
+            res[m] = {"rank1": {"mean": ok.mean(), "std": 0.0, "values": [ok.mean()]}}
+    return {"experiment": kind, "results": res, "predictions": preds}
+
+
+def _first_tasks(n: int, tasks=np.repeat(np.arange(50), 2)):
+    """Right on every test model of the first ``n`` of the 50 tasks."""
+    return tasks < n
+
+
 def test_paper_claims_follow_their_rules():
     p = get_preset("cifar100-small")  # 50 tasks: chance 2 %
-    cls = _result({"lps": {"top1": (0.30, 0.05)}, "fc": {"top1": (0.06, 0.02)},
-                   "frobenius": {"top1": (0.05, 0.01)}})
-    ret = _result({"lps": {"rank1": (0.55, 0.15)}, "random": {"rank1": (0.10, 0.10)}})
-    verdicts = claims.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()
-    assert verdicts == ["holds", "holds", "holds", "holds", "does not hold"]
-    # LPS at chance: the first two claims fail, the last too; overlapping retrieval spreads fail
-    cls["results"]["lps"]["top1"] = {"mean": 0.03, "std": 0.01}
-    ret["results"]["lps"]["rank1"] = {"mean": 0.25, "std": 0.10}
-    assert claims.paper_claims(cls, ret, len(p.tasks))["holds"].tolist() == ["does not hold", "does not hold", "holds", "does not hold", "does not hold"]
-    cls["results"]["lps"]["top1"] = {"mean": 0.78, "std": 0.02}  # the paper's level
-    assert claims.paper_claims(cls, ret, len(p.tasks))["holds"].tolist()[4] == "holds"
+    cls = _predicted("classification", {"lps": _first_tasks(30), "fc": _first_tasks(0), "frobenius": _first_tasks(0)})
+    ret = _predicted("retrieval", {"lps": _first_tasks(25), "random": _first_tasks(5)})
+    table = claims.paper_claims(cls, ret, len(p.tasks))
+    assert table["outcome"].tolist() == [claims.HOLDS] * 4 + [claims.FAILS]  # 60 % is well below 79.8 %
+    assert all(st.follows_rule(v) for v in table.attrs["verdicts"])
+    assert table.attrs["verdicts"][1].interval.estimate == pytest.approx(60.0)  # LPS minus FC, paired
+    # LPS at chance: not far above it, and no better than FC at this size
+    cls = _predicted("classification", {"lps": _first_tasks(0), "fc": _first_tasks(0), "frobenius": _first_tasks(0)})
+    out = claims.paper_claims(cls, ret, len(p.tasks))["outcome"].tolist()
+    assert out[:2] == [claims.FAILS, claims.CANNOT_TELL]
+    # 80 % on 50 tasks against the paper's 79.8 % on 100 test models: cannot tell
+    cls = _predicted("classification", {"lps": _first_tasks(40), "fc": _first_tasks(0), "frobenius": _first_tasks(0)})
+    assert claims.paper_claims(cls, ret, len(p.tasks))["outcome"].tolist()[4] == claims.CANNOT_TELL
 
 
 def test_figure3_claims_follow_their_rules():
     p = get_preset("cifar100-small")
-    tr = _result({"lps": {"spearman_per_target": (0.4, 0.1)}})
+    per_target = [{"task": list(range(20)), "spearman": [0.5] * 10 + [0.4] * 10}]
+    tr = {"per_target": {"lps": per_target}, "results": {}}
     layers = ["conv1.weight", "layer1.0.conv1.weight", "layer3.0.conv1.weight", "layer3.2.conv2.weight"]
     br = {"results": {"lps": {n: {"mean": m, "std": 0.0} for n, m in zip(layers, (0.3, 0.1, 0.02, 0.03))}}}
     ab = {"results": {v: {n: {"mean": m * (2 if n == layers[0] else 1), "std": 0.0} for n in layers}
                       for v, m in (("both_on", 0.10), ("no_filter_alignment", 0.05),
                                    ("no_channel_alignment", 0.097), ("both_off", 0.04))}}
-    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist() == ["holds", "holds", "holds", "holds", "does not hold"]
-    tr["results"]["lps"]["spearman_per_target"] = {"mean": 0.05, "std": 0.2}
+    table = claims.figure3_claims(tr, br, ab, len(p.tasks))
+    assert table["outcome"].tolist() == [claims.HOLDS] * 4 + [claims.FAILS]  # the channel drop: 0.6 < 1 point
+    assert all(st.follows_rule(v) for v in table.attrs["verdicts"])
+    per_target[0]["spearman"] = [0.3, -0.2] * 10  # mean 0.05, spread wide
     br["results"]["lps"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
-    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[:2] == ["does not hold", "does not hold"]
-    ab["results"]["both_on"][layers[0]]["std"] = 0.2  # a drop within the spread does not count
-    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["holds"].tolist()[3] == "does not hold"
+    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["outcome"].tolist()[:2] == [claims.CANNOT_TELL, claims.FAILS]
+    ab["results"]["both_on"][layers[0]]["std"] = 0.2  # a drop within the spread: cannot tell
+    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["outcome"].tolist()[3] == claims.CANNOT_TELL
 
 
 def test_layer_numbers_follow_the_forward_order():
@@ -201,12 +231,23 @@ def test_results_table_reads_like_a_paper():
         "weight_stats": {"top1": {"mean": 0.263, "std": 0.021}, "top5": {"mean": 0.6, "std": 0.03}}}}
     t = tables.results_table(cls)
     assert list(t.columns) == ["top-1 %", "top-1 %, paper", "top-5 %", "top-5 %, paper"]
-    assert t.loc["LPS", "top-1 %"] == "29.1 ± 5.6" and t.loc["LPS", "top-1 %, paper"] == "79.8"
+    assert t.loc["LPS", "top-1 %"] == "29.1\u00a0±\u00a05.6" and t.loc["LPS", "top-1 %, paper"] == "79.8"
     assert t.loc["weight statistics", "top-1 %, paper"] == "—"
     tr = {"experiment": "transferability", "results": {"lps": {"spearman_per_target": {"mean": 0.1234, "std": 0.01}}}}
     t = tables.results_table(tr)
-    assert list(t.columns) == ["Spearman ρ per target"] and t.iloc[0, 0] == "0.123 ± 0.010"
+    assert list(t.columns) == ["Spearman ρ per target"] and t.iloc[0, 0] == "0.123\u00a0±\u00a00.010"
     assert not any("_" in c for c in t.columns)
+
+
+def test_results_table_shows_the_interval_of_a_result_run_on_folds():
+    cls = _predicted("classification", {"lps": _first_tasks(30), "fc": _first_tasks(0)})
+    cell = tables.results_table(cls).loc["LPS", "top-1 %"]
+    estimate, low, high = (float(x) for x in cell.replace("[", " ").replace("]", " ").replace(",", " ").split())
+    assert estimate == pytest.approx(60.0) and low < 60 < high and "\u00a0" in cell  # one line in the page
+    assert tables.results_table(cls).loc["only one FC layer", "top-1 %"].startswith("0.0")
+    tr = {"experiment": "transferability", "results": {"lps": {"spearman_per_target": {"mean": 0.45, "std": 0.1}}},
+          "per_target": {"lps": [{"task": list(range(20)), "spearman": [0.5] * 10 + [0.4] * 10}]}}
+    assert tables.results_table(tr).iloc[0, 0].startswith("0.450\u00a0[0.4")
 
 
 def test_settings_read_as_a_sentence():

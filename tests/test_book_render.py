@@ -241,6 +241,24 @@ _RENDER_REPORT_JS = r"""
     if (wide.length) wrapped.push(describe(e) + ': ' + wide[0].trim().slice(0, 70));
   });
 
+  // a number broken over lines inside a table cell ("51.7 ± 7.6" as three lines, an interval split at
+  // its comma): each number with its spread or interval must sit on one line of its cell
+  const numberPattern = /[-+−]?\d+(?:\.\d+)?(?:[\s\u00a0]*±[\s\u00a0]*\d+(?:\.\d+)?|[\s\u00a0]*\[[-+−]?\d+(?:\.\d+)?,[\s\u00a0]*[-+−]?\d+(?:\.\d+)?\])?/g;
+  const wrappedNumbers = [];
+  document.querySelectorAll('.cell_output table td, .cell_output table th').forEach((td) => {
+    if (td.getBoundingClientRect().width === 0) return;
+    const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(numberPattern)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set(Array.from(range.getClientRects()).filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+        if (tops.size > 1) wrappedNumbers.push(describe(td) + ': ' + m[0].replace(/\u00a0/g, ' '));
+      }
+    }
+  });
+
   // a figure narrower than its output column wastes the page (a fixed width, or autosize off)
   const narrow = plotly.filter((d) => {
     const out = d.closest('.cell_output, .output') || d.parentElement;
@@ -289,7 +307,7 @@ _RENDER_REPORT_JS = r"""
 
   return {
     nPlotly: plotly.length, plotlyMissing, rawLatex,
-    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff, wrapped, narrow, overlaps, metas,
+    nViews: views.length, hasState, widgetsMissing, blankWidgets, cutOff, wrapped, wrappedNumbers, narrow, overlaps, metas,
     leftoverBars,
     nMath: maths.length, mathMissing,
   };
@@ -423,6 +441,8 @@ def test_page_renders_offline(page_path, request):
     problems += [f"output line cut off at 1280 px (horizontal scrollbar): {t!r}" for t in report["cutOff"]]
     problems += [f"a finished progress bar is left on the page: {b}" for b in report["leftoverBars"]]
     problems += [f"a printed table wraps at 1280 px (show it as HTML, e.g. tables.show): {t!r}" for t in report["wrapped"]]
+    problems += [f"a number wraps inside its table cell at 1280 px (non-breaking spaces, fewer columns or a "
+                 f"transposed table): {t!r}" for t in report["wrappedNumbers"]]
     problems += [f"figure narrower than its column (fixed width?): {d}" for d in report["narrow"]]
     problems += [f"overlapping text in a figure: {o}" for o in report["overlaps"]]
     problems += [f"figure missing: {m!r} (layout.meta.figure) is not on the page"
@@ -547,6 +567,21 @@ layer2.1.conv1                     0.02                       0.07              
 <pre id="sentence">19 branches, each trained alone: 5 epochs, batch 8, lr 0.05 (/10 from epoch 4), g′ = 8, which is a long line</pre>
 <pre id="narrow-table">layer   rate
 conv1   0.02</pre></div></div>"""
+
+
+_NUMBER_PAGE = """<div class="cell" id="c1"><div class="cell_output"><table style="width: 300px">
+<tr><td id="sd">51.7 ± 7.6</td><td id="ci">29.0 [24.0, 34.1]</td><td id="ok">51.7\u00a0±\u00a07.6</td>
+<td id="words">a sentence of words that wraps, and 12.5 in it</td></tr></table></div></div>"""
+
+
+@pytest.mark.skipif(not ENABLED, reason="with the browser check (LPSBOOK_RENDER_CHECK=1)")
+def test_check_finds_a_number_that_wraps_in_its_cell(request):
+    """"51.7 ± 7.6" and an interval broken over lines in a narrow table: flagged. The same number with
+    non-breaking spaces, and a cell of words that wraps around a lone number, are not."""
+    browser = request.getfixturevalue("browser")
+    narrow = _report_of(browser, _NUMBER_PAGE.replace("width: 300px", "width: 120px"))
+    assert sorted(w.split(" in cell")[0] for w in narrow["wrappedNumbers"]) == ["td#ci", "td#sd"], narrow["wrappedNumbers"]
+    assert _report_of(browser, _NUMBER_PAGE.replace("width: 300px", "width: 1200px"))["wrappedNumbers"] == []
 
 
 @pytest.mark.skipif(not ENABLED, reason="with the browser check (LPSBOOK_RENDER_CHECK=1)")

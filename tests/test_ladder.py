@@ -172,8 +172,8 @@ def test_full_table_beside_the_paper_and_the_book():
     results["tables"] = {"classification": {m: {"top1": {"mean": 0.5, "std": 0.02}} for m in ladder.TABLE_METHODS}}
     table = ladder.full_table(results, book_set=_result(ladder.TABLE_METHODS[:4], 0.25))
     assert list(table.columns) == ["paper", "50 tasks, width 16, 40 epochs", "cifar100-small (this book)"]
-    assert table.loc["LPS", "paper"] == "79.8" and table.loc["LPS", "50 tasks, width 16, 40 epochs"] == "50.0 ± 2.0"
-    assert table.loc["weight statistics", "paper"] == "—" and table.loc["LPS", "cifar100-small (this book)"] == "25.0 ± 1.0"
+    assert table.loc["LPS", "paper"] == "79.8" and table.loc["LPS", "50 tasks, width 16, 40 epochs"] == "50.0\u00a0±\u00a02.0"
+    assert table.loc["weight statistics", "paper"] == "—" and table.loc["LPS", "cifar100-small (this book)"] == "25.0\u00a0±\u00a01.0"
     assert len(table) == len(ladder.TABLE_METHODS)
 
 
@@ -261,7 +261,7 @@ def test_full_tables_caption_both_and_add_the_books_column_on_cifar(monkeypatch)
         t1, t2 = ladder.full_tables(results)
         assert "Table 1" in t1.caption and "Table 2" in t2.caption
         assert t1.data.shape == (len(ladder.TABLE_METHODS), columns) and t2.data.shape == t1.data.shape
-    assert t2.data.loc["LPS"].tolist() == ["80.7", "60.0 ± 2.0", "30.0 ± 1.0"], "rank-1 beside the paper's"
+    assert t2.data.loc["LPS"].tolist() == ["80.7", "60.0\u00a0±\u00a02.0", "30.0\u00a0±\u00a01.0"], "rank-1 beside the paper's"
 
 
 def test_float32_check_table_and_sentence():

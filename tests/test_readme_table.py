@@ -44,20 +44,20 @@ def test_results_file_is_not_stale(results):
     assert "LPS" in results["results"] and all(set(r) == set(readme_table.METRICS) for r in results["results"].values())
 
 
-def test_table_shows_every_method_with_mean_sd_and_the_paper(results):
+def test_table_shows_every_method_with_its_interval_and_the_paper(results):
     block = readme_table.render(results)
     rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     assert [r.split(" | ")[0].lstrip("| ") for r in rows] == list(results["results"])
     lps = next(r for r in rows if r.startswith("| LPS |")).strip("| ").split(" | ")
     top1 = results["results"]["LPS"]["top1"]
-    assert lps[1] == f"{100 * top1['mean']:.1f} ± {100 * top1['std']:.1f}"
+    assert lps[1] == f"{top1['estimate']:.1f} [{top1['low']:.1f}, {top1['high']:.1f}]"
     assert lps[2] == f"{results['paper']['LPS']['top1']:.1f}"
 
 
 def test_check_fails_when_the_readme_disagrees(results, tmp_path, monkeypatch):
     text = readme_table.README.read_text()
-    lps = 100 * results["results"]["LPS"]["top1"]["mean"]
-    edited = text.replace(f"| LPS | {lps:.1f} ±", f"| LPS | {lps + 10:.1f} ±")
+    lps = results["results"]["LPS"]["top1"]["estimate"]
+    edited = text.replace(f"| LPS | {lps:.1f} [", f"| LPS | {lps + 10:.1f} [")
     assert edited != text
     fake = tmp_path / "README.md"
     fake.write_text(edited)
@@ -66,6 +66,20 @@ def test_check_fails_when_the_readme_disagrees(results, tmp_path, monkeypatch):
     fake.write_text(text.replace(readme_table.END, ""))
     with pytest.raises(SystemExit, match="markers"):
         readme_table.main(["check"])
+
+
+def test_the_intervals_are_recomputed_from_the_kept_predictions(results):
+    """Every test model once, and each cell of the file follows from its predictions (same seeded bootstrap)."""
+    from lpsbook.protocols import statistics as st
+
+    ids = {readme_table.display_name(m): m for m in results["predictions"]}
+    for name, per in results["results"].items():
+        folds = results["predictions"][ids[name]]
+        rows = sorted(r for f in folds for r in f["rows"])
+        assert rows == list(range(results["models"]))  # every model tested exactly once
+        for metric, iv in per.items():
+            again = st.result_interval({"protocols": {"c": {"predictions": results["predictions"]}}}, "c", ids[name], metric)
+            assert again.to_dict() == pytest.approx(iv)
 
 
 def test_results_file_carries_its_provenance(results):

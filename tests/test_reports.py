@@ -76,8 +76,8 @@ def test_figure3_tables_from_the_file():
         "branches": {"results": {"lps": {"conv1.weight": s(0.6, 0.0), "layer3.2.conv2.weight": s(0.9, 0.0)}}},
         "ablation": {"results": {"both_on": {"conv1.weight": s(0.6, 0.0)}, "both_off": {"conv1.weight": s(0.2, 0.0)}}}}}
     f = reports.figure3(res)
-    assert f["transfer"].loc["LPS", "spearman"] == "0.50 ± 0.10"
-    assert f["branches"].loc["conv1", "LPS"] == "60.0 ± 0.0" and "layer3.2.conv2" in f["branches"].index
+    assert f["transfer"].loc["LPS", "spearman"] == "0.50\u00a0±\u00a00.10"
+    assert f["branches"].loc["conv1", "LPS"] == "60.0\u00a0±\u00a00.0" and "layer3.2.conv2" in f["branches"].index
     assert list(f["ablation"].columns) == ["both on", "both off"]
     assert reports.figure3({"protocols": {}}) == {}
 

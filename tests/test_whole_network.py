@@ -1,4 +1,5 @@
 """Chapter 9's analyses: permutation augmentation, the symmetry check, merging, challenging LPS, costs."""
+import numpy as np
 import pytest
 import torch
 
@@ -39,18 +40,31 @@ def _result(kind, values, seeds=2):
         m: {k: {"mean": v[0], "std": v[1], "values": []} for k, v in per.items()} for m, per in values.items()}, 0.0)
 
 
+def _predicted(kind, correct, tasks=np.repeat(np.arange(20), 2)):
+    """A result on one fold from which test models each method gets right (``{method: bool per model}``)."""
+    key = {"classification": ("rank", "top1"), "retrieval": ("first_hit", "rank1")}[kind]
+    preds = {m: [{"rows": list(range(len(ok))), "task": tasks.tolist(), key[0]: np.where(ok, 0, 9).tolist(),
+                  **({"ap": np.asarray(ok, float).tolist()} if kind == "retrieval" else {})}] for m, ok in correct.items()}
+    values = {m: {key[1]: (float(np.mean(ok)), 0.0)} | ({"mAP": (float(np.mean(ok)), 0.0)} if kind == "retrieval" else {})
+              for m, ok in correct.items()}
+    r = _result(kind, values, seeds=1)
+    r.extras["predictions"] = preds
+    return r
+
+
 def test_merge_and_challenge():
-    a = _result("classification", {"lps": {"top1": (0.30, 0.02)}})
-    b = _result("classification", {"graph": {"top1": (0.40, 0.03)},
-                                    "probing": {"top1": (0.31, 0.05)}})
+    tasks = np.repeat(np.arange(20), 2)
+    a = _predicted("classification", {"lps": tasks < 6})
+    b = _predicted("classification", {"graph": tasks < 16, "probing": tasks < 7})
     merged = results.merge(a, b)
-    assert list(merged.results) == ["lps", "graph", "probing"]
+    assert list(merged.results) == ["lps", "graph", "probing"] and set(merged["predictions"]) == set(merged.results)
     with pytest.raises(LpsbookError, match="merge"):
         results.merge(a, _result("retrieval", {}))
     table = claims.challenge({"top-1": (merged, "top1", 100)}, "graph")
-    assert table["beats it"].tolist() == [True] and list(table.columns[:2]) == ["graph learner (whole network)", "LPS"]
+    assert table["beats it"].tolist() == [claims.HOLDS] and list(table.columns[:2]) == ["graph learner (whole network)", "LPS"]
+    assert table.iloc[0, 2].startswith("50.0")  # the paired difference, points
     table = claims.challenge({"top-1": (merged, "top1", 100)}, "probing")
-    assert table["beats it"].tolist() == [False]  # higher mean, overlapping spreads
+    assert table["beats it"].tolist() == [claims.CANNOT_TELL]  # one task more: within the interval
 
 
 def test_classification_records_what_each_fit_costs(tiny_modelset):
@@ -92,12 +106,13 @@ def test_a_protocol_result_reads_like_the_dict_it_came_from():
 
 
 def test_whole_network_findings_read_the_results():
-    n = "graph"
-    cls = _result("classification", {"lps": {"top1": (0.2, 0.01)}, n: {"top1": (0.5, 0.01)}})
-    ret = _result("retrieval", {"lps": {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}, n: {"rank1": (0.5, 0.1), "mAP": (0.4, 0.1)}})
+    n, tasks = "graph", np.repeat(np.arange(20), 2)
+    cls = _predicted("classification", {"lps": tasks < 4, n: tasks < 10})
+    ret = _predicted("retrieval", {"lps": tasks < 10, n: tasks < 10})
     tr = _result("transferability", {m: {"spearman_per_target": (0.1, 0.05), "related_auc": (0.5, 0.05)} for m in ("lps", n)})
+    tr.extras["per_target"] = {m: [{"task": list(range(20)), "spearman": [0.1, 0.2] * 10}] for m in ("lps", n)}
     verdicts = claims.challenges(cls, ret, tr, ["graph"])
-    assert verdicts.loc[n]["beats it"].tolist() == [True, False, False, False, False]
+    assert verdicts.loc[n]["beats it"].tolist() == [claims.HOLDS] + [claims.CANNOT_TELL] * 4
     stages = _result("stages", {"stem": {"top1": (0.1, 0)}, "stage 1": {"top1": (0.3, 0)}})
     refs = _result("reference_transfer", {"leep": {"spearman_per_target": (0.6, 0)}, "logme": {"spearman_per_target": (0.5, 0)}})
     probes = _result("probe_counts", {"1": {"top1": (0.1, 0)}, "2": {"top1": (0.2, 0)}})

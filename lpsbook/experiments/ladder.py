@@ -23,14 +23,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 from .. import code_version
 from ..training.packed import train_pack
 from . import results_file, sets
 from ..show import book
 from ..training import modelset as msets
-from ..findings.claims import PAPER
-from ..protocols.statistics import decide_by_spread
+from ..findings.claims import PAPER, PAPER_TEST_MODELS
+from ..protocols.statistics import decide_by_spread, published
 from ..core.data import load_dataset
 from ..core.errors import LpsbookError
 from ..methods.lps import LPSConfig
@@ -38,7 +40,7 @@ from ..methods.registry import display_name
 from ..core.presets import get_preset
 from ..protocols.paper import EXTRA_METHODS, PAPER_METHODS
 from ..protocols.results import merge
-from ..show.tables import mean_sd, show
+from ..show.tables import mean_sd, result_cell, show
 
 RESULTS_FILE = "ladder.json"
 COMMAND = "lpsbook experiment ladder --out results/"
@@ -299,8 +301,11 @@ def verdicts(results: dict) -> list:
     if full and results.get("tables"):
         lps = results["tables"]["classification"]["lps"]["top1"]
         mean, sd = 100 * lps["mean"], 100 * lps["std"]
-        rows.append(_row(question, f"{mean:.1f} ± {sd:.1f} %",
-                         decide_by_spread(question, mean - PAPER_TOP1, sd, "LPS minus 79.8")))
+        paper = published(PAPER_TOP1 / 100, PAPER_TEST_MODELS).scaled(100)  # one split of 100 test models
+        margin = float(np.hypot(sd, (paper.high - paper.low) / 2))
+        rows.append(_row(question, f"{mean:.1f}\u00a0±\u00a0{sd:.1f}\u00a0% (paper: {paper})",
+                         decide_by_spread(question, mean - PAPER_TOP1, margin,
+                                          "LPS minus 79.8 (the paper's own 95 % half-width combined with the sd)")))
     else:
         rows.append({"question": question, "rule": "", "measured": "", "verdict": "not measured yet"})
     lps16 = c[(c.id == "lps") & (c.width == 16)].sort_values("steps")
@@ -328,7 +333,9 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
     """Table 1 (or 2) on the 50-task width-16 set beside the paper's and, optionally, the book's set.
 
     ``book_set``: the book's own result of the same protocol (a ProtocolResult of cifar100-small), or None.
-    Rows are methods; cells ``mean ± sd`` (%); None when the 50-task set is not built yet.
+    Rows are methods; cells ``mean ± sd`` (%) over the 50-task set's 3 random splits, and the book's set
+    as chapter 5 shows it (:func:`lpsbook.show.tables.result_cell`: its 95 % interval from five folds);
+    None when the 50-task set is not built yet.
     """
     import pandas as pd
 
@@ -344,13 +351,15 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
         row = {"paper": f"{paper[m][k]:.1f}" if m in paper else "—",
                "50 tasks, width 16, 40 epochs": mean_sd(ours[m][metric]) if m in ours else "—"}
         if book_set is not None:
-            row[f"{book_set['preset']} (this book)"] = mean_sd(mine[m][metric]) if m in mine else "—"
+            row[f"{book_set['preset']} (this book)"] = result_cell(book_set, m, metric) if m in mine else "—"
         rows[name] = row
     return pd.DataFrame(rows).T
 
 
-FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (mean ± sd over 3 splits)"),
-               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (mean ± sd over 3 splits)"))
+FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (50 tasks: mean ± sd over "
+                                          "3 random splits; this book's set: estimate [95 % interval], 5 folds)"),
+               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (50 tasks: mean ± sd over "
+                                      "3 random splits; this book's set: estimate [95 % interval], 5 folds)"))
 
 
 def full_tables(results: dict) -> tuple:

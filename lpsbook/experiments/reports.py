@@ -9,53 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..findings.claims import PAPER
+from ..findings.claims import PAPER, PAPER_TEST_MODELS
+from ..findings.claims import headline as claims_headline
 from ..protocols import statistics as st
 from ..protocols.results import label
 
 PAPER_TOP1 = PAPER["classification"]["lps"][0]  # LPS, the paper's Table 1 (%)
-PAPER_TEST_MODELS = 100  # the paper's classification: one split, two test models of each of 50 tasks
 RIVALS = ("weight_stats", "probing", "graph", "rebasin_fc", "fc", "frobenius", "random")
 BOOK_LPS_STEP = "classification_lps_book"
 
 
-def outcomes(results: dict, step: str, method: str) -> dict:
-    """One method's per-test-model outcomes of a step, in the order of the set's models:
-    ``{"rows", "task", "top1", "top5", ...}`` (classification) or ``{"rows", "task", "rank1", ..., "ap"}``
-    (retrieval), from the predictions the file keeps."""
-    folds = results["protocols"][step]["predictions"][method]
-    rows = np.concatenate([np.asarray(f["rows"], dtype=int) for f in folds])
-    order = np.argsort(rows)
-    tasks = np.asarray(results["models"]["task_id"])[rows[order]]
-    out = {"rows": rows[order], "task": tasks}
-    if "rank" in folds[0]:
-        rank = np.concatenate([np.asarray(f["rank"]) for f in folds])[order]
-        out.update({f"top{k}": (rank < k).astype(float) for k in (1, 5, 10)})
-    else:
-        hit = np.concatenate([np.asarray(f["first_hit"]) for f in folds])[order]
-        out.update({f"rank{k}": ((hit >= 0) & (hit < k)).astype(float) for k in (1, 5, 10)})
-        ap = np.concatenate([np.asarray(f["ap"], dtype=float) for f in folds])[order]
-        out["mAP"] = np.nan_to_num(ap)
-    return out
-
-
-def interval(results: dict, step: str, method: str, metric: str) -> st.Interval:
-    """``metric`` (%) of ``method`` in ``step`` with its 95 % interval over resampled tasks."""
-    o = outcomes(results, step, method)
-    return st.interval(o[metric], o["task"]).scaled(100)
-
-
-def paired(results: dict, step: str, a: str, b: str, metric: str) -> st.Interval:
-    """``a - b`` (points of ``metric``) on the same test models, with its paired 95 % interval."""
-    oa, ob = outcomes(results, step, a), outcomes(results, step, b)
-    if not np.array_equal(oa["rows"], ob["rows"]):
-        raise ValueError(f"{a} and {b} were not tested on the same models in {step}")
-    return st.paired_difference(oa[metric], ob[metric], oa["task"]).scaled(100)
-
-
-def cell(iv: st.Interval) -> str:
-    """``"75.0 [70.1, 79.8]"``, kept on one line in the page (non-breaking spaces)."""
-    return f"{iv.estimate:.1f}\u00a0[{iv.low:.1f},\u00a0{iv.high:.1f}]"
+# read from a results file's kept predictions (the functions live in :mod:`lpsbook.protocols.statistics`)
+view, cell = st.view, st.cell
+outcomes, interval, paired = st.result_outcomes, st.result_interval, st.result_paired
 
 
 def table(results: dict, step: str = "classification", metrics=("top1", "top5"),
@@ -76,14 +42,8 @@ def table(results: dict, step: str = "classification", metrics=("top1", "top5"),
 
 
 def headline(results: dict) -> st.Verdict:
-    """"LPS reaches the paper's 79.8 %": our top-1 against the paper's, each with its own interval
-    (the paper's is a binomial one over its 100 test models), the difference judged by :func:`statistics.decide`
-    at 0: cannot tell unless the whole interval of the difference is above or below it."""
-    ours = interval(results, "classification", "lps", "top1").scaled(0.01)
-    theirs = st.published(PAPER_TOP1 / 100, PAPER_TEST_MODELS)
-    d = st.versus_published(ours, theirs).scaled(100)
-    return st.decide(f"LPS reaches the paper's {PAPER_TOP1:.1f} % top-1", d, 0.0,
-                     "LPS's top-1 minus the paper's in points, both uncertainties combined")
+    """"LPS reaches the paper's 79.8 %" on the file's classification (:func:`lpsbook.findings.claims.headline`)."""
+    return claims_headline(interval(results, "classification", "lps", "top1"))
 
 
 def rivals(results: dict, step: str = "classification", metric: str = "top1") -> list:

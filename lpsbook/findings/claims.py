@@ -2,18 +2,26 @@
 
 * :data:`PAPER`: the paper's Tables 1-2;
 * :func:`paper_claims` (Tables 1-2), :func:`figure3_claims` (Figure 3):
-  each claim with the paper's number, ours (mean ± sd over splits) and a
-  verdict, :data:`HOLDS` or :data:`FAILS`, by a rule written in the docstring;
-* :func:`challenge`, :func:`challenges`: does a method beat LPS, protocol by protocol;
+  each claim with the paper's number, ours and a verdict of three outcomes
+  (:data:`HOLDS`, :data:`FAILS`, :data:`CANNOT_TELL`) decided by
+  :mod:`lpsbook.protocols.statistics` from an interval, by a rule written in the docstring;
+* :func:`challenge`, :func:`challenges`: does a method beat LPS, protocol by protocol (paired);
 * :func:`whole_network_findings`: what chapter 9 concludes.
 
 A new claim is one row of a rule table here.
 """
 from __future__ import annotations
 
-from ..methods.registry import reads
+from dataclasses import replace
+
+import numpy as np
+
+from ..core.errors import LpsbookError
 from ..core.nets import layer_number
+from ..methods.registry import reads
+from ..protocols import statistics as st
 from ..protocols.results import label
+from ..protocols.statistics import decide, decide_by_spread
 
 # the paper's Tables 1-2 (%): top-1/5/10 and rank-1/5/10, by method id
 PAPER = {
@@ -58,114 +66,203 @@ def relation_findings(tr: dict, sim: dict) -> dict:
             "best_rho_value": others[best_rho], "best_auc": label(best_auc), "best_auc_value": auc[best_auc]}
 
 
+def interval_of(result, method: str, metric: str):
+    """``metric`` (%) of ``method`` with its interval over resampled tasks, from the result's predictions."""
+    return st.result_interval(st.view(step=result), "step", method, metric)
+
+
+def _paired(result, a: str, b: str, metric: str):
+    """``a - b`` in points of ``metric`` on the same test models (paired interval over resampled tasks)."""
+    return st.result_paired(st.view(step=result), "step", a, b, metric)
+
+
+_cell = st.cell
+
+
+PAPER_TEST_MODELS = 100  # the paper's classification: one split, two test models of each of 50 tasks
+
+
+def headline(lps) -> "st.Verdict":
+    """"LPS reaches the paper's 79.8 %": our top-1 interval (``lps``, %) against the paper's, which has its
+    own (a binomial one over its 100 test models); the difference is judged by :func:`statistics.decide`
+    at 0: cannot tell unless the whole interval of the difference is above or below it."""
+    paper = PAPER["classification"]["lps"][0]
+    theirs = st.published(paper / 100, PAPER_TEST_MODELS)
+    d = st.versus_published(lps.scaled(0.01), theirs).scaled(100)
+    return decide(f"LPS reaches the paper's {paper:.1f} % top-1", d, 0.0,
+                  "LPS's top-1 minus the paper's in points, both uncertainties combined")
+
+
 def paper_claims(cls: dict, ret: dict, n_tasks: int):
-    """The paper's claims about Tables 1-2, each with its number, ours (mean +- sd over splits) and a verdict.
+    """The paper's claims about Tables 1-2, each with its number, ours (with its 95 % interval) and a verdict.
 
-    The verdicts are decided by fixed rules, with the spread over splits as the margin:
+    ``cls`` and ``ret`` are classification and retrieval results run on folds (every test model's
+    prediction kept). Each claim is a quantity whose 95 % interval (tasks resampled) decides it by
+    :func:`lpsbook.protocols.statistics.decide`: holds when the interval lies above 0, does not hold when
+    it lies below, cannot tell when it contains 0:
 
-    * *far above chance*: LPS top-1 minus two sd is above three times chance;
-    * *beats the symmetry-blind baselines*: LPS top-1 minus its sd is above the
-      better of one FC layer and Frobenius+FC plus that one's sd (spreads do not overlap);
-    * *baselines near chance*: both of those are below five times chance;
-    * *retrieval above random*: the same non-overlap rule on rank-1 against random prediction;
-    * *the paper's level*: LPS top-1 plus two sd reaches the paper's 79.8 % less five points.
+    * *far above chance*: LPS's top-1 minus three times chance;
+    * *beats the symmetry-blind baselines*: LPS's top-1 minus the better of one FC layer and
+      Frobenius+FC, paired on the same test models;
+    * *baselines near chance*: five times chance minus that baseline's top-1;
+    * *retrieval above random*: LPS's rank-1 minus random prediction's, paired on the same queries;
+    * *the paper's level*: LPS's top-1 minus the paper's 79.8 %, the paper's own binomial interval (one
+      split of 100 test models) combined with ours.
     """
     chance = 100 / n_tasks
-    lps, lps_sd = spread(cls, "lps", "top1")
-    blind = max(("fc", "frobenius"), key=lambda m: spread(cls, m, "top1")[0])
-    base, base_sd = spread(cls, blind, "top1")
-    r_lps, r_lps_sd = spread(ret, "lps", "rank1")
-    r_rand, r_rand_sd = spread(ret, "random", "rank1")
+    lps = interval_of(cls, "lps", "top1")
+    blind = max(("fc", "frobenius"), key=lambda m: interval_of(cls, m, "top1").estimate)
+    base, r_lps, r_rand = interval_of(cls, blind, "top1"), interval_of(ret, "lps", "rank1"), interval_of(ret, "random", "rank1")
     paper_cls, paper_ret = PAPER["classification"], PAPER["retrieval"]
+    level = headline(lps)
     rows = [
         ("LPS reads the task of held-out models far above chance (Table 1)",
-         f"{paper_cls['lps'][0]:.1f} % top-1, chance 2.0 %", f"{lps:.1f} ± {lps_sd:.1f} %, chance {chance:.1f} %",
-         lps - 2 * lps_sd > 3 * chance),
+         f"{paper_cls['lps'][0]:.1f} % top-1, chance 2.0 %", f"{_cell(lps)} %, chance {chance:.1f} %",
+         decide("", lps - 3 * chance, 0.0, "LPS's top-1 minus three times chance"), "LPS − 3 × chance"),
         ("LPS beats the baselines that ignore the symmetry (Table 1)",
-         f"{paper_cls['lps'][0]:.1f} vs at most {paper_cls['frobenius'][0]:.1f} %",
-         f"{lps:.1f} ± {lps_sd:.1f} vs {base:.1f} ± {base_sd:.1f} % ({label(blind)})", lps - lps_sd > base + base_sd),
+         f"{paper_cls['lps'][0]:.1f} vs at most {paper_cls['frobenius'][0]:.1f} %", f"{label(blind)}: {_cell(base)} %",
+         decide("", _paired(cls, "lps", blind, "top1"), 0.0, f"LPS minus {label(blind)} (paired)"),
+         f"LPS − {label(blind)}, paired"),
         ("those baselines stay near chance (Table 1)",
-         f"at most {paper_cls['frobenius'][0]:.1f} %", f"at most {base:.1f} %", base < 5 * chance),
+         f"at most {paper_cls['frobenius'][0]:.1f} %", f"{_cell(base)} %",
+         decide("", 5 * chance - base, 0.0, f"five times chance minus {label(blind)}"), f"5 × chance − {label(blind)}"),
         ("LPS retrieves the query's task first far more often than random (Table 2)",
-         f"{paper_ret['lps'][0]:.1f} vs {paper_ret['random'][0]:.1f} % rank-1",
-         f"{r_lps:.1f} ± {r_lps_sd:.1f} vs {r_rand:.1f} ± {r_rand_sd:.1f} %", r_lps - r_lps_sd > r_rand + r_rand_sd),
-        ("LPS reaches the paper's level (Table 1)", f"{paper_cls['lps'][0]:.1f} % top-1", f"{lps:.1f} ± {lps_sd:.1f} %",
-         lps + 2 * lps_sd >= paper_cls["lps"][0] - 5),
+         f"{paper_ret['lps'][0]:.1f} vs {paper_ret['random'][0]:.1f} % rank-1", f"{_cell(r_lps)} vs {_cell(r_rand)} %",
+         decide("", _paired(ret, "lps", "random", "rank1"), 0.0, "LPS's rank-1 minus random's (paired)"),
+         "LPS − random, rank-1, paired"),
+        ("LPS reaches the paper's level (Table 1)", f"{paper_cls['lps'][0]:.1f} % top-1", f"{_cell(lps)} %",
+         level, "LPS − paper, both intervals"),
     ]
     return verdict_table(rows)
 
 
 def figure3_claims(tr: dict, br: dict, ab: dict, n_tasks: int):
-    """The paper's claims about its Figure 3, each with what we measured and a verdict by a fixed rule.
+    """The paper's claims about its Figure 3, each with what we measured and a verdict of three outcomes.
 
-    * (a) *LPS similarity rises with transfer*: LPS's mean per-target Spearman
-      with measured transfer, minus its sd over splits, is above 0.1;
-    * (b) *the first branch carries the most*: branch 1's top-1 is at least
-      every other measured branch's;
-    * (b) *the deepest branches are at chance*: measured branches from layer 13
-      on average below twice chance;
-    * (c) *each alignment matters*: with the sort over filters (or the max over
-      channels) switched off, top-1 drops by more than one point and more than
-      its sd over splits, on the ablated branch where LPS does best with both on
-      (the paper finds the drop on branches 2-19; where those sit at chance,
-      as on our CPU model sets, only the best branch can show one).
+    * (a) *LPS similarity rises with transfer*: LPS's Spearman with measured transfer, per target task,
+      minus 0.1, with its 95 % interval over resampled target tasks (:func:`~lpsbook.protocols.statistics.decide`);
+    * (b) *the first branch carries the most*: branch 1's top-1 minus the best other measured branch's;
+    * (b) *the deepest branches are at chance*: twice chance minus their mean top-1 (layer 13 on);
+    * (c) *each alignment matters*: the drop in top-1 with the sort over filters (or the max over
+      channels) switched off, minus one point, on the ablated branch where LPS does best with both on
+      (the paper finds the drop on branches 2-19; where those sit at chance, as on our CPU model sets,
+      only the best branch can show one).
+
+    Branches and ablation keep a mean and sd over a few seeds, not per-model predictions: their verdicts
+    use :func:`~lpsbook.protocols.statistics.decide_by_spread` (beyond ± the larger sd holds or fails,
+    within it cannot tell), a weaker rule that the table names.
     """
     chance = 100 / n_tasks
-    rho, rho_sd = spread(tr, "lps", "spearman_per_target", scale=1)
-    per_branch = {layer: 100 * v["mean"] for layer, v in br["results"]["lps"].items()}
+    rho = target_interval(tr, "lps")
+    per_branch = {layer: (100 * v["mean"], 100 * v["std"]) for layer, v in br["results"]["lps"].items()}
     layers = list(per_branch)
-    first, rest = per_branch[layers[0]], max(per_branch[layer] for layer in layers[1:])
-    deep = [per_branch[layer] for i, layer in enumerate(layers) if layer_number(layer) >= 13]
-    deep_mean = sum(deep) / len(deep) if deep else float("nan")
+    runs = len(next(iter(br["results"]["lps"].values())).get("values") or [0, 0])
+    first = per_branch[layers[0]]
+    rest = max((per_branch[layer] for layer in layers[1:]), key=lambda v: v[0])
+    deep = [per_branch[layer] for layer in layers if layer_number(layer) >= 13]
+    deep_mean = sum(v[0] for v in deep) / len(deep) if deep else float("nan")
+    deep_sd = max((v[1] for v in deep), default=float("nan"))
     on = ab["results"]["both_on"]
     best = max(on, key=lambda layer: on[layer]["mean"])
-    margin = max(1.0, 100 * on[best]["std"])
-    drop_f = 100 * (on[best]["mean"] - ab["results"]["no_filter_alignment"][best]["mean"])
-    drop_c = 100 * (on[best]["mean"] - ab["results"]["no_channel_alignment"][best]["mean"])
     where = f" at branch {layer_number(best)}"
+
+    def drop(variant):
+        off = ab["results"][variant][best]
+        d = 100 * (on[best]["mean"] - off["mean"])
+        return d, d - 1.0, 100 * max(on[best]["std"], off["std"])
+
+    (drop_f, over_f, sd_f), (drop_c, over_c, sd_c) = drop("no_filter_alignment"), drop("no_channel_alignment")
     rows = [
-        ("(a) LPS similarity rises with transfer", "roughly proportional",
-         f"Spearman {rho:+.2f} ± {rho_sd:.2f}", rho - rho_sd > 0.1),
+        ("(a) LPS similarity rises with transfer", "roughly proportional", f"Spearman per target {rho}",
+         decide("", rho - 0.1, 0.0, "LPS's per-target Spearman minus 0.1 (target tasks resampled)"),
+         "Spearman − 0.1"),
         ("(b) the first branch carries the most", "79.8 % top-1 at branch 1",
-         f"{first:.1f} % at branch 1, best other {rest:.1f} %", first >= rest),
+         f"{first[0]:.1f} % at branch 1, best other {rest[0]:.1f} %",
+         decide_by_spread("", first[0] - rest[0], max(first[1], rest[1]), "branch 1 minus the best other", runs),
+         "branch 1 − best other, ± sd"),
         ("(b) the deepest branches are at chance", "branches 13-19 at chance",
-         f"{deep_mean:.1f} % (chance {chance:.1f} %)", deep_mean < 2 * chance),
+         f"{deep_mean:.1f} % (chance {chance:.1f} %)",
+         decide_by_spread("", 2 * chance - deep_mean, deep_sd, "twice chance minus their mean", runs),
+         "2 × chance − mean, ± sd"),
         ("(c) filter alignment matters", "accuracy drops without it (branches 2-19)",
-         f"{-drop_f:+.1f} points without it{where}", drop_f > margin),
+         f"{-drop_f:+.1f} points without it{where}",
+         decide_by_spread("", over_f, sd_f, "the drop minus one point", runs), "drop − 1 point, ± sd"),
         ("(c) channel alignment matters", "accuracy drops without it (branches 2-19)",
-         f"{-drop_c:+.1f} points without it{where}", drop_c > margin),
+         f"{-drop_c:+.1f} points without it{where}",
+         decide_by_spread("", over_c, sd_c, "the drop minus one point", runs), "drop − 1 point, ± sd"),
     ]
     return verdict_table(rows)
 
 
-HOLDS, FAILS = "holds", "does not hold"  # a claim's verdict, in the words the prose uses
+HOLDS, FAILS, CANNOT_TELL = st.HOLDS, st.FAILS, st.CANNOT_TELL  # a claim's outcome, in the words the prose uses
 
 
 def verdict_table(rows: list):
-    """(claim, paper, ours, holds) rows as a table indexed by claim; ``holds`` is :data:`HOLDS` or :data:`FAILS`."""
+    """(claim, paper, ours, verdict, test) rows as a table indexed by claim: the paper's number, ours, the
+    quantity that decides (``test``, judged against 0), its 95 % interval and the outcome. The verdicts
+    (with their rules) are in ``table.attrs["verdicts"]``."""
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
-    table["holds"] = [HOLDS if h else FAILS for h in table["holds"]]
+    verdicts = [replace(v, claim=claim) for claim, _, _, v, _ in rows]
+    table = pd.DataFrame([{"claim": claim, "paper": paper, "ours": ours, "decided on (> 0)": test,
+                           "95 % interval": _cell(v.interval), "outcome": v.outcome}
+                          for (claim, paper, ours, v, test) in rows]).set_index("claim")
+    table.attrs["verdicts"] = verdicts
     return table
 
 
-def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas.DataFrame":
-    """Does ``challenger`` beat ``incumbent`` on each protocol, with non-overlapping spreads?
+def target_interval(tr, method: str):
+    """``method``'s Spearman with measured transfer, per target task, pooled over the splits, with its
+    interval over resampled targets (an :class:`~lpsbook.protocols.statistics.Interval`)."""
+    values, tasks = _per_target(tr, method)
+    return st.interval(values, tasks)
 
-    ``results = {label: (protocol result, metric, scale)}``; methods are ids.
-    A row per label: both means ± sd (over splits) and whether the
-    challenger's mean minus its sd is above the incumbent's mean plus its sd
-    (column ``beats it``, a bool).
+
+def _per_target(tr, method: str, other: str | None = None):
+    """(values, target tasks) of ``method`` (minus ``other``'s on the same targets), undefined ones left out."""
+    if "per_target" not in tr:
+        raise LpsbookError("this transferability result keeps no per-target values; run it again with folds")
+    a = tr["per_target"][method]
+    values = np.concatenate([np.asarray(s["spearman"], dtype=float) for s in a])
+    if other is not None:
+        values = values - np.concatenate([np.asarray(s["spearman"], dtype=float) for s in tr["per_target"][other]])
+    tasks = np.concatenate([np.asarray(s["task"]) + 10_000 * i for i, s in enumerate(a)])  # a split's targets apart
+    keep = np.isfinite(values)
+    return values[keep], tasks[keep]
+
+
+def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas.DataFrame":
+    """Does ``challenger`` beat ``incumbent``, protocol by protocol, in three outcomes?
+
+    ``results = {label: (protocol result, metric, scale)}``; methods are ids. Classification and retrieval
+    metrics are compared on the same test models (a paired interval over resampled tasks, from the kept
+    predictions); per-target transfer Spearman on the same target tasks (paired, targets resampled); a
+    metric kept only as a mean and sd over splits (the related-task AUC) by
+    :func:`~lpsbook.protocols.statistics.decide_by_spread`. A row per label: both values, the difference
+    with its interval, and the outcome (column ``beats it``: holds, does not hold or cannot tell).
     """
     import pandas as pd
 
     rows = []
     for name, (result, metric, scale) in results.items():
-        c, c_sd = spread(result, challenger, metric, scale)
-        i, i_sd = spread(result, incumbent, metric, scale)
-        rows.append((name, f"{c:.2f} ± {c_sd:.2f}", f"{i:.2f} ± {i_sd:.2f}", c - c_sd > i + i_sd))
-    return pd.DataFrame(rows, columns=["claim", label(challenger), label(incumbent), "beats it"]).set_index("claim")
+        claim = f"{label(challenger)} beats {label(incumbent)} on {name}"
+        if "predictions" in result and metric in ("top1", "top5", "top10", "rank1", "rank5", "rank10", "mAP"):
+            c, i = interval_of(result, challenger, metric), interval_of(result, incumbent, metric)
+            v = decide(claim, _paired(result, challenger, incumbent, metric), 0.0, "the paired difference")
+            cells = _cell(c), _cell(i)
+        elif metric == "spearman_per_target" and "per_target" in result:
+            c, i = target_interval(result, challenger), target_interval(result, incumbent)
+            v = decide(claim, st.interval(*_per_target(result, challenger, incumbent)), 0.0,
+                       "the paired difference over target tasks")
+            cells = f"{c.estimate:.2f}", f"{i.estimate:.2f}"
+        else:
+            (c, c_sd), (i, i_sd) = spread(result, challenger, metric, scale), spread(result, incumbent, metric, scale)
+            splits = len(result["results"][incumbent][metric].get("values") or [0] * 3)
+            v = decide_by_spread(claim, c - i, max(c_sd, i_sd), "the difference", splits)
+            cells = f"{c:.2f}\u00a0±\u00a0{c_sd:.2f}", f"{i:.2f}\u00a0±\u00a0{i_sd:.2f}"
+        rows.append((name, *cells, _cell(v.interval) if abs(v.interval.estimate) >= 0.05 else f"{v.interval.estimate:.3f}", v.outcome))
+    return pd.DataFrame(rows, columns=["claim", label(challenger), label(incumbent), "difference [95 % interval]",
+                                       "beats it"]).set_index("claim")
 
 
 def main_metrics(classification, retrieval, transferability) -> dict:
@@ -182,7 +279,8 @@ def challenges(classification, retrieval, transferability, challengers, incumben
     import pandas as pd
 
     metrics = main_metrics(classification, retrieval, transferability)
-    return pd.concat({m: challenge(metrics, m, incumbent).set_axis(["challenger", "incumbent", "beats it"], axis=1)
+    return pd.concat({m: challenge(metrics, m, incumbent).set_axis(["challenger", "incumbent", "difference [95 % interval]",
+                                                                    "beats it"], axis=1)
                       for m in challengers}, names=["challenger"])
 
 
@@ -191,7 +289,7 @@ def whole_network_findings(cls, tr, verdicts, stages_result, references, probes_
     top1 = means(cls, "top1", 100)
     new = list(verdicts.index.get_level_values(0).unique())
     best = max(new, key=top1.get)
-    wins = {m: verdicts.loc[m]["beats it"] for m in new}
+    wins = {m: verdicts.loc[m]["beats it"] == HOLDS for m in new}
     stage_top1 = {p: 100 * v["top1"]["mean"] for p, v in stages_result["results"].items()}
     best_part = max(stage_top1, key=stage_top1.get)
     ref_rho, weights_rho = means(references, "spearman_per_target"), means(tr, "spearman_per_target")

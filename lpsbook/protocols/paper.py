@@ -55,7 +55,7 @@ def fit(method, ms, rows):
 def held_out_topk(method, ms, rows, ks=(1,), predictions: bool = False) -> dict:
     """Top-k task classification of the fitted ``method`` on the models ``rows``: ``{"top1": ...}``.
 
-    With ``predictions``, also ``"_predictions"``: per test model its row, the rank of its true task
+    With ``predictions``, also ``"_predictions"``: per test model its row, its task, the rank of its true task
     among the method's scores (0 = top-1; ties count against it) and the task predicted first.
     """
     scores = method.scores(ms.state_of(rows))
@@ -63,7 +63,8 @@ def held_out_topk(method, ms, rows, ks=(1,), predictions: bool = False) -> dict:
     out = topk_accuracy(scores, target, ks=ks)
     if predictions:
         true = scores.gather(1, target[:, None])
-        out["_predictions"] = {"rows": [int(r) for r in rows], "rank": (scores >= true).sum(1).sub(1).tolist(),
+        out["_predictions"] = {"rows": [int(r) for r in rows], "task": ms.task_ids[rows].tolist(),
+                               "rank": (scores >= true).sum(1).sub(1).tolist(),
                                "top1": method.classes_[scores.argmax(1)].tolist()}
     return out
 
@@ -120,12 +121,22 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
 FITS = Memo(32)  # retrieval and transferability fit the same method on the same split: the second reuses it
 
 
-def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None):
-    """``method`` trained on the training tasks of retrieval split ``seed``: (method, query rows, gallery rows)."""
-    train, query, gallery = retrieval_split(ms, seed)
+def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None, folds: int | None = None):
+    """``method`` trained on the training tasks of retrieval split ``seed``: (method, held-out rows, training rows).
+
+    Without ``folds``, the random split of :func:`~lpsbook.protocols.results.retrieval_split` (held-out rows:
+    its queries, then its gallery); with ``folds=k``, fold ``seed`` of
+    :func:`~lpsbook.protocols.statistics.task_folds` (every model of the fold's tasks held out). Retrieval
+    and transferability on the same split share the fit (:data:`FITS`).
+    """
+    if folds:
+        train, held = fold_rows(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds), seed)
+    else:
+        train, query, gallery = retrieval_split(ms, seed)
+        held = np.concatenate([query, gallery])
     models = tuple(zip(ms.meta["task_id"].tolist(), ms.meta["seed"].tolist()))
-    key = (str(ms.path), ms.preset.hash, models, method_id(method), seed, repr(cfg), str(device), code_version())
-    return FITS.get(key, lambda: fit(make(method, ms, seed, cfg, device, dataset), ms, train)), query, gallery
+    key = (str(ms.path), ms.preset.hash, models, method_id(method), seed, folds, repr(cfg), str(device), code_version())
+    return FITS.get(key, lambda: fit(make(method, ms, seed, cfg, device, dataset), ms, train)), held, train
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -143,17 +154,17 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
     seeds = int(fold_of.max()) + 1 if folds else seeds
 
     def evaluate(method, seed, cfg):
+        m, held, _ = fit_retrieval_split(ms, method, seed, cfg, device, dataset, folds)
         if fold_of is None:
-            m, query, gallery = fit_retrieval_split(ms, method, seed, cfg, device, dataset)
+            query, gallery = retrieval_split(ms, seed)[1:]
             return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
                                      m.embed(ms.state_of(gallery)), labels[gallery], ks=(1, 5, 10))
-        train, test = fold_rows(fold_of, seed)
-        m = fit(make(method, ms, seed, cfg, device, dataset), ms, train)
-        per = leave_one_out_retrieval(m.embed(ms.state_of(test)), labels[test])
+        per = leave_one_out_retrieval(m.embed(ms.state_of(held)), labels[held])
         hit = per["first_hit"]
         return {**{f"rank{k}": float(np.mean((hit >= 0) & (hit < k))) for k in (1, 5, 10)},
                 "mAP": float(np.nanmean(per["ap"])),
-                "_predictions": {"rows": test.tolist(), "first_hit": hit.tolist(), "ap": per["ap"].tolist()}}
+                "_predictions": {"rows": held.tolist(), "task": labels[held].tolist(), "first_hit": hit.tolist(),
+                                 "ap": per["ap"].tolist()}}
 
     return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
 
@@ -162,7 +173,7 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
 
 def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
                     config: LPSConfig | None = None, device="cpu", dataset=None, checkpoint=None,
-                    ari: np.ndarray | None = None) -> ProtocolResult:
+                    ari: np.ndarray | None = None, folds: int | None = None) -> ProtocolResult:
     """Spearman correlation between each method's task similarity and measured transfer (ARI).
 
     As in the paper, similarities come from the retrieval setting: the
@@ -171,7 +182,10 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     mean over targets of the per-target Spearman (as the DDS paper does), and
     the ROC AUC of related vs unrelated held-out pairs
     (:func:`~lpsbook.protocols.transfer.related_groups`).  ``ari`` is
-    :func:`~lpsbook.protocols.transfer.transfer_ari`'s matrix when it was computed before.
+    :func:`~lpsbook.protocols.transfer.transfer_ari`'s matrix when it was computed before. With
+    ``folds=k``, the splits are the first ``seeds`` of retrieval's ``k`` task folds (the fits are shared
+    with retrieval on the same folds), and every target task's Spearman is kept
+    (``result["per_target"][method]``: per split, the target tasks and their values).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -181,8 +195,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
-        m, query, gallery = fit_retrieval_split(ms, method, seed, cfg, device, data)
-        held = np.concatenate([query, gallery])
+        m, held, _ = fit_retrieval_split(ms, method, seed, cfg, device, data, folds)
         tasks, sim = m.task_similarity(ms.state_of(held), labels[held])
         tasks = tasks.tolist()
         at = {t: i for i, t in enumerate(tasks)}
@@ -192,28 +205,35 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
         per_target = per_target_spearman(lambda s, t: sim[at[s], at[t]].item(), lambda s, t: ari[s, t], tasks)
         auc = roc_auc_score(related, xs) if len(set(related)) == 2 else float("nan")
         return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target)),
-                "related_auc": float(auc), "_pairs": [list(p) for p in zip(xs, ys)]}
+                "related_auc": float(auc), "_pairs": [list(p) for p in zip(xs, ys)],
+                "_per_target": {"task": tasks, "spearman": [float(v) for v in per_target]}}
 
-    out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint)
+    if folds:
+        seeds = min(seeds, int(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds).max()) + 1)
+    out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
     out.extras["ari"] = ari.tolist()
     return out
 
 
-def reference_transfer(ms, scores: dict, seeds: int = 3) -> ProtocolResult:
+def reference_transfer(ms, scores: dict, seeds: int = 3, folds: int | None = None) -> ProtocolResult:
     """How well the data-based references (LEEP, LogME) predict measured transfer, on the transferability
     protocol's pairs: per split, the held-out tasks of :func:`~lpsbook.protocols.results.retrieval_split`, the mean over
-    targets of the Spearman correlation between the reference and ARI over the other held-out sources."""
+    targets of the Spearman correlation between the reference and ARI over the other held-out sources
+    (``folds``: the held-out tasks of the task folds instead, as :func:`transferability` with ``folds``)."""
     ari = np.asarray(scores["ari"])
 
     def evaluate(name, _, seed):
-        _, query, gallery = retrieval_split(ms, seed)
-        held = sorted(set(ms.task_ids[np.concatenate([query, gallery])].tolist()))
+        if folds:
+            held_rows = fold_rows(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds), seed)[1]
+        else:
+            held_rows = np.concatenate(retrieval_split(ms, seed)[1:])
+        held = sorted(set(ms.task_ids[held_rows].tolist()))
         ref = np.asarray(scores[name])
         return {"spearman_per_target": float(np.nanmean(per_target_spearman(lambda s, t: ref[s, t],
                                                                             lambda s, t: ari[s, t], held)))}
 
     jobs = [(name, "", s) for s in range(seeds) for name in ("leep", "logme")]
-    return run_protocol("reference_transfer", ms, jobs, evaluate, {"seeds": seeds})
+    return run_protocol("reference_transfer", ms, jobs, evaluate, {"seeds": seeds, **({"folds": folds} if folds else {})})
 
 
 def similarity(ms, measures=ACTIVATION_MEASURES, methods=PARAMETER_METHODS, folds: int = 5,

@@ -10,6 +10,9 @@ paired differences, and three outcomes.
   from the same resampled tasks; :func:`unpaired_difference` resamples each method on its own (for
   contrast: it ignores that both were tested on the same models, and is wider when their errors agree).
 * :func:`published`: a number from a paper with its own binomial uncertainty.
+* :func:`result_interval`, :func:`result_paired` (and :func:`result_outcomes`): the same from the
+  predictions a protocol result or results file keeps (``{"protocols": {step: result}}``; :func:`view`
+  wraps protocol results), in percent; :func:`cell` writes an interval for a table.
 * :func:`decide`: one of :data:`HOLDS`, :data:`FAILS`, :data:`CANNOT_TELL` for "the difference is
   above ``line``": holds when the whole interval is above it, does not hold when the whole interval is
   below it, cannot tell when the interval straddles it.
@@ -81,11 +84,19 @@ class Interval:
         """The same interval in other units (``100`` for percent)."""
         return Interval(self.estimate * factor, self.low * factor, self.high * factor, self.level, self.tasks)
 
+    def __sub__(self, c: float) -> "Interval":
+        """The interval of ``estimate - c`` (a line moved to 0)."""
+        return Interval(self.estimate - c, self.low - c, self.high - c, self.level, self.tasks)
+
+    def __rsub__(self, c: float) -> "Interval":
+        """The interval of ``c - estimate``."""
+        return Interval(c - self.estimate, c - self.high, c - self.low, self.level, self.tasks)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.estimate:.1f} [{self.low:.1f}, {self.high:.1f}]"
+        return f"{self.estimate:.1f}\u00a0[{self.low:.1f},\u00a0{self.high:.1f}]"  # one line in a table cell
 
 
 def _per_task(values, task_ids):
@@ -173,6 +184,56 @@ def versus_published(ours: Interval, paper: Interval) -> Interval:
                     d + float(np.hypot(ours.high - ours.estimate, paper.estimate - paper.low)), ours.level, ours.tasks)
 
 
+# --- from a result's kept predictions ------------------------------------------------------------------
+
+def view(**steps) -> dict:
+    """Protocol results (the book's :func:`lpsbook.show.book.experiment`, run with ``folds``) in the shape
+    the functions here read: ``view(classification=cls, retrieval=ret)``."""
+    return {"protocols": steps}
+
+
+def result_outcomes(results: dict, step: str, method: str) -> dict:
+    """One method's per-test-model outcomes of a step, in the order of the set's models:
+    ``{"rows", "task", "top1", "top5", ...}`` (classification) or ``{"rows", "task", "rank1", ..., "ap"}``
+    (retrieval), from the predictions the file keeps."""
+    folds = results["protocols"][step]["predictions"][method]
+    rows = np.concatenate([np.asarray(f["rows"], dtype=int) for f in folds])
+    order = np.argsort(rows)
+    if "task" in folds[0]:
+        tasks = np.concatenate([np.asarray(f["task"], dtype=int) for f in folds])[order]
+    else:  # files written before predictions carried the task
+        tasks = np.asarray(results["models"]["task_id"])[rows[order]]
+    out = {"rows": rows[order], "task": tasks}
+    if "rank" in folds[0]:
+        rank = np.concatenate([np.asarray(f["rank"]) for f in folds])[order]
+        out.update({f"top{k}": (rank < k).astype(float) for k in (1, 5, 10)})
+    else:
+        hit = np.concatenate([np.asarray(f["first_hit"]) for f in folds])[order]
+        out.update({f"rank{k}": ((hit >= 0) & (hit < k)).astype(float) for k in (1, 5, 10)})
+        ap = np.concatenate([np.asarray(f["ap"], dtype=float) for f in folds])[order]
+        out["mAP"] = np.nan_to_num(ap)
+    return out
+
+
+def result_interval(results: dict, step: str, method: str, metric: str) -> Interval:
+    """``metric`` (%) of ``method`` in ``step`` with its 95 % interval over resampled tasks."""
+    o = result_outcomes(results, step, method)
+    return interval(o[metric], o["task"]).scaled(100)
+
+
+def result_paired(results: dict, step: str, a: str, b: str, metric: str) -> Interval:
+    """``a - b`` (points of ``metric``) on the same test models, with its paired 95 % interval."""
+    oa, ob = result_outcomes(results, step, a), result_outcomes(results, step, b)
+    if not np.array_equal(oa["rows"], ob["rows"]):
+        raise LpsbookError(f"{a} and {b} were not tested on the same models in {step}")
+    return paired_difference(oa[metric], ob[metric], oa["task"]).scaled(100)
+
+
+def cell(iv: Interval) -> str:
+    """``"75.0 [70.1, 79.8]"``, kept on one line in the page (non-breaking spaces)."""
+    return f"{iv.estimate:.1f}\u00a0[{iv.low:.1f},\u00a0{iv.high:.1f}]"
+
+
 # --- verdicts -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -208,17 +269,18 @@ def decide(claim: str, diff: Interval, line: float = 0.0, what: str = "the diffe
     return Verdict(claim, outcome, diff, line, rule)
 
 
-def decide_by_spread(claim: str, diff: float, margin: float, what: str = "the difference") -> Verdict:
-    """The three outcomes for results that keep only a mean and sd over a few random splits (older files,
-    before predictions were kept): holds when ``diff`` exceeds ``margin``, does not hold when it is below
-    ``-margin``, cannot tell within it. Weaker than :func:`decide` (no interval, no pairing); it says so."""
-    if diff > margin:
+def decide_by_spread(claim: str, diff: float, margin: float, what: str = "the difference", splits: int = 3) -> Verdict:
+    """The three outcomes for results that keep only a mean and sd over a few random splits or seeds
+    (``splits``; older files, and protocols that keep no per-model predictions): holds when ``diff`` exceeds
+    ``margin``, does not hold when it is below ``-margin``, cannot tell within it (or when the margin is
+    not a number). Weaker than :func:`decide` (no interval, no pairing); its rule says so."""
+    if margin == margin and diff > margin:  # margin == margin: not NaN
         outcome = HOLDS
-    elif diff < -margin:
+    elif margin == margin and diff < -margin:
         outcome = FAILS
     else:
         outcome = CANNOT_TELL
-    rule = f"{what} beyond ± the larger sd over 3 random splits: above holds, below not, within cannot tell"
+    rule = f"{what} beyond ± the larger sd over {splits} runs: above holds, below not, within cannot tell"
     return Verdict(claim, outcome, Interval(diff, diff - margin, diff + margin, tasks=0), 0.0, rule)
 
 

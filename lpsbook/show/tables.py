@@ -1,5 +1,5 @@
-"""Tables and text for the page: results as a reader writes them (``mean ± sd`` in one cell, names a
-reader uses, the paper's number beside ours), settings as sentences, verdicts as yes / no.
+"""Tables and text for the page: results as a reader writes them (an estimate with its interval, or
+``mean ± sd``, in one cell; names a reader uses; the paper's number beside ours), settings as sentences.
 
 Results keep method ids (:mod:`lpsbook.protocols.results`); this module is where they
 become display names.  Figures are :mod:`lpsbook.show.viz` and :mod:`lpsbook.show.filterplots`.
@@ -23,8 +23,11 @@ def show(table, digits: int = 1):
 
 def paper_table(result: dict, metrics, rows=None):
     """Numbers for :func:`paper_vs_ours`, in %: per method (display names) and metric, the paper's
-    (``"<metric> paper"``), ours (``"<metric> ours"``) and our sd over splits (``"<metric> ours sd"``)."""
+    (``"<metric> paper"``), ours (``"<metric> ours"``) and our sd over splits (``"<metric> ours sd"``); for a
+    result run on folds, also the 95 % interval (``"<metric> ours low"``, ``"<metric> ours high"``)."""
     import pandas as pd
+
+    from ..protocols.statistics import result_interval, view
 
     paper, out = PAPER.get(result["experiment"], {}), {}
     for m in rows or list(result["results"]):
@@ -33,12 +36,15 @@ def paper_table(result: dict, metrics, rows=None):
             row[f"{metric} paper"] = paper[m][i] if m in paper else float("nan")
             row[f"{metric} ours"] = 100 * result["results"][m][metric]["mean"]
             row[f"{metric} ours sd"] = 100 * result["results"][m][metric]["std"]
+            if m in (result.get("predictions") or {}):  # every test model kept: the 95 % interval instead
+                iv = result_interval(view(step=result), "step", m, metric)
+                row[f"{metric} ours"], row[f"{metric} ours low"], row[f"{metric} ours high"] = iv.estimate, iv.low, iv.high
         out[row_label(m)] = row
     return pd.DataFrame(out).T
 
 
 def challenge_table(verdicts):
-    """:func:`lpsbook.findings.claims.challenges` for the page: challengers by name, the verdict as yes / no."""
+    """:func:`lpsbook.findings.claims.challenges` for the page: challengers by name, each verdict with its interval."""
     table = verdicts.rename(index=row_label, level=0)
     return show(table.rename(columns={"challenger": "challenger", "incumbent": "LPS"}), digits=2)
 
@@ -58,13 +64,31 @@ METRIC_NAMES = {"top1": "top-1", "top5": "top-5", "top10": "top-10", "rank1": "r
 
 
 def mean_sd(summary: dict, scale: float = 100, digits: int = 1) -> str:
-    """``"29.0 ± 5.6"``: a result's ``{"mean", "std"}`` over splits, scaled (100 for %), in one cell."""
-    return f"{scale * summary['mean']:.{digits}f} ± {scale * summary['std']:.{digits}f}"
+    """``"29.0 ± 5.6"``: a result's ``{"mean", "std"}`` over splits, scaled (100 for %), in one cell (non-breaking
+    spaces: a number never wraps inside its cell)."""
+    return f"{scale * summary['mean']:.{digits}f}\u00a0±\u00a0{scale * summary['std']:.{digits}f}"
+
+
+def result_cell(result: dict, method: str, metric: str, scale: float = 100, digits: int = 1) -> str:
+    """One method's ``metric`` for a table: the estimate with its 95 % interval over resampled tasks where
+    the result keeps what it needs (every test model's prediction; every target task's Spearman), else
+    ``mean ± sd`` over its splits."""
+    from ..findings.claims import target_interval
+    from ..protocols.statistics import cell, result_interval, view
+
+    if scale == 100 and method in (result.get("predictions") or {}):
+        return cell(result_interval(view(step=result), "step", method, metric))
+    if metric == "spearman_per_target" and method in (result.get("per_target") or {}):
+        iv = target_interval(result, method).scaled(scale)
+        return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
+    return mean_sd(result["results"][method][metric], scale, digits)
 
 
 def results_table(result: dict, metrics=None):
-    """A protocol's results as a reader writes them: ``mean ± sd`` in one cell, one column per metric
-    ("top-1 %"), the paper's number beside it where the paper has one ("top-1 %, paper").
+    """A protocol's results as a reader writes them: one cell per method and metric, one column per metric
+    ("top-1 %"), the paper's number beside it where the paper has one ("top-1 %, paper"). A cell is the
+    estimate with its 95 % interval over resampled tasks (``29.0 [24.0, 34.1]``) when the result keeps
+    every test model's prediction (run on folds), else ``mean ± sd`` over its splits.
 
     Percentages for classification and retrieval, plain values (3 decimals) for the other protocols.
     """
@@ -77,8 +101,7 @@ def results_table(result: dict, metrics=None):
         row = {}
         for i, metric in enumerate(metrics or list(per_metric)):
             name = METRIC_NAMES.get(metric, metric.replace("_", " ")) + (" %" if pct else "")
-            r = per_metric[metric]
-            row[name] = mean_sd(r) if pct else mean_sd(r, scale=1, digits=3)
+            row[name] = result_cell(result, method, metric) if pct else result_cell(result, method, metric, 1, 3)
             if pct:
                 row[f"{name}, paper"] = f"{paper[method][i]:.1f}" if method in paper and i < len(paper[method]) else "—"
         rows[row_label(method)] = row
@@ -224,7 +247,8 @@ def relation_table(tr: dict, sim: dict):
 
 
 def protocol_table(classification: dict, retrieval: dict, transferability: dict):
-    """Every method on every protocol: mean ± sd over splits of the main metric of each."""
+    """Every method on every protocol: the main metric of each, with its interval where the result keeps
+    one (:func:`result_cell`), else mean ± sd over splits."""
     import pandas as pd
 
     columns = main_metrics(classification, retrieval, transferability)
@@ -233,8 +257,7 @@ def protocol_table(classification: dict, retrieval: dict, transferability: dict)
         row = {}
         for label, (result, metric, scale) in columns.items():
             r = result["results"].get(m, {}).get(metric)
-            digits = 1 if scale == 100 else 2
-            row[label] = mean_sd(r, scale, digits) if r else float("nan")
+            row[label] = result_cell(result, m, metric, scale, 1 if scale == 100 else 2) if r else float("nan")
         rows[row_label(m)] = row
     return pd.DataFrame(rows).T
 

@@ -206,8 +206,18 @@ def model_map(embeddings: dict, task_labels, title="Models in two dimensions (UM
     return fig
 
 
+def _error_bars(table, metric: str) -> dict:
+    """Plotly error bars of ``metric``: the 95 % interval (asymmetric) when the table has one, else the sd."""
+    if f"{metric} ours low" in table:
+        ours = table[f"{metric} ours"]
+        return dict(type="data", symmetric=False, array=table[f"{metric} ours high"] - ours,
+                    arrayminus=ours - table[f"{metric} ours low"])
+    return dict(type="data", array=table[f"{metric} ours sd"])
+
+
 def paper_vs_ours(table, metrics, title, chance: dict | None = None):
-    """Bars side by side: each method's metrics, the paper's beside ours (with our spread as error bars).
+    """Bars side by side: each method's metrics, the paper's beside ours (error bars: our 95 % interval where
+    :func:`~lpsbook.show.tables.paper_table` has one, else our sd over splits).
 
     One panel per metric; the methods run down the shared y axis (their names read once, in full,
     never running into the next panel); bars are horizontal. ``chance`` ({metric: %}, optional) draws
@@ -221,7 +231,7 @@ def paper_vs_ours(table, metrics, title, chance: dict | None = None):
         fig.add_trace(go.Bar(y=names, x=paper, orientation="h", name="paper (CIFAR-100)", marker_color="#9aa5b1",
                              showlegend=c == 1, hovertemplate="%{y}: %{x:.1f} %<extra>paper</extra>"), row=1, col=c)
         fig.add_trace(go.Bar(y=names, x=table[f"{metric} ours"], orientation="h", name="ours",
-                             error_x=dict(type="data", array=table[f"{metric} ours sd"]),
+                             error_x=_error_bars(table, metric),
                              marker_color="#1f77b4", showlegend=c == 1,
                              hovertemplate="%{y}: %{x:.1f} %<extra>ours</extra>"), row=1, col=c)
         if chance and metric in chance:  # after the bars: plotly skips lines on empty subplots
