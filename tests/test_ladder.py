@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lpsbook import cli
-from lpsbook.experiments import ladder, results_file, sets
+from lpsbook.experiments import ladder, reports, results_file, sets
 from lpsbook.training import modelset as msets
 from lpsbook.core.errors import LpsbookError
 from lpsbook.core.presets import LADDER, PRESETS, get_preset, paper_recipe
@@ -104,7 +104,7 @@ def test_committed_results_match_the_presets():
     prov = results["provenance"]
     assert prov["code_version"] and prov["cpu"] and prov["torch"] and prov["command"].startswith("lpsbook experiment")
     assert results["sets"], "the file holds at least one finished model set"
-    summary, found = ladder.build_summary(results), ladder.findings(results)
+    summary, found = reports.build_summary(results), reports.ladder_findings(results)
     assert summary["sets"] == len(results["sets"]) and summary["hours"] > 0 and summary["first_date"] <= summary["last_date"]
     assert found["first"].startswith("width") and found["level"] in ("holds", "does not hold", "cannot tell", "not measured yet")
     for name, entry in results["sets"].items():
@@ -168,9 +168,9 @@ def _result(ids, value):
 
 def test_full_table_beside_the_paper_and_the_book():
     results = {"tables": {}}
-    assert ladder.full_table(results) is None, "nothing to show before the 50-task set is built"
+    assert reports.full_table(results) is None, "nothing to show before the 50-task set is built"
     results["tables"] = {"classification": {m: {"top1": {"mean": 0.5, "std": 0.02}} for m in ladder.TABLE_METHODS}}
-    table = ladder.full_table(results, book_set=_result(ladder.TABLE_METHODS[:4], 0.25))
+    table = reports.full_table(results, book_set=_result(ladder.TABLE_METHODS[:4], 0.25))
     assert list(table.columns) == ["paper", "50 tasks, width 16, 40 epochs", "cifar100-small (this book)"]
     assert table.loc["LPS", "paper"] == "79.8" and table.loc["LPS", "50 tasks, width 16, 40 epochs"] == "50.0\u00a0±\u00a02.0"
     assert table.loc["weight statistics", "paper"] == "—" and table.loc["LPS", "cifar100-small (this book)"] == "25.0\u00a0±\u00a01.0"
@@ -179,7 +179,7 @@ def test_full_table_beside_the_paper_and_the_book():
 
 def test_verdicts_follow_their_rules():
     def rung(lps, ws, probing, sd=0.02):
-        cls = {m: {"top1": {"mean": 0.1, "std": sd}, "top5": {"mean": 0.5, "std": sd}} for m in ladder.CURVE_METHODS}
+        cls = {m: {"top1": {"mean": 0.1, "std": sd}, "top5": {"mean": 0.5, "std": sd}} for m in reports.CURVE_METHODS}
         cls["lps"]["top1"]["mean"], cls["weight_stats"]["top1"]["mean"] = lps, ws
         cls["probing"]["top1"]["mean"] = probing
         return {"classification": cls}
@@ -187,20 +187,20 @@ def test_verdicts_follow_their_rules():
     presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
     results = {"order": list(ladder.ORDER), "presets": presets, "tables": {},
                "sets": {"ladder-w16-e10": rung(0.4, 0.3, 0.3)}}
-    v = {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}
+    v = {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}
     assert v == {"reaches": "not measured yet", "gains": "not measured yet", "pulls": "holds"}
     results["sets"]["ladder-w16-e40"] = rung(0.45, 0.5, 0.3)  # +5 points > sd 2: gains; weight stats lead
-    v = {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}
+    v = {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}
     assert v["gains"] == "holds" and v["pulls"] == "does not hold"
     results["sets"]["ladder-w16-e40"] = rung(0.41, 0.3, 0.3)  # +1 point < sd 2: within the spread
-    assert {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}["gains"] == "cannot tell"
+    assert {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}["gains"] == "cannot tell"
     results["sets"]["ladder-w16-e40"] = rung(0.35, 0.3, 0.3)  # -5 points: training lost more than the spread
-    assert {r["question"].split(" ")[1]: r["verdict"] for r in ladder.verdicts(results)}["gains"] == "does not hold"
+    assert {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}["gains"] == "does not hold"
     results["tables"] = {"classification": {"lps": {"top1": {"mean": 0.78, "std": 0.03}}}}
     results["sets"][ladder.FULL_SET] = {"summary": {}}
-    assert ladder.verdicts(results)[0]["verdict"] == "cannot tell", "78 - 79.8 is within the sd of 3"
+    assert reports.ladder_verdicts(results)[0]["verdict"] == "cannot tell", "78 - 79.8 is within the sd of 3"
     results["tables"]["classification"]["lps"]["top1"] = {"mean": 0.70, "std": 0.03}
-    first = ladder.verdicts(results)[0]
+    first = reports.ladder_verdicts(results)[0]
     assert first["verdict"] == "does not hold" and "sd" in first["rule"], "70 + 3 < 79.8"
 
 
@@ -227,8 +227,8 @@ def test_conv1_file_round_trip_and_damage(tiny_modelset, tmp_path):
 def test_full_findings_name_the_best_rival_and_apply_the_margin():
     presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
     results = {"presets": presets, "tables": {}}
-    assert ladder.full_findings(results) is None
-    assert "not built yet" in ladder.full_sentence(results) and ladder.COMMAND in ladder.full_sentence(results)
+    assert reports.full_findings(results) is None
+    assert "not built yet" in reports.full_sentence(results) and ladder.COMMAND in reports.full_sentence(results)
 
     def tables(lps, ws, probing, graph, sd=0.02):
         cls = {m: {"top1": {"mean": v, "std": sd}} for m, v in
@@ -236,21 +236,21 @@ def test_full_findings_name_the_best_rival_and_apply_the_margin():
         return {"classification": cls, "retrieval": {"lps": {"rank1": {"mean": 0.6, "std": sd}}}}
 
     results["tables"] = tables(0.40, 0.50, 0.30, 0.20)
-    f = ladder.full_findings(results)
+    f = reports.full_findings(results)
     assert f["chance"] == pytest.approx(2.0) and f["lps"] == pytest.approx(40) and f["lps_rank1"] == pytest.approx(60)
-    assert f["rival"] == ladder.label("weight_stats") and f["lps_trails"] and not f["lps_leads"]
-    assert "below it by more than the spread" in ladder.full_sentence(results)
+    assert f["rival"] == reports.rung_label("weight_stats") and f["lps_trails"] and not f["lps_leads"]
+    assert "below it by more than the spread" in reports.full_sentence(results)
     results["tables"] = tables(0.40, 0.30, 0.39, 0.20)  # 1 point ahead of probing, sd 2: level
-    f = ladder.full_findings(results)
-    assert f["rival"] == ladder.label("probing")
-    assert not f["lps_leads"] and not f["lps_trails"] and "level with it" in ladder.full_sentence(results)
+    f = reports.full_findings(results)
+    assert f["rival"] == reports.rung_label("probing")
+    assert not f["lps_leads"] and not f["lps_trails"] and "level with it" in reports.full_sentence(results)
     results["tables"] = tables(0.60, 0.30, 0.39, 0.45)
-    assert ladder.full_findings(results)["lps_leads"] and "above it by more" in ladder.full_sentence(results)
-    assert "79.8" in ladder.full_sentence(results) and "80.7" in ladder.full_sentence(results)
+    assert reports.full_findings(results)["lps_leads"] and "above it by more" in reports.full_sentence(results)
+    assert "79.8" in reports.full_sentence(results) and "80.7" in reports.full_sentence(results)
 
 
 def test_full_tables_caption_both_and_add_the_books_column_on_cifar(monkeypatch):
-    assert ladder.full_tables({"tables": {}}) == (None, None)
+    assert reports.full_tables({"tables": {}}) == (None, None)
     per = {"top1": {"mean": 0.5, "std": 0.02}, "rank1": {"mean": 0.6, "std": 0.02}}
     results = {"tables": {p: {m: per for m in ladder.TABLE_METHODS} for p in ("classification", "retrieval")}}
     book_tables = (_result(["lps"], 0.25), {"results": {"lps": {"rank1": {"mean": 0.3, "std": 0.01}}},
@@ -258,7 +258,7 @@ def test_full_tables_caption_both_and_add_the_books_column_on_cifar(monkeypatch)
     monkeypatch.setattr(ladder.book, "with_whole_network", lambda: book_tables + ("transfer",))
     for dataset, columns in (("digits", 2), ("cifar100", 3)):
         monkeypatch.setattr(ladder.book, "current_preset", lambda: type("P", (), {"dataset": dataset})())
-        t1, t2 = ladder.full_tables(results)
+        t1, t2 = reports.full_tables(results)
         assert "Table 1" in t1.caption and "Table 2" in t2.caption
         assert t1.data.shape == (len(ladder.TABLE_METHODS), columns) and t2.data.shape == t1.data.shape
     assert t2.data.loc["LPS"].tolist() == ["80.7", "60.0\u00a0±\u00a02.0", "30.0\u00a0±\u00a01.0"], "rank-1 beside the paper's"
@@ -266,17 +266,17 @@ def test_full_tables_caption_both_and_add_the_books_column_on_cifar(monkeypatch)
 
 def test_float32_check_table_and_sentence():
     results = {"float32": [], "sets": {}}
-    assert ladder.float32_table(results) is None
-    assert "Not measured yet" in ladder.float32_sentence(results) and ladder.COMMAND in ladder.float32_sentence(results)
+    assert reports.float32_table(results) is None
+    assert "Not measured yet" in reports.float32_sentence(results) and ladder.COMMAND in reports.float32_sentence(results)
     results["float32"] = [{"task_id": 0, "seed": 0, "test_acc_as_built": 0.90, "test_acc_float32": 0.92,
                            "float32_seconds": 300.0},
                           {"task_id": 1, "seed": 0, "test_acc_as_built": 0.85, "test_acc_float32": 0.80,
                            "float32_seconds": 310.0}]
     results["sets"][ladder.ORDER[-1]] = {"summary": {"build": {"precision": ["bf16"]}}}
-    t = ladder.float32_table(results)
+    t = reports.float32_table(results)
     assert list(t.index) == ["task 0, seed 0", "task 1, seed 0"]
     assert t["difference (points)"].tolist() == pytest.approx([2.0, -5.0])
-    sentence = ladder.float32_sentence(results)
+    sentence = reports.float32_sentence(results)
     assert "2 models" in sentence and "bf16" in sentence and "3.5 points" in sentence and "at most 5.0" in sentence
 
 
@@ -293,8 +293,8 @@ def test_training_time_leaves_out_pauses_and_copied_models(tiny_modelset):
     b = sets.set_summary(paused)["build"]
     assert b["train_seconds"] == pytest.approx(build["train_seconds"] + 3600)
     assert b["copied"] == 1 and b["training_seconds"] < build["train_seconds"] + 60, "the pause is not training"
-    assert ladder.training_seconds({"build": b}) == b["training_seconds"]
-    assert ladder.training_seconds({"build": {"train_seconds": 7.0}}) == 7.0, "files that predate the field"
+    assert reports.training_seconds({"build": b}) == b["training_seconds"]
+    assert reports.training_seconds({"build": {"train_seconds": 7.0}}) == 7.0, "files that predate the field"
 
 
 def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, monkeypatch):
@@ -309,12 +309,12 @@ def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, mon
 
 def test_state_sentence_names_what_is_left_and_the_modelset500_estimate():
     results = ladder.committed()
-    done = ladder.state_sentence(results)
+    done = reports.ladder_state_sentence(results)
     assert "Every set" in done and "ModelSet500" in done
     sec = results["sets"][ladder.ORDER[-1]]["summary"]["build"]["median_model_seconds"]
     assert f"about {500 * sec / 3600:.0f} hours" in done
     partial = {**results, "sets": {n: v for n, v in results["sets"].items() if n != ladder.ORDER[-1]}}
-    left = ladder.state_sentence(partial)
+    left = reports.ladder_state_sentence(partial)
     assert f"`{ladder.ORDER[-1]}`" in left and "ModelSet500" not in left
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from lpsbook import cli
 from lpsbook.core.errors import LpsbookError
+from lpsbook.core.presets import get_preset
 from lpsbook.experiments import modelset500, results_file
 from lpsbook.protocols import paper, statistics
 
@@ -81,3 +82,16 @@ def test_the_book_schedule_step_trains_lps_with_that_schedule(tiny_modelset):
     settings = modelset500._settings("classification_lps_book", modelset500.TABLE_METHODS)
     kwargs = paper.arguments("classification", tiny_modelset, settings, "cpu")
     assert kwargs["config"] == modelset500.BOOK_LPS and kwargs["methods"] == ("lps",) and kwargs["folds"] == 5
+
+
+def test_transfer_steps_keep_every_target_and_the_references(tiny_modelset_dir, tmp_path):
+    """Transferability runs on every task fold (each task a target once) with the references (LEEP, LogME)
+    on the same folds; the transfer scores are kept in the file, so a resumed run does not recompute them."""
+    out = modelset500.run(tmp_path, modelset=tiny_modelset_dir, preset="tiny", device="cpu",
+                          steps=("transferability", "references"), methods=CHEAP, progress=False)
+    tasks = len(get_preset("tiny").tasks)
+    assert set(out["transfer_scores"]) == {"ari", "leep", "logme"}
+    for step, rows in (("transferability", "lps"), ("references", "leep")):
+        folds = out["protocols"][step]["per_target"][rows]
+        assert len(folds) == out["protocols"][step]["settings"]["seeds"] == min(modelset500.FOLDS, tasks)
+        assert sorted(t for f in folds for t in f["task"]) == list(range(tasks))  # every task a target once

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import results_file, sets
 from ..core.data import load_dataset
 from ..core.errors import LpsbookError
@@ -24,7 +26,7 @@ from ..core.presets import get_preset
 from ..core.runtime import resolve_device
 from ..core.store import output_problem
 from ..methods.lps import LPSConfig
-from ..protocols import paper
+from ..protocols import paper, transfer
 
 PRESET = "cifar100"
 RESULTS_FILE = "modelset500.json"
@@ -38,7 +40,8 @@ STEPS = {
     "classification": ("classification", {"folds": FOLDS}),
     "retrieval": ("retrieval", {"folds": FOLDS}),
     "classification_lps_book": ("classification", {"folds": FOLDS, "methods": ["lps"], "config": BOOK_LPS.to_dict()}),
-    "transferability": ("transferability", {}),
+    "transferability": ("transferability", {"folds": FOLDS, "seeds": FOLDS}),  # every task a target once
+    "references": ("reference_transfer", {"folds": FOLDS, "seeds": FOLDS}),  # LEEP and LogME: the data-based yardstick
     "branches": ("branches", {}),
     "ablation": ("ablation", {}),
 }
@@ -65,13 +68,19 @@ def _settings(step: str, methods) -> dict:
     return settings
 
 
-def measure(ms, step: str, device, methods=TABLE_METHODS, dataset=None, checkpoint=None) -> dict:
+def measure(ms, step: str, device, methods=TABLE_METHODS, dataset=None, checkpoint=None, scores=None) -> dict:
     """One step of :data:`STEPS` on the loaded set ``ms``: its protocol's result as a dict (with every test
-    model's prediction where the protocol keeps them)."""
-    name, _ = STEPS[step]
+    model's prediction where the protocol keeps them). ``scores``: measured transfer and the LEEP and
+    LogME references (:func:`lpsbook.protocols.transfer.transfer_scores`), which transferability and the
+    references step read."""
+    name, settings = STEPS[step]
+    if name == "reference_transfer":
+        return paper.reference_transfer(ms, scores, **settings).to_dict()
     kwargs = paper.arguments(name, ms, _settings(step, methods), device)  # a step's "config": a whole schedule
     if dataset is not None and name in ("classification", "retrieval", "transferability", "similarity"):
         kwargs["dataset"] = dataset
+    if name == "transferability" and scores is not None:
+        kwargs["ari"] = scores["ari"]
     result = paper.PROTOCOLS[name](ms, checkpoint=checkpoint, **kwargs)
     return result.to_dict()
 
@@ -119,11 +128,18 @@ def run(out="results", modelset=None, preset=PRESET, device="auto", steps=tuple(
 
     save()
     dataset = load_dataset(p, data_dir) if data_dir is not None else None
+    if same and "transfer_scores" in old:
+        results["transfer_scores"] = old["transfer_scores"]
     for step in steps:
         if step in results["protocols"]:
             continue
         start = time.time()
-        results["protocols"][step] = measure(ms, step, dev, methods, dataset, out / f".{RESULTS_FILE}.{step}.partial")
+        if STEPS[step][0] in ("transferability", "reference_transfer") and "transfer_scores" not in results:
+            scores = transfer.transfer_scores(ms, dataset, progress=progress)  # once: ARI, LEEP, LogME per task pair
+            results["transfer_scores"] = {k: np.asarray(v).tolist() for k, v in scores.items()}
+            save()
+        results["protocols"][step] = measure(ms, step, dev, methods, dataset, out / f".{RESULTS_FILE}.{step}.partial",
+                                             results.get("transfer_scores"))
         results["steps_seconds"][step] = round(time.time() - start, 1)
         save()
     return results

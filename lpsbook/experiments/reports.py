@@ -1,9 +1,16 @@
-"""What a committed results file shows, computed from the predictions it keeps: tables whose cells carry a
-95 % interval (tasks resampled), paired comparisons, and verdicts with three outcomes.
+"""What the committed results files show: the presentation of every experiment that keeps a results file.
 
-Every function takes the results dict of :mod:`lpsbook.experiments.modelset500` (or None before the set is
-built) and returns plain data or a pandas table; nothing is trained or loaded here, so a chapter that
-calls these runs in seconds on any machine.
+* ModelSet500 (:mod:`lpsbook.experiments.modelset500`, chapter 11): computed from the predictions the
+  file keeps, tables whose cells carry a 95 % interval (tasks resampled), paired comparisons, and
+  verdicts with three outcomes;
+* the recipe ladder (:mod:`lpsbook.experiments.ladder`, chapter 10): its sets, curves, tables and
+  verdicts from ``results/ladder.json``, which keeps means and sds over three random splits (so its
+  verdicts use the spread rule, and say so).
+
+Building lives in :mod:`lpsbook.experiments.sets`, the files themselves (provenance, staleness) in
+:mod:`lpsbook.experiments.results_file`. Every function takes a results dict (or None before a set is
+built) and returns plain data or a pandas table; nothing is trained here, so a chapter that calls these
+runs in seconds on any machine (only :func:`full_tables` reads the book's own cached results beside).
 """
 from __future__ import annotations
 
@@ -11,8 +18,13 @@ import numpy as np
 
 from ..findings.claims import PAPER, PAPER_TEST_MODELS
 from ..findings.claims import headline as claims_headline
+from ..methods.registry import display_name
 from ..protocols import statistics as st
 from ..protocols.results import label
+from ..protocols.statistics import decide_by_spread, published
+from ..show import book
+from ..show.tables import mean_sd, result_cell, show
+from .ladder import COMMAND, FLOAT32_JOBS, FULL_SET, ORDER, PAPER_LPS, TABLE_METHODS
 
 PAPER_TOP1 = PAPER["classification"]["lps"][0]  # LPS, the paper's Table 1 (%)
 RIVALS = ("weight_stats", "probing", "graph", "rebasin_fc", "fc", "frobenius", "random")
@@ -146,3 +158,285 @@ def protocol_facts(preset, folds: int, seed: int = 0) -> dict:
     return {"even_folds": all((np.bincount(tasks[fold == f]) == preset.seeds // folds).all() for f in range(folds)),
             "task_unseen_once": all(len(set(by_task[tasks == t])) == 1 for t in range(len(preset.tasks))),
             "paired_width_ratio": (pair.high - pair.low) / (apart.high - apart.low)}
+
+
+# --- the recipe ladder (results/ladder.json): tables, curves and verdicts, from the results file ----------------------
+
+CURVE_METHODS = ("lps", PAPER_LPS, "weight_stats", "probing", "graph", "rebasin_fc", "fc", "random")
+PAPER_STEPS = 1280  # the paper's recipe: 160 epochs of batch 128 on a two-class task (1,000 images)
+PAPER_TOP1 = 79.8  # LPS, Table 1 of the paper (50 tasks)
+
+
+def rung_label(key: str) -> str:
+    """A method's display name; :data:`PAPER_LPS` is LPS with the paper's second-order schedule."""
+    return "LPS, paper's schedule" if key == PAPER_LPS else display_name(key)
+
+
+def rungs(results: dict) -> list:
+    """The ladder's sets in the file's order (the 50-task set left out), with their recipe."""
+    return [(n, results["presets"][n]) for n in results["order"] if n != FULL_SET]
+
+
+def curve(results: dict, methods=CURVE_METHODS) -> "pandas.DataFrame":
+    """Top-1 (%) of each method on each finished rung: one row per (method, rung)."""
+    import pandas as pd
+
+    rows = []
+    for name, rec in rungs(results):
+        cls = results["sets"].get(name, {}).get("classification")
+        for m in methods if cls else ():
+            rows.append({"method": rung_label(m), "id": m, "width": rec["width"], "epochs": rec["epochs"],
+                         "steps": rec["steps"], "top1": 100 * cls[m]["top1"]["mean"],
+                         "sd": 100 * cls[m]["top1"]["std"], "top5": 100 * cls[m]["top5"]["mean"]})
+    return pd.DataFrame(rows, columns=["method", "id", "width", "epochs", "steps", "top1", "sd", "top5"])
+
+
+def training_seconds(summary: dict) -> float:
+    """A set's own training time: median seconds per model x models trained for it (a pause of the
+    build, or models copied from another set, do not count); the plain sum in files that predate it."""
+    build = summary["build"]
+    return build.get("training_seconds", build["train_seconds"])
+
+
+def models_table(results: dict) -> "pandas.DataFrame":
+    """One row per model set of the file: its recipe, and for a built one its models and build time."""
+    import pandas as pd
+
+    rows = {}
+    for name in results["order"]:
+        rec, entry = results["presets"][name], results["sets"].get(name)
+        row = {"tasks": rec["tasks"], "width": rec["width"], "epochs": rec["epochs"], "SGD steps": rec["steps"]}
+        if entry is None:
+            row["status"] = "not built yet"
+        else:
+            s = entry["summary"]
+            row.update({"status": "built", "test acc. % (mean / min)":
+                        f"{100 * s['test_acc']['mean']:.1f} / {100 * s['test_acc']['min']:.1f}",
+                        "conv1 moved": f"{s['movement']['conv1']:.2f}",
+                        "last stage moved": f"{s['movement']['last_stage']:.2f}",
+                        "training (min)": f"{training_seconds(s) / 60:.0f}"})
+        rows[name] = row
+    return pd.DataFrame(rows).T.fillna("")
+
+
+def methods_table(results: dict, methods=CURVE_METHODS, metric: str = "top1") -> "pandas.DataFrame":
+    """Methods by rungs: ``mean ± sd`` (%) of ``metric`` in one cell (one line in the page); rungs not built
+    yet are left out. Methods run down the rows, so the table stays as narrow as the rungs are few."""
+    import pandas as pd
+
+    columns = {}
+    for name, rec in rungs(results):
+        cls = results["sets"].get(name, {}).get("classification")
+        if cls:
+            columns[f"width {rec['width']}, {rec['epochs']} epochs"] = {
+                rung_label(m): mean_sd(cls[m][metric]) for m in methods}
+    return pd.DataFrame(columns)
+
+
+def _gap(a_mean, a_sd, b_mean, b_sd) -> tuple:
+    """(difference, margin): ``a - b`` and the larger of the two spreads."""
+    return a_mean - b_mean, max(a_sd, b_sd)
+
+
+def _row(question: str, measured: str, verdict) -> dict:
+    return {"question": question, "rule": verdict.rule, "measured": measured, "verdict": verdict.outcome}
+
+
+def ladder_verdicts(results: dict) -> list:
+    """The section's three questions, each with its rule, the numbers and a verdict.
+
+    A question whose model sets are not built yet gets the verdict ``"not measured yet"``. The file keeps
+    means and sds over three random splits, not predictions, so each is decided by
+    :func:`lpsbook.protocols.statistics.decide_by_spread`: holds, does not hold, or cannot tell when the
+    difference is within the larger sd.
+    """
+    c = curve(results)
+    rows = []
+    full = results["sets"].get(FULL_SET)
+    question = "LPS reaches the paper's 79.8 % top-1 at a quarter of its recipe (50 tasks, width 16)"
+    if full and results.get("tables"):
+        lps = results["tables"]["classification"]["lps"]["top1"]
+        mean, sd = 100 * lps["mean"], 100 * lps["std"]
+        paper = published(PAPER_TOP1 / 100, PAPER_TEST_MODELS).scaled(100)  # one split of 100 test models
+        margin = float(np.hypot(sd, (paper.high - paper.low) / 2))
+        rows.append(_row(question, f"{mean:.1f}\u00a0±\u00a0{sd:.1f}\u00a0% (paper: {paper})",
+                         decide_by_spread(question, mean - PAPER_TOP1, margin,
+                                          "LPS minus 79.8 (the paper's own 95 % half-width combined with the sd)")))
+    else:
+        rows.append({"question": question, "rule": "", "measured": "", "verdict": "not measured yet"})
+    lps16 = c[(c.id == "lps") & (c.width == 16)].sort_values("steps")
+    question = "LPS gains as training grows (width 16, shortest vs longest rung built)"
+    if len(lps16) >= 2:
+        first, last = lps16.iloc[0], lps16.iloc[-1]
+        rows.append(_row(question, f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps)",
+                         decide_by_spread(question, *_gap(last.top1, last.sd, first.top1, first.sd), "the gain")))
+    else:
+        rows.append({"question": question, "rule": "", "measured": "", "verdict": "not measured yet"})
+    built = c[c.id == "lps"]
+    if len(built):
+        top = built.sort_values(["steps", "width"]).iloc[-1]
+        at = c[(c.steps == top.steps) & (c.width == top.width)].set_index("id")
+        rival = at.loc[["weight_stats", "probing"]].top1.idxmax()
+        question = "LPS pulls away from weight statistics and probing (longest rung built)"
+        rows.append(_row(question, f"LPS {at.top1['lps']:.1f}, {rung_label(rival)} {at.top1[rival]:.1f} % "
+                                   f"(width {top.width}, {top.steps} steps)",
+                         decide_by_spread(question, *_gap(at.top1["lps"], at.sd["lps"], at.top1[rival], at.sd[rival]),
+                                          "LPS minus the better of the two")))
+    return rows
+
+
+def full_table(results: dict, book_set=None, protocol: str = "classification", metric: str = "top1"):
+    """Table 1 (or 2) on the 50-task width-16 set beside the paper's and, optionally, the book's set.
+
+    ``book_set``: the book's own result of the same protocol (a ProtocolResult of cifar100-small), or None.
+    Rows are methods; cells ``mean ± sd`` (%) over the 50-task set's 3 random splits, and the book's set
+    as chapter 5 shows it (:func:`lpsbook.show.tables.result_cell`: its 95 % interval from five folds);
+    None when the 50-task set is not built yet.
+    """
+    import pandas as pd
+
+    if not results.get("tables"):
+        return None
+    k = {"top1": 0, "top5": 1, "top10": 2, "rank1": 0, "rank5": 1, "rank10": 2}[metric]
+    paper = PAPER[protocol]
+    ours = results["tables"][protocol]
+    mine = book_set["results"] if book_set is not None else {}
+    rows = {}
+    for m in TABLE_METHODS:
+        name = rung_label(m)
+        row = {"paper": f"{paper[m][k]:.1f}" if m in paper else "—",
+               "50 tasks, width 16, 40 epochs": mean_sd(ours[m][metric]) if m in ours else "—"}
+        if book_set is not None:
+            row[f"{book_set['preset']} (this book)"] = result_cell(book_set, m, metric) if m in mine else "—"
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
+FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (50 tasks: mean ± sd over "
+                                          "3 random splits; this book's set: estimate [95 % interval], 5 folds)"),
+               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (50 tasks: mean ± sd over "
+                                      "3 random splits; this book's set: estimate [95 % interval], 5 folds)"))
+
+
+def full_tables(results: dict) -> tuple:
+    """Tables 1 and 2 of the 50-task set (:func:`full_table`), captioned for the page; when the book runs
+    on CIFAR-100, with the book's own numbers beside them (chapters 5-9's results, from the cache).
+    ``(None, None)`` before the 50-task set is built."""
+    if not results.get("tables"):
+        return None, None
+    mine = book.with_whole_network()[:2] if book.current_preset().dataset == "cifar100" else (None, None)
+    return tuple(show(full_table(results, own, protocol, metric)).set_caption(caption)
+                 for (protocol, metric, caption), own in zip(FULL_TABLES, mine))
+
+
+FULL_RIVALS = ("weight_stats", "probing", "graph")  # the strongest rivals of chapters 7 and 9
+
+
+def full_findings(results: dict) -> dict | None:
+    """What the chapter's prose says of the 50-task set (% throughout), or None before it is built:
+    LPS's top-1 and rank-1 beside the paper's, chance, the best of :data:`FULL_RIVALS` and whether
+    LPS is above it by more than the larger sd (``lps_leads``) or below it (``lps_trails``)."""
+    if not results.get("tables"):
+        return None
+    cls, ret = results["tables"]["classification"], results["tables"]["retrieval"]
+    top1 = {m: (100 * v["top1"]["mean"], 100 * v["top1"]["std"]) for m, v in cls.items()}
+    rival = max((m for m in FULL_RIVALS if m in top1), key=lambda m: top1[m][0])
+    diff, margin = _gap(*top1["lps"], *top1[rival])
+    return {"lps": top1["lps"][0], "lps_sd": top1["lps"][1], "paper": PAPER_TOP1,
+            "lps_rank1": 100 * ret["lps"]["rank1"]["mean"], "paper_rank1": PAPER["retrieval"]["lps"][0],
+            "chance": 100 / results["presets"][FULL_SET]["tasks"], "rival": rung_label(rival),
+            "rival_top1": top1[rival][0], "rival_sd": top1[rival][1],
+            "lps_leads": diff > margin, "lps_trails": -diff > margin}
+
+
+def full_sentence(results: dict) -> str:
+    """The 50-task set in one sentence of numbers, for the chapter (glued), or what is missing."""
+    f = full_findings(results)
+    if f is None:
+        return f"The 50-task set is not built yet: `{COMMAND}` builds it."
+    standing = ("above it by more than the spread" if f["lps_leads"] else
+                "below it by more than the spread" if f["lps_trails"] else "level with it within the spread")
+    return (f"On the 50 tasks (chance {f['chance']:.0f} %), LPS classifies {f['lps']:.1f} ± {f['lps_sd']:.1f} % "
+            f"of the held-out models, against the paper's {f['paper']:.1f} %; on tasks unseen in training, the "
+            f"first model it retrieves shares the query's task for {f['lps_rank1']:.1f} % of queries "
+            f"(the paper: {f['paper_rank1']:.1f} %). "
+            f"The best of weight statistics, probing and the graph learner is {f['rival']}, "
+            f"{f['rival_top1']:.1f} ± {f['rival_sd']:.1f} %: LPS is {standing}.")
+
+
+def float32_table(results: dict) -> "pandas.DataFrame | None":
+    """The top rung's float32 check: per model, test accuracy (%) as built and in float32, their
+    difference (points) and the float32 training time; None before the check has run."""
+    import pandas as pd
+
+    rows = results.get("float32") or []
+    if not rows:
+        return None
+    return pd.DataFrame({f"task {r['task_id']}, seed {r['seed']}": {
+        "as built (%)": 100 * r["test_acc_as_built"], "float32 (%)": 100 * r["test_acc_float32"],
+        "difference (points)": 100 * (r["test_acc_float32"] - r["test_acc_as_built"]),
+        "float32 training (s)": r["float32_seconds"]} for r in rows}).T
+
+
+def float32_sentence(results: dict) -> str:
+    """The float32 check in one sentence (glued), or what is missing."""
+    table = float32_table(results)
+    if table is None:
+        return (f"Not measured yet: the check trains {len(FLOAT32_JOBS)} models of the top rung again in "
+                f"float32 once that rung is built (`{COMMAND}`).")
+    precision = ", ".join(results["sets"][ORDER[-1]]["summary"]["build"]["precision"]) or "the build's precision"
+    diff = table["difference (points)"]
+    return (f"{len(table)} models of the top rung, trained again in float32 from the same initialisation "
+            f"and batches, differ from the {precision} models by {diff.abs().mean():.1f} points of test "
+            f"accuracy on average (at most {diff.abs().max():.1f}).")
+
+
+def ladder_state_sentence(results: dict) -> str:
+    """Where the build stands, in one sentence (glued): the sets still to build and, once the top rung
+    is built, what the paper's whole ModelSet500 would take at that rung's median time per model."""
+    left = [n for n in results["order"] if n not in results["sets"]]
+    top = results["sets"].get(results["order"][-1])
+    cost = ""
+    if top:
+        build = top["summary"]["build"]
+        sec = build["median_model_seconds"]
+        cost = (f"At the paper's recipe one model took {sec:.0f} s of training (median over the top rung, "
+                f"{', '.join(build['cpus'])}, {results['provenance']['cpu_threads']} threads), so the paper's "
+                f"whole ModelSet500, 500 such models, would take about {500 * sec / 3600:.0f} hours of this machine. ")
+    todo = ("Not built yet: " + ", ".join(f"`{n}`" for n in left) + f"; `{COMMAND}` resumes where the file stops"
+            if left else "Every set of the ladder and the 50-task set is built")
+    return cost + todo + "."
+
+
+def build_summary(results: dict) -> dict:
+    """What the file holds and how it was made, for the chapter's prose: rungs built, hours of
+    training, CPU, threads, precision, first and last dates, code version."""
+    summaries = [results["sets"][n]["summary"] for n in results["order"] if n in results["sets"]]
+    dates = sorted(d[:10] for s in summaries for d in (s["build"]["first_model"], s["build"]["last_model"]))
+    names = [n for n, _ in rungs(results)]
+    return {"built": sum(n in results["sets"] for n in names), "rungs": len(names), "sets": len(summaries),
+            "hours": sum(map(training_seconds, summaries)) / 3600,
+            "cpu": ", ".join(sorted({c for s in summaries for c in s["build"]["cpus"]})),
+            "threads": results["provenance"]["cpu_threads"], "first_date": dates[0] if dates else "",
+            "last_date": dates[-1] if dates else "",
+            "precision": ", ".join(sorted({p for s in summaries for p in s["build"]["precision"]})),
+            "code": ", ".join(sorted({results["sets"][n].get("code_version", results["provenance"]["code_version"])
+                                      for n in results["order"] if n in results["sets"]})),
+            "min_mean_test_acc": min((s["test_acc"]["mean"] for s in summaries), default=float("nan"))}
+
+
+def ladder_findings(results: dict) -> dict:
+    """The numbers the chapter's prose quotes: each method's top-1 and sd on the cheapest and on the
+    longest rung built (``first_lps``, ``last_ws_sd``, ...), the two rungs' labels, and the verdicts."""
+    c = curve(results).set_index(["id", "steps", "width"])
+    order = c.reset_index().sort_values(["steps", "width"])[["steps", "width"]].drop_duplicates()
+    short = {"lps": "lps", PAPER_LPS: "paper", "weight_stats": "ws", "probing": "probing", "graph": "graph",
+             "fc": "fc", "random": "random"}
+    out = {}
+    for end, key in (("first", tuple(order.iloc[0])), ("last", tuple(order.iloc[-1]))):
+        out[end] = f"width {key[1]}, {key[0]} steps"
+        for m, s in short.items():
+            out[f"{end}_{s}"], out[f"{end}_{s}_sd"] = c.loc[(m, *key)].top1, c.loc[(m, *key)].sd
+    v = [r["verdict"] for r in ladder_verdicts(results)]
+    out.update(level=v[0], gain=v[1], pull=v[2])
+    return out

@@ -229,9 +229,12 @@ def reference_transfer(ms, scores: dict, seeds: int = 3, folds: int | None = Non
             held_rows = np.concatenate(retrieval_split(ms, seed)[1:])
         held = sorted(set(ms.task_ids[held_rows].tolist()))
         ref = np.asarray(scores[name])
-        return {"spearman_per_target": float(np.nanmean(per_target_spearman(lambda s, t: ref[s, t],
-                                                                            lambda s, t: ari[s, t], held)))}
+        per_target = per_target_spearman(lambda s, t: ref[s, t], lambda s, t: ari[s, t], held)
+        return {"spearman_per_target": float(np.nanmean(per_target)),
+                "_per_target": {"task": held, "spearman": [float(v) for v in per_target]}}
 
+    if folds:
+        seeds = min(seeds, int(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds).max()) + 1)
     jobs = [(name, "", s) for s in range(seeds) for name in ("leep", "logme")]
     return run_protocol("reference_transfer", ms, jobs, evaluate, {"seeds": seeds, **({"folds": folds} if folds else {})})
 

@@ -315,7 +315,7 @@ def training_curve(curve, chance: float, paper_steps: int, title="Top-1 task cla
     """Top-1 (%) against SGD steps per model: one line per method (colour) and width (solid 16, dotted 8),
     the spread over splits as error bars, chance and the paper's training length marked.
 
-    ``curve``: rows with method, width, epochs, steps, top1, sd (:func:`lpsbook.experiments.ladder.curve`).
+    ``curve``: rows with method, width, epochs, steps, top1, sd (:func:`lpsbook.experiments.reports.curve`).
     """
     import plotly.colors
 
