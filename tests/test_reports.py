@@ -105,3 +105,13 @@ def test_above_chance_best_method_and_a_table_without_the_paper():
     top, iv = reports.best(res)
     assert top == "weight_stats" and iv.estimate == 100.0
     assert "paper, top1" not in reports.table(res, beside_paper=False).columns
+
+
+def test_figure3_puts_the_references_under_the_methods_with_intervals():
+    per_target = [{"task": list(range(12)), "spearman": [0.5, 0.3] * 6}]
+    summary = {"spearman_per_target": {"mean": 0.4, "std": 0.0, "values": [0.4]}}
+    res = {"protocols": {"transferability": {"results": {"lps": summary}, "per_target": {"lps": per_target}},
+                         "references": {"results": {"leep": summary}, "per_target": {"leep": per_target}}}}
+    t = reports.figure3(res)["transfer"]
+    assert list(t.index) == ["LPS", "LEEP (reads the target data)"]
+    assert t.iloc[1, 0].startswith("0.40\u00a0[0.3")  # an interval over the target tasks

@@ -120,3 +120,18 @@ def test_follows_rule_checks_an_outcome_against_its_interval():
     v = st.decide("x beats y", st.Interval(2.0, 1.0, 3.0, tasks=20))
     assert v.outcome == st.HOLDS and st.follows_rule(v)
     assert not st.follows_rule(replace(v, outcome=st.CANNOT_TELL))
+
+
+def test_intervals_read_from_kept_predictions_and_refuse_other_test_models():
+    """A protocol result's kept predictions (two folds) give the pooled accuracy over every test model, and a
+    paired comparison of two methods tested on different models is refused."""
+    tasks = np.repeat(np.arange(12), 2)
+    fold = [{"rows": list(range(0, 24, 2)), "task": tasks[::2].tolist(), "rank": [0] * 12},
+            {"rows": list(range(1, 24, 2)), "task": tasks[1::2].tolist(), "rank": [0] * 6 + [3] * 6}]
+    other = [{"rows": list(range(12)), "task": tasks[:12].tolist(), "rank": [0] * 12}]
+    view = st.view(c={"predictions": {"a": fold, "b": other}})
+    assert st.result_outcomes(view, "c", "a")["rows"].tolist() == list(range(24))
+    assert st.result_interval(view, "c", "a", "top1").estimate == pytest.approx(75.0)
+    assert st.result_interval(view, "c", "a", "top5").estimate == pytest.approx(100.0)
+    with pytest.raises(LpsbookError, match="same models"):
+        st.result_paired(view, "c", "a", "b", "top1")

@@ -110,20 +110,24 @@ def state_sentence(results: dict | None, command: str) -> str:
 
 
 def figure3(results: dict) -> dict:
-    """Figure 3 of the paper from the file, as tables (``mean ± sd`` over the protocol's random splits, which
-    keep no per-model predictions): ``"transfer"`` (methods by Spearman of task similarity with measured
-    transfer, per target, and the AUC of related pairs), ``"branches"`` (LPS on one conv layer at a time,
-    top-1 %) and ``"ablation"`` (the same with filter and channel alignment switched off); a step not in
-    the file is left out."""
+    """Figure 3 of the paper from the file, as tables: ``"transfer"`` (methods by Spearman of task
+    similarity with measured transfer, and the AUC of related pairs; with the references step, LEEP and
+    LogME below them, the data-based yardstick), ``"branches"`` (LPS on one conv layer at a time, top-1 %)
+    and ``"ablation"`` (the same with filter and channel alignment switched off); a step not in the file is
+    left out. A cell carries its 95 % interval where the file keeps what it needs (per-target Spearman on
+    task folds, :func:`lpsbook.show.tables.result_cell`), else ``mean ± sd`` over the protocol's runs."""
     import pandas as pd
 
     from ..core.nets import short_layer
-    from ..show.tables import mean_sd
 
     out, protocols = {}, results["protocols"]
-    if "transferability" in protocols:
-        out["transfer"] = pd.DataFrame({label(m): {k: mean_sd(v, scale=1, digits=2) for k, v in metrics.items()}
-                                        for m, metrics in protocols["transferability"]["results"].items()}).T
+    rows = {}
+    for step in ("transferability", "references"):
+        result = protocols.get(step)
+        for m, metrics in (result or {}).get("results", {}).items():
+            rows[label(m)] = {k: result_cell(result, m, k, scale=1, digits=2) for k in metrics}
+    if rows:
+        out["transfer"] = pd.DataFrame(rows).T
     for step in ("branches", "ablation"):
         if step in protocols:
             out[step] = pd.DataFrame({label(row): {short_layer(layer): mean_sd(v) for layer, v in per.items()}

@@ -27,6 +27,7 @@ from ..core.store import Checkpoint
 ABLATION_VARIANTS = {"both_on": ("both on", True, True), "no_filter_alignment": ("filter alignment off", False, True),
                      "no_channel_alignment": ("channel alignment off", True, False),
                      "both_off": ("both off", False, False)}
+REFERENCES = {"leep": "LEEP (reads the target data)", "logme": "LogME (reads the target data)"}  # not weight methods
 
 
 def label(row: str) -> str:
@@ -34,6 +35,8 @@ def label(row: str) -> str:
     any other row (a part of the network, a probe count) as it is."""
     if row in ABLATION_VARIANTS:
         return ABLATION_VARIANTS[row][0]
+    if row in REFERENCES:
+        return REFERENCES[row]
     try:
         return display_name(row)
     except LpsbookError:
