@@ -158,7 +158,7 @@ def render(results: dict, wide: dict | None = None) -> str:
             f"[`results/{RESULTS.name}`](results/{RESULTS.name}). The paper trained its models "
             "for 160 epochs at width 16 (chapter 10 follows the gap).")
     if wide:
-        note += (f" The column {WIDE!r} is the same protocol on the same 50 tasks, its models trained "
+        note += (f" The column {WIDE!r} is task classification on the same 50 tasks, its models trained "
                  "with the paper's recipe for a quarter of its length (width 16, 40 epochs), mean ± sd over "
                  "3 random splits (the protocol before folds), from "
                  f"[`results/{LADDER.name}`](results/{LADDER.name}).")
