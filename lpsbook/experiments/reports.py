@@ -32,7 +32,14 @@ BOOK_LPS_STEP = "classification_lps_book"
 
 
 # read from a results file's kept predictions (the functions live in :mod:`lpsbook.protocols.statistics`)
-view, cell = st.view, st.cell
+view = st.view
+
+
+def cell(iv: st.Interval) -> str:
+    """A percentage with its interval for a table cell, one decimal (:func:`lpsbook.protocols.statistics.cell`)."""
+    return st.cell(iv, 1)
+
+
 outcomes, interval, paired = st.result_outcomes, st.result_interval, st.result_paired
 
 

@@ -76,7 +76,9 @@ def _paired(result, a: str, b: str, metric: str):
     return st.result_paired(st.view(step=result), "step", a, b, metric)
 
 
-_cell = st.cell
+def _cell(iv, digits: int = 1) -> str:
+    """An interval for a table cell, in percent by default (one decimal)."""
+    return st.cell(iv, digits)
 
 
 PAPER_TEST_MODELS = 100  # the paper's classification: one split, two test models of each of 50 tasks
@@ -173,7 +175,7 @@ def figure3_claims(tr: dict, br: dict, ab: dict, n_tasks: int):
 
     (drop_f, over_f, sd_f), (drop_c, over_c, sd_c) = drop("no_filter_alignment"), drop("no_channel_alignment")
     rows = [
-        ("(a) LPS similarity rises with transfer", "roughly proportional", f"Spearman per target {rho}",
+        ("(a) LPS similarity rises with transfer", "roughly proportional", f"Spearman per target {_cell(rho, 2)}",
          decide("", rho - 0.1, 0.0, "LPS's per-target Spearman minus 0.1 (target tasks resampled)"),
          "Spearman − 0.1"),
         ("(b) the first branch carries the most", "79.8 % top-1 at branch 1",
@@ -205,7 +207,7 @@ def verdict_table(rows: list):
 
     verdicts = [replace(v, claim=claim) for claim, _, _, v, _ in rows]
     table = pd.DataFrame([{"claim": claim, "paper": paper, "ours": ours, "decided on (> 0)": test,
-                           "95 % interval": _cell(v.interval), "outcome": v.outcome}
+                           "95 % interval": st.cell(v.interval), "outcome": v.outcome}
                           for (claim, paper, ours, v, test) in rows]).set_index("claim")
     table.attrs["verdicts"] = verdicts
     return table
@@ -260,7 +262,7 @@ def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas
             splits = len(result["results"][incumbent][metric].get("values") or [0] * 3)
             v = decide_by_spread(claim, c - i, max(c_sd, i_sd), "the difference", splits)
             cells = f"{c:.2f}\u00a0±\u00a0{c_sd:.2f}", f"{i:.2f}\u00a0±\u00a0{i_sd:.2f}"
-        rows.append((name, *cells, _cell(v.interval) if abs(v.interval.estimate) >= 0.05 else f"{v.interval.estimate:.3f}", v.outcome))
+        rows.append((name, *cells, _cell(v.interval, 1 if scale == 100 else 2), v.outcome))
     return pd.DataFrame(rows, columns=["claim", label(challenger), label(incumbent), "difference [95 % interval]",
                                        "beats it"]).set_index("claim")
 

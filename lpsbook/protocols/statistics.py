@@ -229,9 +229,12 @@ def result_paired(results: dict, step: str, a: str, b: str, metric: str) -> Inte
     return paired_difference(oa[metric], ob[metric], oa["task"]).scaled(100)
 
 
-def cell(iv: Interval) -> str:
-    """``"75.0 [70.1, 79.8]"``, kept on one line in the page (non-breaking spaces)."""
-    return f"{iv.estimate:.1f}\u00a0[{iv.low:.1f},\u00a0{iv.high:.1f}]"
+def cell(iv: Interval, digits: int | None = None) -> str:
+    """``"75.0 [70.1, 79.8]"``, kept on one line in the page (non-breaking spaces); ``digits`` decimals (by
+    default 1, or 2 for a quantity whose interval lies within ±1: a correlation, an AUC)."""
+    if digits is None:
+        digits = 2 if max(abs(iv.low), abs(iv.high), abs(iv.estimate)) < 1 else 1
+    return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
 
 
 # --- verdicts -----------------------------------------------------------------------------------------

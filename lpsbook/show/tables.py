@@ -77,7 +77,7 @@ def result_cell(result: dict, method: str, metric: str, scale: float = 100, digi
     from ..protocols.statistics import cell, result_interval, view
 
     if scale == 100 and method in (result.get("predictions") or {}):
-        return cell(result_interval(view(step=result), "step", method, metric))
+        return cell(result_interval(view(step=result), "step", method, metric), digits)
     if metric == "spearman_per_target" and method in (result.get("per_target") or {}):
         iv = target_interval(result, method).scaled(scale)
         return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
