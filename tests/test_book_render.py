@@ -243,7 +243,8 @@ _RENDER_REPORT_JS = r"""
 
   // a number broken over lines inside a table cell ("51.7 ± 7.6" as three lines, an interval split at
   // its comma): each number with its spread or interval must sit on one line of its cell
-  const numberPattern = /[-+−]?\d+(?:\.\d+)?(?:[\s\u00a0]*±[\s\u00a0]*\d+(?:\.\d+)?|[\s\u00a0]*\[[-+−]?\d+(?:\.\d+)?,[\s\u00a0]*[-+−]?\d+(?:\.\d+)?\])?/g;
+  // (a sign only where no letter or digit precedes it: the hyphen of "top-1" or "2-19" is no minus sign)
+  const numberPattern = /(?<![\w.])[-+−]?\d+(?:\.\d+)?(?:[\s\u00a0]*±[\s\u00a0]*\d+(?:\.\d+)?|[\s\u00a0]*\[[-+−]?\d+(?:\.\d+)?,[\s\u00a0]*[-+−]?\d+(?:\.\d+)?\])?/g;
   const wrappedNumbers = [];
   document.querySelectorAll('.cell_output table td, .cell_output table th').forEach((td) => {
     if (td.getBoundingClientRect().width === 0) return;
@@ -571,13 +572,15 @@ conv1   0.02</pre></div></div>"""
 
 _NUMBER_PAGE = """<div class="cell" id="c1"><div class="cell_output"><table style="width: 300px">
 <tr><td id="sd">51.7 ± 7.6</td><td id="ci">29.0 [24.0, 34.1]</td><td id="ok">51.7\u00a0±\u00a07.6</td>
-<td id="words">a sentence of words that wraps, and 12.5 in it</td></tr></table></div></div>"""
+<td id="words">a sentence of words that wraps, and 12.5 in it</td><th id="head">top-1 %, branches 2-19</th></tr>
+</table></div></div>"""
 
 
 @pytest.mark.skipif(not ENABLED, reason="with the browser check (LPSBOOK_RENDER_CHECK=1)")
 def test_check_finds_a_number_that_wraps_in_its_cell(request):
     """"51.7 ± 7.6" and an interval broken over lines in a narrow table: flagged. The same number with
-    non-breaking spaces, and a cell of words that wraps around a lone number, are not."""
+    non-breaking spaces, a cell of words that wraps around a lone number, and a heading that breaks at the
+    hyphen of "top-1" are not."""
     browser = request.getfixturevalue("browser")
     narrow = _report_of(browser, _NUMBER_PAGE.replace("width: 300px", "width: 120px"))
     assert sorted(w.split(" in cell")[0] for w in narrow["wrappedNumbers"]) == ["td#ci", "td#sd"], narrow["wrappedNumbers"]
