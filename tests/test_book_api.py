@@ -187,7 +187,7 @@ def test_paper_claims_follow_their_rules():
     ret = _predicted("retrieval", {"lps": _first_tasks(25), "random": _first_tasks(5)})
     table = claims.paper_claims(cls, ret, len(p.tasks))
     assert table["outcome"].tolist() == [claims.HOLDS] * 4 + [claims.FAILS]  # 60 % is well below 79.8 %
-    assert all(st.follows_rule(v) for v in table.attrs["verdicts"])
+    assert claims.follow_their_rules(table)
     assert table.attrs["verdicts"][1].interval.estimate == pytest.approx(60.0)  # LPS minus FC, paired
     # LPS at chance: not far above it, and no better than FC at this size
     cls = _predicted("classification", {"lps": _first_tasks(0), "fc": _first_tasks(0), "frobenius": _first_tasks(0)})
@@ -209,7 +209,7 @@ def test_figure3_claims_follow_their_rules():
                                    ("no_channel_alignment", 0.097), ("both_off", 0.04))}}
     table = claims.figure3_claims(tr, br, ab, len(p.tasks))
     assert table["outcome"].tolist() == [claims.HOLDS] * 4 + [claims.FAILS]  # the channel drop: 0.6 < 1 point
-    assert all(st.follows_rule(v) for v in table.attrs["verdicts"])
+    assert claims.follow_their_rules(table)
     per_target[0]["spearman"] = [0.3, -0.2] * 10  # mean 0.05, spread wide
     br["results"]["lps"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
     assert claims.figure3_claims(tr, br, ab, len(p.tasks))["outcome"].tolist()[:2] == [claims.CANNOT_TELL, claims.FAILS]
@@ -256,3 +256,12 @@ def test_settings_read_as_a_sentence():
                       "second_order_filters": 8, "device": "cpu"}}
     text = tables.settings_text(r)
     assert "branches 1, 2, 19 (of 19)" in text and "2 random splits" in text and "{" not in text
+
+
+def test_ablation_reading_takes_the_first_branch_and_the_best_deeper_one():
+    layers = ["conv1.weight", "layer1.0.conv1.weight", "layer3.2.conv2.weight"]
+    ab = {"settings": {"layers": layers}, "results": {
+        "both_on": {n: {"mean": m} for n, m in zip(layers, (0.30, 0.04, 0.02))},
+        "no_filter_alignment": {n: {"mean": m} for n, m in zip(layers, (0.05, 0.06, 0.02))}}}
+    on_first, deeper = claims.ablation_reading(ab)
+    assert on_first == pytest.approx({"both_on": 30.0, "no_filter_alignment": 5.0}) and deeper == pytest.approx(6.0)

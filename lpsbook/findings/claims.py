@@ -213,6 +213,21 @@ def verdict_table(rows: list):
     return table
 
 
+def ablation_reading(ab) -> tuple:
+    """Chapter 6's reading of the ablation: top-1 (%) of each variant on its first ablated branch, and the
+    best top-1 of any variant on the other branches."""
+    first = ab["settings"]["layers"][0]
+    on_first = {variant: 100 * per[first]["mean"] for variant, per in ab["results"].items()}
+    deeper = max(100 * v["mean"] for per in ab["results"].values() for layer, v in per.items() if layer != first)
+    return on_first, deeper
+
+
+def follow_their_rules(table) -> bool:
+    """Whether every verdict of a :func:`verdict_table` has the outcome its interval and line give
+    (:func:`lpsbook.protocols.statistics.follows_rule`): the chapters' hidden check."""
+    return all(st.follows_rule(v) for v in table.attrs["verdicts"])
+
+
 def target_interval(tr, method: str):
     """``method``'s Spearman with measured transfer, per target task, pooled over the splits, with its
     interval over resampled targets (an :class:`~lpsbook.protocols.statistics.Interval`)."""
