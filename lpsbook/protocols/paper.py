@@ -121,8 +121,14 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
 FITS = Memo(32)  # retrieval and transferability fit the same method on the same split: the second reuses it
 
 
+def task_fold_of(ms, folds: int) -> np.ndarray:
+    """Fold of every model of ``ms`` by its task (:func:`~lpsbook.protocols.statistics.task_folds`, seed 0): the
+    folds that retrieval, transferability and the references share."""
+    return statistics.task_folds(ms.meta["task_id"].to_numpy(), folds)
+
+
 def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None, folds: int | None = None):
-    """``method`` trained on the training tasks of retrieval split ``seed``: (method, held-out rows, training rows).
+    """``method`` trained on the training tasks of retrieval split ``seed``: (method, held-out rows).
 
     Without ``folds``, the random split of :func:`~lpsbook.protocols.results.retrieval_split` (held-out rows:
     its queries, then its gallery); with ``folds=k``, fold ``seed`` of
@@ -130,13 +136,13 @@ def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None, folds: int 
     and transferability on the same split share the fit (:data:`FITS`).
     """
     if folds:
-        train, held = fold_rows(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds), seed)
+        train, held = fold_rows(task_fold_of(ms, folds), seed)
     else:
         train, query, gallery = retrieval_split(ms, seed)
         held = np.concatenate([query, gallery])
     models = tuple(zip(ms.meta["task_id"].tolist(), ms.meta["seed"].tolist()))
     key = (str(ms.path), ms.preset.hash, models, method_id(method), seed, folds, repr(cfg), str(device), code_version())
-    return FITS.get(key, lambda: fit(make(method, ms, seed, cfg, device, dataset), ms, train)), held, train
+    return FITS.get(key, lambda: fit(make(method, ms, seed, cfg, device, dataset), ms, train)), held
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -150,11 +156,11 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
     position of the first model of its task, average precision).
     """
     labels = ms.task_ids
-    fold_of = statistics.task_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
+    fold_of = task_fold_of(ms, folds) if folds else None
     seeds = int(fold_of.max()) + 1 if folds else seeds
 
     def evaluate(method, seed, cfg):
-        m, held, _ = fit_retrieval_split(ms, method, seed, cfg, device, dataset, folds)
+        m, held = fit_retrieval_split(ms, method, seed, cfg, device, dataset, folds)
         if fold_of is None:
             query, gallery = retrieval_split(ms, seed)[1:]
             return retrieval_metrics(m.embed(ms.state_of(query)), labels[query],
@@ -195,7 +201,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     labels = ms.task_ids
 
     def evaluate(method, seed, cfg):
-        m, held, _ = fit_retrieval_split(ms, method, seed, cfg, device, data, folds)
+        m, held = fit_retrieval_split(ms, method, seed, cfg, device, data, folds)
         tasks, sim = m.task_similarity(ms.state_of(held), labels[held])
         tasks = tasks.tolist()
         at = {t: i for i, t in enumerate(tasks)}
@@ -209,7 +215,7 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
                 "_per_target": {"task": tasks, "spearman": [float(v) for v in per_target]}}
 
     if folds:
-        seeds = min(seeds, int(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds).max()) + 1)
+        seeds = min(seeds, int(task_fold_of(ms, folds).max()) + 1)
     out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
     out.extras["ari"] = ari.tolist()
     return out
@@ -224,7 +230,7 @@ def reference_transfer(ms, scores: dict, seeds: int = 3, folds: int | None = Non
 
     def evaluate(name, _, seed):
         if folds:
-            held_rows = fold_rows(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds), seed)[1]
+            held_rows = fold_rows(task_fold_of(ms, folds), seed)[1]
         else:
             held_rows = np.concatenate(retrieval_split(ms, seed)[1:])
         held = sorted(set(ms.task_ids[held_rows].tolist()))
@@ -234,7 +240,7 @@ def reference_transfer(ms, scores: dict, seeds: int = 3, folds: int | None = Non
                 "_per_target": {"task": held, "spearman": [float(v) for v in per_target]}}
 
     if folds:
-        seeds = min(seeds, int(statistics.task_folds(ms.meta["task_id"].to_numpy(), folds).max()) + 1)
+        seeds = min(seeds, int(task_fold_of(ms, folds).max()) + 1)
     jobs = [(name, "", s) for s in range(seeds) for name in ("leep", "logme")]
     return run_protocol("reference_transfer", ms, jobs, evaluate, {"seeds": seeds, **({"folds": folds} if folds else {})})
 
