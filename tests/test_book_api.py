@@ -198,23 +198,41 @@ def test_paper_claims_follow_their_rules():
     assert claims.paper_claims(cls, ret, len(p.tasks))["outcome"].tolist()[4] == claims.CANNOT_TELL
 
 
+def _per_branch(correct: dict, tasks=np.repeat(np.arange(50), 2)) -> dict:
+    """A branches or ablation result run on one fold: ``correct = {row: {layer: bool per test model}}``."""
+    res, preds = {}, {}
+    for row, per in correct.items():
+        res[row] = {n: {"mean": float(np.mean(ok)), "std": 0.0} for n, ok in per.items()}
+        preds[row] = [{"layer": n, "fold": 0, "rows": list(range(len(tasks))), "task": tasks.tolist(),
+                       "rank": np.where(ok, 0, 20).tolist()} for n, ok in per.items()]
+    return {"results": res, "predictions": preds}
+
+
 def test_figure3_claims_follow_their_rules():
-    p = get_preset("cifar100-small")
+    p = get_preset("cifar100-small")  # 50 tasks: chance 2 %
     per_target = [{"task": list(range(20)), "spearman": [0.5] * 10 + [0.4] * 10}]
     tr = {"per_target": {"lps": per_target}, "results": {}}
     layers = ["conv1.weight", "layer1.0.conv1.weight", "layer3.0.conv1.weight", "layer3.2.conv2.weight"]
-    br = {"results": {"lps": {n: {"mean": m, "std": 0.0} for n, m in zip(layers, (0.3, 0.1, 0.02, 0.03))}}}
-    ab = {"results": {v: {n: {"mean": m * (2 if n == layers[0] else 1), "std": 0.0} for n in layers}
-                      for v, m in (("both_on", 0.10), ("no_filter_alignment", 0.05),
-                                   ("no_channel_alignment", 0.097), ("both_off", 0.04))}}
-    table = claims.figure3_claims(tr, br, ab, len(p.tasks))
-    assert table["outcome"].tolist() == [claims.HOLDS] * 4 + [claims.FAILS]  # the channel drop: 0.6 < 1 point
-    assert claims.follow_their_rules(table)
+    branch = dict(zip(layers, (_first_tasks(30), _first_tasks(5), _first_tasks(0), _first_tasks(0))))
+    on = _first_tasks(30)
+    ablated = {"both_on": {layers[0]: on, layers[1]: _first_tasks(2)}, "no_filter_alignment": {layers[0]: _first_tasks(10)},
+               "no_channel_alignment": {layers[0]: on}}  # the same predictions as with both on: a drop of exactly 0
+    for v in ("no_filter_alignment", "no_channel_alignment"):
+        ablated[v][layers[1]] = _first_tasks(2)
+    table = claims.figure3_claims(tr, _per_branch({"lps": branch}), _per_branch(ablated), len(p.tasks))
+    assert table["outcome"].tolist() == [claims.HOLDS] * 4 + [claims.FAILS], table  # channel: 0 - 1 point < 0
+    assert claims.follow_their_rules(table) and all("interval" in v.rule for v in table.attrs["verdicts"])
+    assert table.attrs["verdicts"][1].interval.estimate == pytest.approx(50.0), "branch 1 minus branch 2, paired"
     per_target[0]["spearman"] = [0.3, -0.2] * 10  # mean 0.05, spread wide
-    br["results"]["lps"]["layer1.0.conv1.weight"]["mean"] = 0.5  # a deeper branch beats the first
-    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["outcome"].tolist()[:2] == [claims.CANNOT_TELL, claims.FAILS]
-    ab["results"]["both_on"][layers[0]]["std"] = 0.2  # a drop within the spread: cannot tell
-    assert claims.figure3_claims(tr, br, ab, len(p.tasks))["outcome"].tolist()[3] == claims.CANNOT_TELL
+    branch[layers[1]] = _first_tasks(40)  # a deeper branch beats the first
+    table = claims.figure3_claims(tr, _per_branch({"lps": branch}), _per_branch(ablated), len(p.tasks))
+    assert table["outcome"].tolist()[:2] == [claims.CANNOT_TELL, claims.FAILS]
+    flipped = on.copy()
+    flipped[[0, 1]], flipped[[60, 61]] = False, True  # two models lost, two gained: a drop of 0 within the noise
+    ablated["no_channel_alignment"][layers[0]] = flipped
+    branch[layers[2]] = branch[layers[3]] = _first_tasks(10)  # 20 % on the deepest branches: not at chance
+    table = claims.figure3_claims(tr, _per_branch({"lps": branch}), _per_branch(ablated), len(p.tasks))
+    assert table["outcome"].tolist()[2:] == [claims.FAILS, claims.HOLDS, claims.CANNOT_TELL], table
 
 
 def test_layer_numbers_follow_the_forward_order():
@@ -256,6 +274,8 @@ def test_settings_read_as_a_sentence():
                       "second_order_filters": 8, "device": "cpu"}}
     text = tables.settings_text(r)
     assert "branches 1, 2, 19 (of 19)" in text and "2 random splits" in text and "{" not in text
+    r["settings"]["folds"] = 5
+    assert "the first 2 of 5 folds" in tables.settings_text(r) and "random" not in tables.settings_text(r)
 
 
 def test_ablation_reading_takes_the_first_branch_and_the_best_deeper_one():

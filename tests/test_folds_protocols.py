@@ -70,3 +70,25 @@ def test_cli_folds(tiny_modelset_dir, tmp_path, capsys):
     assert cli.main(["experiment", "transferability", "--modelset", str(tiny_modelset_dir), "--out", str(out),
                      "--folds", "3"]) == 2
     assert "--folds applies to classification and retrieval" in capsys.readouterr().err
+
+
+def test_branches_by_folds_keep_every_branch_prediction_and_test_no_model_twice(tiny_modelset):
+    ms = tiny_modelset
+    layers = ms.layers[:2]
+    cfg = results.default_config(ms).__class__(epochs=2, batch_size=4, lr=0.05, milestones=(1,))
+    res = paper.branches(ms, layers=layers, seeds=2, config=cfg, second_order_filters=2, folds=5)
+    assert res["settings"]["folds"] == 5 and res["settings"]["seeds"] == 2  # the first two of three folds
+    kept = res["predictions"]["lps"]
+    assert [(f["layer"], f["fold"]) for f in kept] == [(n, s) for n in layers for s in range(2)]
+    view = statistics.view(branches=res)
+    for layer in layers:
+        o = statistics.result_outcomes(view, "branches", "lps", layer)
+        assert len(set(o["rows"].tolist())) == len(o["rows"]) > 0, "no model tested twice"
+        assert np.array_equal(ms.task_ids.numpy()[o["rows"]], o["task"])
+        fold_acc = [np.mean(np.asarray(f["rank"]) == 0) for f in kept if f["layer"] == layer]
+        assert np.isclose(res.mean("lps", layer), np.mean(fold_acc)), "the summary is the kept predictions' accuracy"
+    # two branches compared on the same test models
+    d = statistics.result_paired(view, "branches", "lps", "lps", "top1", tuple(layers))
+    assert d.low <= d.estimate <= d.high
+    same = statistics.result_paired(view, "branches", "lps", "lps", "top1", (layers[0], layers[0]))
+    assert same.estimate == same.low == same.high == 0

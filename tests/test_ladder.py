@@ -2,6 +2,8 @@
 that says when it is stale."""
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -111,6 +113,12 @@ def test_committed_results_match_the_presets():
         assert entry["summary"]["models"] == get_preset(name).num_models
         if name != ladder.FULL_SET:
             assert {"lps", ladder.PAPER_LPS, "random", "weight_stats"} <= set(entry["classification"])
+        if ladder.on_folds(entry):  # every model tested once, every mean recomputable from the kept predictions
+            for m, folds in entry["predictions"].items():
+                rows = np.concatenate([f["rows"] for f in folds])
+                assert sorted(rows.tolist()) == list(range(get_preset(name).num_models)), (name, m)
+                acc = [np.mean(np.asarray(f["rank"]) == 0) for f in folds]
+                assert abs(np.mean(acc) - entry["classification"][m]["top1"]["mean"]) < 1e-6, (name, m)
 
 
 def test_cli_ladder_errors(tmp_path, capsys):
@@ -130,7 +138,8 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto", data_dir=None, ray=None:
                         devices.append(device) or calls.append(name) or _FakeSet(name))
     monkeypatch.setattr(sets, "set_summary", lambda ms: {"models": ms.preset.num_models})
-    monkeypatch.setattr(ladder, "rung_classification", lambda p, data_dir=None: {"lps": {"top1": {"mean": 0.5}}})
+    monkeypatch.setattr(ladder, "rung_classification", lambda p, data_dir=None: {
+        "classification": {"lps": {"top1": {"mean": 0.5}}}, "predictions": {"lps": []}})
     monkeypatch.setattr(ladder, "save_conv1", lambda ms, out: calls.append(f"conv1 {ms.preset.name}"))
     ladder.run(tmp_path, ["ladder-w8-e10"], command="test")
     first = json.loads((tmp_path / ladder.RESULTS_FILE).read_text())
@@ -142,6 +151,13 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     assert devices == ["auto", "auto"]
     ladder.run(tmp_path / "again", ["ladder-w8-e10"], command="test", device="cuda")
     assert devices[-1] == "cuda", "the device reaches the build"
+    # a rung measured before the folds (no predictions) is measured again, the others kept
+    kept = json.loads((tmp_path / ladder.RESULTS_FILE).read_text())
+    del kept["sets"]["ladder-w16-e10"]["predictions"]
+    (tmp_path / ladder.RESULTS_FILE).write_text(json.dumps(kept))
+    ladder.run(tmp_path, ["ladder-w8-e10", "ladder-w16-e10"], command="test")
+    assert calls[-2:] == ["ladder-w16-e10", "conv1 ladder-w16-e10"] and calls.count("ladder-w8-e10") == 2
+    assert ladder.on_folds(json.loads((tmp_path / ladder.RESULTS_FILE).read_text())["sets"]["ladder-w16-e10"])
 
 
 def test_cli_ladder_passes_the_device_and_ray(tmp_path, monkeypatch):
@@ -177,31 +193,90 @@ def test_full_table_beside_the_paper_and_the_book():
     assert len(table) == len(ladder.TABLE_METHODS)
 
 
-def test_verdicts_follow_their_rules():
-    def rung(lps, ws, probing, sd=0.02):
-        cls = {m: {"top1": {"mean": 0.1, "std": sd}, "top5": {"mean": 0.5, "std": sd}} for m in reports.CURVE_METHODS}
-        cls["lps"]["top1"]["mean"], cls["weight_stats"]["top1"]["mean"] = lps, ws
-        cls["probing"]["top1"]["mean"] = probing
-        return {"classification": cls}
+def _spread_rung(lps, ws, probing, sd=0.02):
+    """A rung as files written before the folds keep it: means and sds over three random splits."""
+    cls = {m: {"top1": {"mean": 0.1, "std": sd}, "top5": {"mean": 0.5, "std": sd}} for m in reports.CURVE_METHODS}
+    cls["lps"]["top1"]["mean"], cls["weight_stats"]["top1"]["mean"] = lps, ws
+    cls["probing"]["top1"]["mean"] = probing
+    return {"classification": cls}
 
+
+def _fold_rung(accuracy: dict, tasks=10, seeds=10, folds=5):
+    """A rung measured on folds: every model tested once; ``accuracy[method]`` of them classified right
+    (each method misses its hardest models first, in an order of its own, the same on every rung)."""
+    rows = np.arange(tasks * seeds)
+    cls, predictions = {}, {}
+    for i, m in enumerate(reports.CURVE_METHODS):
+        hard = np.random.default_rng(i).permutation(len(rows))
+        right = hard >= len(rows) * (1 - accuracy.get(m, 0.1))
+        rank = np.where(right, 0, 3)
+        predictions[m] = [{"rows": rows[rows % seeds // 2 == f].tolist(), "task": (rows[rows % seeds // 2 == f] // seeds).tolist(),
+                           "rank": rank[rows % seeds // 2 == f].tolist()} for f in range(folds)]
+        cls[m] = {"top1": {"mean": float(right.mean()), "std": 0.0}, "top5": {"mean": 1.0, "std": 0.0}}
+    return {"classification": cls, "predictions": predictions}
+
+
+def _verdicts(results):
+    return {r["key"]: r for r in reports.ladder_verdicts(results)}
+
+
+def test_verdicts_from_spreads_in_older_files():
     presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
     results = {"order": list(ladder.ORDER), "presets": presets, "tables": {},
-               "sets": {"ladder-w16-e10": rung(0.4, 0.3, 0.3)}}
-    v = {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}
-    assert v == {"reaches": "not measured yet", "gains": "not measured yet", "pulls": "holds"}
-    results["sets"]["ladder-w16-e40"] = rung(0.45, 0.5, 0.3)  # +5 points > sd 2: gains; weight stats lead
-    v = {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}
-    assert v["gains"] == "holds" and v["pulls"] == "does not hold"
-    results["sets"]["ladder-w16-e40"] = rung(0.41, 0.3, 0.3)  # +1 point < sd 2: within the spread
-    assert {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}["gains"] == "cannot tell"
-    results["sets"]["ladder-w16-e40"] = rung(0.35, 0.3, 0.3)  # -5 points: training lost more than the spread
-    assert {r["question"].split(" ")[1]: r["verdict"] for r in reports.ladder_verdicts(results)}["gains"] == "does not hold"
+               "sets": {"ladder-w16-e10": _spread_rung(0.4, 0.3, 0.3)}}
+    v = {k: r["verdict"] for k, r in _verdicts(results).items()}
+    assert v == {"level": "not measured yet", "gain": "not measured yet", "pull": "holds"}
+    results["sets"]["ladder-w16-e40"] = _spread_rung(0.45, 0.5, 0.3)  # +5 points > sd 2: gains; weight stats lead
+    v = _verdicts(results)
+    assert v["gain"]["verdict"] == "holds" and v["pull"]["verdict"] == "does not hold" and "sd" in v["pull"]["rule"]
+    results["sets"]["ladder-w16-e40"] = _spread_rung(0.41, 0.3, 0.3)  # +1 point < sd 2: within the spread
+    assert _verdicts(results)["gain"]["verdict"] == "cannot tell"
+    results["sets"]["ladder-w16-e40"] = _spread_rung(0.35, 0.3, 0.3)  # -5 points: training lost more than the spread
+    assert _verdicts(results)["gain"]["verdict"] == "does not hold"
     results["tables"] = {"classification": {"lps": {"top1": {"mean": 0.78, "std": 0.03}}}}
     results["sets"][ladder.FULL_SET] = {"summary": {}}
-    assert reports.ladder_verdicts(results)[0]["verdict"] == "cannot tell", "78 - 79.8 is within the sd of 3"
+    assert _verdicts(results)["level"]["verdict"] == "cannot tell", "78 - 79.8 is within the sd of 3"
     results["tables"]["classification"]["lps"]["top1"] = {"mean": 0.70, "std": 0.03}
-    first = reports.ladder_verdicts(results)[0]
+    first = _verdicts(results)["level"]
     assert first["verdict"] == "does not hold" and "sd" in first["rule"], "70 + 3 < 79.8"
+
+
+def test_verdicts_on_folds_are_paired_and_say_which_protocol():
+    presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
+    results = {"order": list(ladder.ORDER), "presets": presets, "tables": {},
+               "sets": {"ladder-w16-e10": _fold_rung({"lps": 0.5, "weight_stats": 0.3, "probing": 0.2}),
+                        "ladder-w16-e40": _fold_rung({"lps": 0.9, "weight_stats": 0.3, "probing": 0.85})}}
+    v = _verdicts(results)
+    assert v["gain"]["verdict"] == "holds" and "paired" in v["gain"]["rule"] and "10 -> 40 epochs" in v["gain"]["question"]
+    assert v["pull"]["verdict"] == "cannot tell", "LPS 90 against probing 85 on 100 models: the interval straddles 0"
+    assert "interval" in v["pull"]["rule"] and "pull_top" not in v
+    results["sets"]["ladder-w16-e40"] = _fold_rung({"lps": 0.5, "weight_stats": 0.3, "probing": 0.2})
+    assert _verdicts(results)["gain"]["verdict"] == "cannot tell", "the same predictions: a difference of exactly 0"
+    results["sets"]["ladder-w16-e40"] = _fold_rung({"lps": 0.2, "weight_stats": 0.6, "probing": 0.2})
+    v = _verdicts(results)
+    assert v["gain"]["verdict"] == "does not hold" and v["pull"]["verdict"] == "does not hold"
+    # a longer rung measured on random splits only: judged apart, by the spread rule, and labelled
+    results["sets"]["ladder-w16-e160"] = _spread_rung(0.8, 0.5, 0.4)
+    v = _verdicts(results)
+    assert v["pull_top"]["verdict"] == "holds" and "sd" in v["pull_top"]["rule"] and "160 epochs" in v["pull_top"]["question"]
+    assert v["gain"]["question"].endswith("10 -> 40 epochs)"), "the gain compares rungs on folds only"
+    curve = reports.curve(results)
+    assert set(curve.protocol) == {reports.FOLDS_NOTE, reports.SPLITS_NOTE}
+    on_folds = curve[curve.protocol == reports.FOLDS_NOTE]
+    assert ((on_folds.low <= on_folds.top1) & (on_folds.top1 <= on_folds.high)).all()
+    table = reports.methods_table(results)
+    assert table.loc["protocol"].tolist() == [reports.FOLDS_NOTE, reports.FOLDS_NOTE, reports.SPLITS_NOTE]
+    assert "[" in table.loc["LPS", "width 16, 10 epochs"] and "±" in table.loc["LPS", "width 16, 160 epochs"]
+    found = reports.ladder_findings(results)
+    assert "5 folds" in found["first_lps_cell"] and "3 random splits" in found["last_lps_cell"]
+    assert found["first_lps_low"] < found["first_lps"] < found["first_lps_high"] and abs(found["first_lps"] - 50) < 1e-9
+
+
+def test_rungs_on_other_models_are_not_paired():
+    a = _fold_rung({"lps": 0.5})
+    b = _fold_rung({"lps": 0.5}, tasks=11)
+    with pytest.raises(LpsbookError, match="same tasks and seeds"):
+        reports.across_rungs(a, b)
 
 
 def test_committed_first_layers_give_the_files_movement():
@@ -328,3 +403,14 @@ def test_cli_ladder_passes_the_data_folder_down(tmp_path, monkeypatch):
     assert cli.main(["experiment", "ladder", "--out", str(tmp_path), "--only", "ladder-w8-e10",
                      "--data-dir", str(tmp_path)]) in (0, None)
     assert seen["data_dir"] == str(tmp_path) and os.environ.get("LPSBOOK_DATA") == before
+
+
+def test_a_50_task_set_measured_on_folds_shows_intervals_and_is_judged_on_them():
+    presets = {n: results_file.preset_record(n) for n in ladder.ORDER}
+    kept = _fold_rung({"lps": 0.6, "weight_stats": 0.3}, tasks=50)
+    results = {"order": list(ladder.ORDER), "presets": presets, "sets": {ladder.FULL_SET: {"summary": {}}},
+               "tables": {"classification": kept["classification"], "predictions": {"classification": kept["predictions"]}}}
+    table = reports.full_table(results)
+    assert "[" in table.loc["LPS", "50 tasks, width 16, 40 epochs"] and reports.full_note(results).endswith("5 folds")
+    level = _verdicts(results)["level"]
+    assert level["verdict"] == "does not hold" and "interval" in level["rule"], "60 % against 79.8 %: below"

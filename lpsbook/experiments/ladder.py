@@ -49,22 +49,31 @@ FLOAT32_JOBS = ((0, 0), (1, 0), (2, 0))  # (task, seed) of the top rung trained 
 
 
 def rung_classification(preset, data_dir=None) -> dict:
-    """The classification protocol (8 train / 2 test models per task, 3 splits) of :data:`RUNG_METHODS`,
-    and of LPS with the paper's schedule (:data:`PAPER_LPS`), keyed by method id."""
-    cls = dict(book.experiment("classification", preset, data_dir=data_dir, methods=list(RUNG_METHODS))["results"])
+    """The classification protocol of :data:`RUNG_METHODS` and of LPS with the paper's schedule
+    (:data:`PAPER_LPS`) on five folds (every model tested once, :data:`lpsbook.show.book.FOLDS`):
+    ``{"classification": {method: mean and sd over the folds}, "predictions": {method: per fold, every
+    test model's row, task and rank}}``, the second what the verdicts are computed from."""
+    cls = book.experiment("classification", preset, data_dir=data_dir, methods=list(RUNG_METHODS))
     paper = book.experiment("classification", preset, data_dir=data_dir, methods=["lps"],
                             config=LPSConfig.paper().to_dict())
-    cls[PAPER_LPS] = paper["results"]["lps"]
-    return cls
+    return {"classification": {**cls["results"], PAPER_LPS: paper["results"]["lps"]},
+            "predictions": {**cls["predictions"], PAPER_LPS: paper["predictions"]["lps"]}}
+
+
+def on_folds(entry: dict) -> bool:
+    """Whether a set's entry keeps every test model's prediction (five folds), not only the means and
+    sds over three random splits that files written before the folds hold."""
+    return "predictions" in entry
 
 
 def tables(preset, data_dir=None) -> dict:
-    """Tables 1 and 2 (classification and retrieval) of :data:`TABLE_METHODS`, keyed by method id."""
-    out = {}
+    """Tables 1 and 2 (classification and retrieval) of :data:`TABLE_METHODS` on five folds, keyed by method
+    id, and every test model's prediction under ``"predictions"`` (``{protocol: {method: per fold}}``)."""
+    out = {"predictions": {}}
     for name in ("classification", "retrieval"):
         result = merge(book.experiment(name, preset, data_dir=data_dir),
                        book.experiment(name, preset, data_dir=data_dir, methods=list(book.WHOLE_NETWORK)))
-        out[name] = dict(result["results"])
+        out[name], out["predictions"][name] = dict(result["results"]), result["predictions"]
     return out
 
 
@@ -182,7 +191,8 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
     if refreshed:
         save()
     for name in names:
-        if name in results["sets"] and (name != FULL_SET or results["tables"]):
+        kept = results["sets"].get(name)
+        if kept and on_folds(kept if name != FULL_SET else results["tables"]):
             continue
         ms = sets.ensure_set(name, progress, device, data_dir=data_dir, ray=ray)
         p = ms.preset
@@ -191,7 +201,7 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
         if name == FULL_SET:
             results["tables"] = tables(p, data_dir)
         else:
-            entry["classification"] = rung_classification(p, data_dir)
+            entry.update(rung_classification(p, data_dir))
         results["sets"][name] = entry
         save()
     if float32 and ORDER[-1] in names and not results["float32"]:

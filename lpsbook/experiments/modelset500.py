@@ -42,8 +42,8 @@ STEPS = {
     "classification_lps_book": ("classification", {"folds": FOLDS, "methods": ["lps"], "config": BOOK_LPS.to_dict()}),
     "transferability": ("transferability", {"folds": FOLDS, "seeds": FOLDS}),  # every task a target once
     "references": ("reference_transfer", {"folds": FOLDS, "seeds": FOLDS}),  # LEEP and LogME: the data-based yardstick
-    "branches": ("branches", {}),
-    "ablation": ("ablation", {}),
+    "branches": ("branches", {"folds": FOLDS}),  # the first fold (the paper's one split), its predictions kept
+    "ablation": ("ablation", {"folds": FOLDS}),
 }
 SHAPE = {"presets": dict, "models": dict, "summary": dict, "protocols": dict, "provenance": dict}
 

@@ -4,8 +4,10 @@
   file keeps, tables whose cells carry a 95 % interval (tasks resampled), paired comparisons, and
   verdicts with three outcomes;
 * the recipe ladder (:mod:`lpsbook.experiments.ladder`, chapter 10): its sets, curves, tables and
-  verdicts from ``results/ladder.json``, which keeps means and sds over three random splits (so its
-  verdicts use the spread rule, and say so).
+  verdicts from ``results/ladder.json``. Rungs measured on five folds keep every test model's prediction
+  (intervals, paired verdicts, also across rungs); the 50-task set and rungs measured before the folds
+  keep means and sds over three random splits, so theirs use the spread rule, and every table and
+  verdict says which.
 
 Building lives in :mod:`lpsbook.experiments.sets`, the files themselves (provenance, staleness) in
 :mod:`lpsbook.experiments.results_file`. Every function takes a results dict (or None before a set is
@@ -14,8 +16,11 @@ runs in seconds on any machine (only :func:`full_tables` reads the book's own ca
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from ..core.errors import LpsbookError
 from ..findings.claims import PAPER, PAPER_TEST_MODELS
 from ..findings.claims import headline as claims_headline
 from ..methods.registry import display_name
@@ -24,7 +29,7 @@ from ..protocols.results import label
 from ..protocols.statistics import decide_by_spread, published
 from ..show import book
 from ..show.tables import mean_sd, result_cell, show
-from .ladder import COMMAND, FLOAT32_JOBS, FULL_SET, ORDER, PAPER_LPS, TABLE_METHODS
+from .ladder import COMMAND, FLOAT32_JOBS, FULL_SET, ORDER, PAPER_LPS, TABLE_METHODS, on_folds
 
 PAPER_TOP1 = PAPER["classification"]["lps"][0]  # LPS, the paper's Table 1 (%)
 RIVALS = ("weight_stats", "probing", "graph", "rebasin_fc", "fc", "frobenius", "random")
@@ -188,18 +193,37 @@ def rungs(results: dict) -> list:
     return [(n, results["presets"][n]) for n in results["order"] if n != FULL_SET]
 
 
+FOLDS_NOTE = "5 folds: estimate [95\u00a0% interval]"
+SPLITS_NOTE = "3 random splits: mean ± sd"
+
+
+def rung_view(entry: dict) -> dict:
+    """A rung measured on folds, in the shape :mod:`lpsbook.protocols.statistics` reads."""
+    return st.view(classification={"predictions": entry["predictions"]})
+
+
 def curve(results: dict, methods=CURVE_METHODS) -> "pandas.DataFrame":
-    """Top-1 (%) of each method on each finished rung: one row per (method, rung)."""
+    """Top-1 (%) of each method on each finished rung: one row per (method, rung), with ``low`` and ``high``:
+    the 95 % interval (tasks resampled) on a rung measured on folds, mean ± sd on one measured on three
+    random splits (``protocol`` says which)."""
     import pandas as pd
 
     rows = []
     for name, rec in rungs(results):
-        cls = results["sets"].get(name, {}).get("classification")
+        entry = results["sets"].get(name, {})
+        cls = entry.get("classification")
         for m in methods if cls else ():
+            mean, sd = 100 * cls[m]["top1"]["mean"], 100 * cls[m]["top1"]["std"]
+            if on_folds(entry):
+                iv = interval(rung_view(entry), "classification", m, "top1")
+                top1, low, high, protocol = iv.estimate, iv.low, iv.high, FOLDS_NOTE
+            else:
+                top1, low, high, protocol = mean, mean - sd, mean + sd, SPLITS_NOTE
             rows.append({"method": rung_label(m), "id": m, "width": rec["width"], "epochs": rec["epochs"],
-                         "steps": rec["steps"], "top1": 100 * cls[m]["top1"]["mean"],
-                         "sd": 100 * cls[m]["top1"]["std"], "top5": 100 * cls[m]["top5"]["mean"]})
-    return pd.DataFrame(rows, columns=["method", "id", "width", "epochs", "steps", "top1", "sd", "top5"])
+                         "steps": rec["steps"], "top1": top1, "sd": sd, "low": low, "high": high,
+                         "protocol": protocol, "top5": 100 * cls[m]["top5"]["mean"]})
+    return pd.DataFrame(rows, columns=["method", "id", "width", "epochs", "steps", "top1", "sd", "low", "high",
+                                       "protocol", "top5"])
 
 
 def training_seconds(summary: dict) -> float:
@@ -231,16 +255,22 @@ def models_table(results: dict) -> "pandas.DataFrame":
 
 
 def methods_table(results: dict, methods=CURVE_METHODS, metric: str = "top1") -> "pandas.DataFrame":
-    """Methods by rungs: ``mean ± sd`` (%) of ``metric`` in one cell (one line in the page); rungs not built
-    yet are left out. Methods run down the rows, so the table stays as narrow as the rungs are few."""
+    """Methods by rungs, ``metric`` (%) in one cell (one line in the page): ``estimate [95 % interval]`` on a
+    rung measured on folds, ``mean ± sd`` on one measured on three random splits (the first row says
+    which); rungs not built yet are left out. Methods run down the rows, so the table stays as narrow as
+    the rungs are few."""
     import pandas as pd
 
     columns = {}
     for name, rec in rungs(results):
-        cls = results["sets"].get(name, {}).get("classification")
+        entry = results["sets"].get(name, {})
+        cls = entry.get("classification")
         if cls:
-            columns[f"width {rec['width']}, {rec['epochs']} epochs"] = {
-                rung_label(m): mean_sd(cls[m][metric]) for m in methods}
+            folds = on_folds(entry)
+            column = {"protocol": FOLDS_NOTE if folds else SPLITS_NOTE}
+            column.update({rung_label(m): cell(interval(rung_view(entry), "classification", m, metric)) if folds
+                           else mean_sd(cls[m][metric]) for m in methods})
+            columns[f"width {rec['width']}, {rec['epochs']} epochs"] = column
     return pd.DataFrame(columns)
 
 
@@ -249,60 +279,136 @@ def _gap(a_mean, a_sd, b_mean, b_sd) -> tuple:
     return a_mean - b_mean, max(a_sd, b_sd)
 
 
-def _row(question: str, measured: str, verdict) -> dict:
-    return {"question": question, "rule": verdict.rule, "measured": measured, "verdict": verdict.outcome}
+def _row(key: str, question: str, measured: str, verdict) -> dict:
+    return {"key": key, "question": question, "rule": verdict.rule, "measured": measured,
+            "verdict": verdict.outcome}
+
+
+def _not_yet(key: str, question: str) -> dict:
+    return {"key": key, "question": question, "rule": "", "measured": "", "verdict": "not measured yet"}
+
+
+def _fold_rungs(results: dict, width: int | None = None) -> list:
+    """``[(name, recipe, entry)]`` of the rungs measured on folds (of ``width``), by training length."""
+    found = [(n, rec, results["sets"][n]) for n, rec in rungs(results)
+             if n in results["sets"] and on_folds(results["sets"][n]) and width in (None, rec["width"])]
+    return sorted(found, key=lambda r: (r[1]["steps"], r[1]["width"]))
+
+
+def across_rungs(longer: dict, shorter: dict, method: str = "lps", metric: str = "top1") -> st.Interval:
+    """``method``'s ``metric`` on one rung minus on another (points), paired: the same tasks and seeds (the
+    rungs' models differ only in their training) in the same folds, tasks resampled together."""
+    a = outcomes(rung_view(longer), "classification", method)
+    b = outcomes(rung_view(shorter), "classification", method)
+    if not (np.array_equal(a["rows"], b["rows"]) and np.array_equal(a["task"], b["task"])):
+        raise LpsbookError("the two rungs were not tested on the same tasks and seeds")
+    return st.paired_difference(a[metric], b[metric], a["task"]).scaled(100)
+
+
+def _gain(results: dict, c) -> dict:
+    """LPS's gain from the shortest to the longest rung of one width (16 first), paired across the rungs
+    when both were measured on folds, else from means and sds (older files)."""
+    for width in (16, 8):
+        fr = _fold_rungs(results, width)
+        if len(fr) >= 2:
+            (_, r0, e0), (_, r1, e1) = fr[0], fr[-1]
+            question = f"LPS gains as training grows (width {width}, {r0['epochs']} -> {r1['epochs']} epochs)"
+            iv = across_rungs(e1, e0)
+            lo, hi = (interval(rung_view(e), "classification", "lps", "top1") for e in (e0, e1))
+            return _row("gain", question, f"{cell(lo)} -> {cell(hi)} % ({r0['steps']} -> {r1['steps']} steps); "
+                                          f"gain {cell(iv)} points",
+                        st.decide(question, iv, 0.0, "the gain in points, paired on the same tasks and seeds"))
+    lps16 = c[(c.id == "lps") & (c.width == 16)].sort_values("steps")
+    question = "LPS gains as training grows (width 16, shortest vs longest rung built)"
+    if len(lps16) < 2:
+        return _not_yet("gain", question)
+    first, last = lps16.iloc[0], lps16.iloc[-1]
+    return _row("gain", question, f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps)",
+                decide_by_spread(question, *_gap(last.top1, last.sd, first.top1, first.sd), "the gain"))
+
+
+PULL_RIVALS = ("weight_stats", "probing")
+
+
+def _pull(c, entry: dict | None, top) -> dict:
+    """LPS minus the better of weight statistics and probing on the rung ``top`` (a row of the curve):
+    paired on its test models when ``entry`` keeps predictions, else by the spread rule."""
+    at = c[(c.steps == top.steps) & (c.width == top.width)].set_index("id")
+    rival = at.loc[list(PULL_RIVALS)].top1.idxmax()
+    recipe = f"width {top.width}, {top.epochs} epochs"
+    question = f"LPS pulls away from weight statistics and probing ({recipe})"
+    measured = f"LPS {at.top1['lps']:.1f}, {rung_label(rival)} {at.top1[rival]:.1f} % ({top.protocol})"
+    if entry is not None and on_folds(entry):
+        iv = paired(rung_view(entry), "classification", "lps", rival, "top1")
+        return _row("pull", question, f"{measured}; difference {cell(iv)} points",
+                    st.decide(question, iv, 0.0, f"LPS minus {rung_label(rival)} on the same test models"))
+    return _row("pull", question, measured,
+                decide_by_spread(question, *_gap(at.top1["lps"], at.sd["lps"], at.top1[rival], at.sd[rival]),
+                                 "LPS minus the better of the two"))
 
 
 def ladder_verdicts(results: dict) -> list:
-    """The section's three questions, each with its rule, the numbers and a verdict.
+    """The section's questions, each with its rule, the numbers and a verdict (``key``: level, gain, pull,
+    and ``pull_top`` when the longest rung built was measured on three random splits only).
 
-    A question whose model sets are not built yet gets the verdict ``"not measured yet"``. The file keeps
-    means and sds over three random splits, not predictions, so each is decided by
-    :func:`lpsbook.protocols.statistics.decide_by_spread`: holds, does not hold, or cannot tell when the
-    difference is within the larger sd.
+    A question whose model sets are not built yet gets the verdict ``"not measured yet"``. Rungs measured on
+    five folds keep every test model's prediction: their questions are decided by
+    :func:`lpsbook.protocols.statistics.decide` on a paired 95 % interval (tasks resampled). The 50-task set,
+    and rungs measured before the folds, keep means and sds over three random splits: theirs by
+    :func:`lpsbook.protocols.statistics.decide_by_spread`, whose rule says so.
     """
     c = curve(results)
     rows = []
     full = results["sets"].get(FULL_SET)
     question = "LPS reaches the paper's 79.8 % top-1 at a quarter of its recipe (50 tasks, width 16)"
-    if full and results.get("tables"):
+    if full and full_view(results):
+        iv = interval(full_view(results), "classification", "lps", "top1")
+        rows.append(_row("level", question, f"{cell(iv)} % (paper: {published(PAPER_TOP1 / 100, PAPER_TEST_MODELS).scaled(100)})",
+                         replace(claims_headline(iv), claim=question)))
+    elif full and results.get("tables"):
         lps = results["tables"]["classification"]["lps"]["top1"]
         mean, sd = 100 * lps["mean"], 100 * lps["std"]
         paper = published(PAPER_TOP1 / 100, PAPER_TEST_MODELS).scaled(100)  # one split of 100 test models
         margin = float(np.hypot(sd, (paper.high - paper.low) / 2))
-        rows.append(_row(question, f"{mean:.1f}\u00a0±\u00a0{sd:.1f}\u00a0% (paper: {paper})",
+        rows.append(_row("level", question, f"{mean:.1f}\u00a0±\u00a0{sd:.1f}\u00a0% (paper: {paper})",
                          decide_by_spread(question, mean - PAPER_TOP1, margin,
                                           "LPS minus 79.8 (the paper's own 95 % half-width combined with the sd)")))
     else:
-        rows.append({"question": question, "rule": "", "measured": "", "verdict": "not measured yet"})
-    lps16 = c[(c.id == "lps") & (c.width == 16)].sort_values("steps")
-    question = "LPS gains as training grows (width 16, shortest vs longest rung built)"
-    if len(lps16) >= 2:
-        first, last = lps16.iloc[0], lps16.iloc[-1]
-        rows.append(_row(question, f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps)",
-                         decide_by_spread(question, *_gap(last.top1, last.sd, first.top1, first.sd), "the gain")))
-    else:
-        rows.append({"question": question, "rule": "", "measured": "", "verdict": "not measured yet"})
-    built = c[c.id == "lps"]
-    if len(built):
-        top = built.sort_values(["steps", "width"]).iloc[-1]
-        at = c[(c.steps == top.steps) & (c.width == top.width)].set_index("id")
-        rival = at.loc[["weight_stats", "probing"]].top1.idxmax()
-        question = "LPS pulls away from weight statistics and probing (longest rung built)"
-        rows.append(_row(question, f"LPS {at.top1['lps']:.1f}, {rung_label(rival)} {at.top1[rival]:.1f} % "
-                                   f"(width {top.width}, {top.steps} steps)",
-                         decide_by_spread(question, *_gap(at.top1["lps"], at.sd["lps"], at.top1[rival], at.sd[rival]),
-                                          "LPS minus the better of the two")))
+        rows.append(_not_yet("level", question))
+    rows.append(_gain(results, c))
+    built = c[c.id == "lps"].sort_values(["steps", "width"])
+    if not len(built):
+        return rows + [_not_yet("pull", "LPS pulls away from weight statistics and probing")]
+    fr = _fold_rungs(results)
+    on = fr[-1] if fr else None
+    if on is not None:
+        rows.append(_pull(c, on[2], built[(built.steps == on[1]["steps"]) & (built.width == on[1]["width"])].iloc[0]))
+    top = built.iloc[-1]
+    if on is None or (top.steps, top.width) != (on[1]["steps"], on[1]["width"]):
+        row = _pull(c, None, top)
+        rows.append({**row, "key": "pull" if on is None else "pull_top"})
     return rows
+
+
+def full_view(results: dict) -> dict | None:
+    """The 50-task set's predictions in the shape :mod:`lpsbook.protocols.statistics` reads, or None when
+    the file keeps only means and sds over three random splits (measured before the folds)."""
+    kept = results.get("tables", {}).get("predictions")
+    return st.view(**{p: {"predictions": v} for p, v in kept.items()}) if kept else None
+
+
+def full_note(results: dict) -> str:
+    """How the 50-task set's numbers were measured, for a caption."""
+    return "estimate [95 % interval], 5 folds" if full_view(results) else "mean ± sd over 3 random splits"
 
 
 def full_table(results: dict, book_set=None, protocol: str = "classification", metric: str = "top1"):
     """Table 1 (or 2) on the 50-task width-16 set beside the paper's and, optionally, the book's set.
 
     ``book_set``: the book's own result of the same protocol (a ProtocolResult of cifar100-small), or None.
-    Rows are methods; cells ``mean ± sd`` (%) over the 50-task set's 3 random splits, and the book's set
-    as chapter 5 shows it (:func:`lpsbook.show.tables.result_cell`: its 95 % interval from five folds);
-    None when the 50-task set is not built yet.
+    Rows are methods; cells ``estimate [95 % interval]`` (%) from the kept predictions, or ``mean ± sd``
+    over three random splits in a file measured before the folds (:func:`full_note`); the book's set as
+    chapter 5 shows it (:func:`lpsbook.show.tables.result_cell`); None when the 50-task set is not built yet.
     """
     import pandas as pd
 
@@ -310,23 +416,23 @@ def full_table(results: dict, book_set=None, protocol: str = "classification", m
         return None
     k = {"top1": 0, "top5": 1, "top10": 2, "rank1": 0, "rank5": 1, "rank10": 2}[metric]
     paper = PAPER[protocol]
-    ours = results["tables"][protocol]
+    ours, view = results["tables"][protocol], full_view(results)
     mine = book_set["results"] if book_set is not None else {}
     rows = {}
     for m in TABLE_METHODS:
         name = rung_label(m)
-        row = {"paper": f"{paper[m][k]:.1f}" if m in paper else "—",
-               "50 tasks, width 16, 40 epochs": mean_sd(ours[m][metric]) if m in ours else "—"}
+        value = "—" if m not in ours else cell(interval(view, protocol, m, metric)) if view else mean_sd(ours[m][metric])
+        row = {"paper": f"{paper[m][k]:.1f}" if m in paper else "—", "50 tasks, width 16, 40 epochs": value}
         if book_set is not None:
             row[f"{book_set['preset']} (this book)"] = result_cell(book_set, m, metric) if m in mine else "—"
         rows[name] = row
     return pd.DataFrame(rows).T
 
 
-FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (50 tasks: mean ± sd over "
-                                          "3 random splits; this book's set: estimate [95 % interval], 5 folds)"),
-               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (50 tasks: mean ± sd over "
-                                      "3 random splits; this book's set: estimate [95 % interval], 5 folds)"))
+FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (50 tasks: {}; this book's "
+                                          "set: estimate [95 % interval], 5 folds)"),
+               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (50 tasks: {}; this "
+                                      "book's set: estimate [95 % interval], 5 folds)"))
 
 
 def full_tables(results: dict) -> tuple:
@@ -336,7 +442,7 @@ def full_tables(results: dict) -> tuple:
     if not results.get("tables"):
         return None, None
     mine = book.with_whole_network()[:2] if book.current_preset().dataset == "cifar100" else (None, None)
-    return tuple(show(full_table(results, own, protocol, metric)).set_caption(caption)
+    return tuple(show(full_table(results, own, protocol, metric)).set_caption(caption.format(full_note(results)))
                  for (protocol, metric, caption), own in zip(FULL_TABLES, mine))
 
 
@@ -437,8 +543,9 @@ def build_summary(results: dict) -> dict:
 
 
 def ladder_findings(results: dict) -> dict:
-    """The numbers the chapter's prose quotes: each method's top-1 and sd on the cheapest and on the
-    longest rung built (``first_lps``, ``last_ws_sd``, ...), the two rungs' labels, and the verdicts."""
+    """The numbers the chapter's prose quotes: each method's top-1 on the cheapest and on the longest rung
+    built (``first_lps``, ``last_ws_high``: the upper end of its interval or of mean ± sd, ...), each of
+    LPS's as a cell with its protocol (``first_lps_cell``), the two rungs' labels, and the verdicts by key."""
     c = curve(results).set_index(["id", "steps", "width"])
     order = c.reset_index().sort_values(["steps", "width"])[["steps", "width"]].drop_duplicates()
     short = {"lps": "lps", PAPER_LPS: "paper", "weight_stats": "ws", "probing": "probing", "graph": "graph",
@@ -447,7 +554,24 @@ def ladder_findings(results: dict) -> dict:
     for end, key in (("first", tuple(order.iloc[0])), ("last", tuple(order.iloc[-1]))):
         out[end] = f"width {key[1]}, {key[0]} steps"
         for m, s in short.items():
-            out[f"{end}_{s}"], out[f"{end}_{s}_sd"] = c.loc[(m, *key)].top1, c.loc[(m, *key)].sd
-    v = [r["verdict"] for r in ladder_verdicts(results)]
-    out.update(level=v[0], gain=v[1], pull=v[2])
+            row = c.loc[(m, *key)]
+            out[f"{end}_{s}"], out[f"{end}_{s}_low"], out[f"{end}_{s}_high"] = row.top1, row.low, row.high
+        row = c.loc[("lps", *key)]
+        folds = row.protocol == FOLDS_NOTE
+        out[f"{end}_lps_cell"] = (cell(st.Interval(row.top1, row.low, row.high)) + " % (95 % interval, 5 folds)"
+                                  if folds else f"{row.top1:.1f} ± {row.sd:.1f} % (sd over 3 random splits)")
+    verdicts = {r["key"]: r["verdict"] for r in ladder_verdicts(results)}
+    out.update(level=verdicts["level"], gain=verdicts["gain"], pull=verdicts["pull"],
+               pull_top=verdicts.get("pull_top", ""))
     return out
+
+
+def verdict_lines(results: dict) -> str:
+    """The verdicts as a markdown list for the page (glued): each question, its outcome in bold, and the
+    protocol it was judged on."""
+    lines = []
+    for r in ladder_verdicts(results):
+        how = ("" if r["verdict"] == "not measured yet" else
+               " (paired 95 % interval, 5 folds)" if "interval" in r["rule"] else " (spread rule, 3 random splits)")
+        lines.append(f"* {r['question']}: **{r['verdict']}**{how}.")
+    return "\n".join(lines)

@@ -139,59 +139,59 @@ def paper_claims(cls: dict, ret: dict, n_tasks: int):
 
 
 def figure3_claims(tr: dict, br: dict, ab: dict, n_tasks: int):
-    """The paper's claims about its Figure 3, each with what we measured and a verdict of three outcomes.
+    """The paper's claims about its Figure 3, each with what we measured and a verdict of three outcomes,
+    each decided on a 95 % interval (tasks resampled) by :func:`~lpsbook.protocols.statistics.decide`:
 
     * (a) *LPS similarity rises with transfer*: LPS's Spearman with measured transfer, per target task,
-      minus 0.1, with its 95 % interval over resampled target tasks (:func:`~lpsbook.protocols.statistics.decide`);
-    * (b) *the first branch carries the most*: branch 1's top-1 minus the best other measured branch's;
-    * (b) *the deepest branches are at chance*: twice chance minus their mean top-1 (layer 13 on);
+      minus 0.1, with its interval over resampled target tasks;
+    * (b) *the first branch carries the most*: branch 1's top-1 minus the best other measured branch's,
+      paired on the same test models;
+    * (b) *the deepest branches are at chance*: twice chance minus their top-1 (averaged over the branches
+      from layer 13 on, per test model);
     * (c) *each alignment matters*: the drop in top-1 with the sort over filters (or the max over
-      channels) switched off, minus one point, on the ablated branch where LPS does best with both on
-      (the paper finds the drop on branches 2-19; where those sit at chance, as on our CPU model sets,
-      only the best branch can show one).
+      channels) switched off, minus one point, paired on the same test models, on the ablated branch where
+      LPS does best with both on (the paper finds the drop on branches 2-19; where those sit at chance, as
+      on our CPU model sets, only the best branch can show one).
 
-    Branches and ablation keep a mean and sd over a few seeds, not per-model predictions: their verdicts
-    use :func:`~lpsbook.protocols.statistics.decide_by_spread` (beyond ± the larger sd holds or fails,
-    within it cannot tell), a weaker rule that the table names.
+    Branches and ablation are run on folds (``folds`` in their settings) and keep every test model's
+    prediction per branch; they test the models of their first folds only (each once).
     """
     chance = 100 / n_tasks
     rho = target_interval(tr, "lps")
-    per_branch = {layer: (100 * v["mean"], 100 * v["std"]) for layer, v in br["results"]["lps"].items()}
+    v = st.view(branches=br, ablation=ab)
+    per_branch = {layer: 100 * s["mean"] for layer, s in br["results"]["lps"].items()}
     layers = list(per_branch)
-    runs = len(next(iter(br["results"]["lps"].values())).get("values") or [0, 0])
-    first = per_branch[layers[0]]
-    rest = max((per_branch[layer] for layer in layers[1:]), key=lambda v: v[0])
-    deep = [per_branch[layer] for layer in layers if layer_number(layer) >= 13]
-    deep_mean = sum(v[0] for v in deep) / len(deep) if deep else float("nan")
-    deep_sd = max((v[1] for v in deep), default=float("nan"))
+    first, rest = layers[0], max(layers[1:], key=per_branch.get)
+    on_first = st.result_interval(v, "branches", "lps", "top1", first)
+    lead = st.result_paired(v, "branches", "lps", "lps", "top1", (first, rest))
+    deep = [layer for layer in layers if layer_number(layer) >= 13]
+    outs = [st.result_outcomes(v, "branches", "lps", layer) for layer in deep]
+    deep_iv = st.interval(np.mean([o["top1"] for o in outs], axis=0), outs[0]["task"]).scaled(100) if deep else None
     on = ab["results"]["both_on"]
     best = max(on, key=lambda layer: on[layer]["mean"])
     where = f" at branch {layer_number(best)}"
 
     def drop(variant):
-        off = ab["results"][variant][best]
-        d = 100 * (on[best]["mean"] - off["mean"])
-        return d, d - 1.0, 100 * max(on[best]["std"], off["std"])
+        return st.result_paired(v, "ablation", "both_on", variant, "top1", (best, best))
 
-    (drop_f, over_f, sd_f), (drop_c, over_c, sd_c) = drop("no_filter_alignment"), drop("no_channel_alignment")
+    drop_f, drop_c = drop("no_filter_alignment"), drop("no_channel_alignment")
     rows = [
         ("(a) LPS similarity rises with transfer", "roughly proportional", f"Spearman per target {_cell(rho, 2)}",
          decide("", rho - 0.1, 0.0, "LPS's per-target Spearman minus 0.1 (target tasks resampled)"),
          "Spearman − 0.1"),
         ("(b) the first branch carries the most", "79.8 % top-1 at branch 1",
-         f"{first[0]:.1f} % at branch 1, best other {rest[0]:.1f} %",
-         decide_by_spread("", first[0] - rest[0], max(first[1], rest[1]), "branch 1 minus the best other", runs),
-         "branch 1 − best other, ± sd"),
+         f"{on_first} % at branch 1, best other (branch {layer_number(rest)}) {per_branch[rest]:.1f} %",
+         decide("", lead, 0.0, "branch 1 minus the best other, on the same test models"), "branch 1 − best other"),
         ("(b) the deepest branches are at chance", "branches 13-19 at chance",
-         f"{deep_mean:.1f} % (chance {chance:.1f} %)",
-         decide_by_spread("", 2 * chance - deep_mean, deep_sd, "twice chance minus their mean", runs),
-         "2 × chance − mean, ± sd"),
+         f"{deep_iv} % (chance {chance:.1f} %)" if deep_iv else "no branch from layer 13 on measured",
+         decide("", 2 * chance - deep_iv, 0.0, "twice chance minus their top-1") if deep_iv else
+         decide_by_spread("", float("nan"), float("nan")), "2 × chance − top-1"),
         ("(c) filter alignment matters", "accuracy drops without it (branches 2-19)",
-         f"{-drop_f:+.1f} points without it{where}",
-         decide_by_spread("", over_f, sd_f, "the drop minus one point", runs), "drop − 1 point, ± sd"),
+         f"{-drop_f.estimate:+.1f} points without it{where}",
+         decide("", drop_f - 1.0, 0.0, "the drop minus one point, on the same test models"), "drop − 1 point"),
         ("(c) channel alignment matters", "accuracy drops without it (branches 2-19)",
-         f"{-drop_c:+.1f} points without it{where}",
-         decide_by_spread("", over_c, sd_c, "the drop minus one point", runs), "drop − 1 point, ± sd"),
+         f"{-drop_c.estimate:+.1f} points without it{where}",
+         decide("", drop_c - 1.0, 0.0, "the drop minus one point, on the same test models"), "drop − 1 point"),
     ]
     return verdict_table(rows)
 

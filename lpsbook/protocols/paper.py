@@ -307,33 +307,53 @@ def fit_branch(ms, layer: str, train, test, config: LPSConfig, second_order_filt
     return net, top1
 
 
-def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None, checkpoint=None):
+def branch_ranks(net, ms, layer: str, test) -> dict:
+    """Every test model's row, task and the rank of its true task among a fitted branch's scores (0 =
+    top-1; ties count against it), as :func:`held_out_topk` keeps them."""
+    scores = net.scores({layer: ms.conv_weights[layer][test]})
+    labels = torch.as_tensor(ms.task_ids[test])
+    true = scores.gather(1, labels[:, None].long())
+    return {"rows": [int(r) for r in test], "task": labels.tolist(), "rank": (scores >= true).sum(1).sub(1).tolist()}
+
+
+def _single_branch(ms, layers, variants, seeds, config, device, kind, second_order_filters=None, checkpoint=None,
+                   folds=None):
     config = config or default_config(ms)
+    fold_of = statistics.classification_folds(ms.meta["task_id"].to_numpy(), folds) if folds else None
+    seeds = min(seeds, int(fold_of.max()) + 1) if folds else seeds
     settings = {"seeds": seeds, "lps": config.to_dict(), "layers": list(layers), "device": str(device),
-                "second_order_filters": second_order_filters}
+                "second_order_filters": second_order_filters, **({"folds": folds} if folds else {})}
     jobs = [(v, layer, s) for v in variants for layer in layers for s in range(seeds)]
 
     def evaluate(variant, layer, seed):
-        train, test = classification_split(ms, seed)
+        train, test = classification_split(ms, seed) if fold_of is None else fold_rows(fold_of, seed)
         align = ABLATION_VARIANTS.get(variant, ("", True, True))[1:]
-        return {layer: fit_branch(ms, layer, train, test, config, second_order_filters, *align, seed, device)[1]}
+        net, top1 = fit_branch(ms, layer, train, test, config, second_order_filters, *align, seed, device)
+        if fold_of is None:
+            return {layer: top1}
+        return {layer: top1, "_predictions": {"layer": layer, "fold": seed, **branch_ranks(net, ms, layer, test)}}
 
     return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint)
 
 
 def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
-             second_order_filters=None, checkpoint=None) -> ProtocolResult:
-    """Top-1 task classification with one branch at a time (the paper's Fig. 3b); the row is ``lps``."""
+             second_order_filters=None, checkpoint=None, folds: int | None = None) -> ProtocolResult:
+    """Top-1 task classification with one branch at a time (the paper's Fig. 3b); the row is ``lps``.
+
+    By default ``seeds`` random 8/2 splits. With ``folds=k``, the first ``seeds`` of the ``k`` folds of
+    :func:`~lpsbook.protocols.statistics.classification_folds` (no model tested twice), and every test
+    model's prediction is kept (``result["predictions"][row]``: one entry per branch and fold, with its
+    ``layer``), so that branches and variants are compared on the same test models."""
     return _single_branch(ms, layers or ms.layers, ["lps"], seeds, config, device, "branches",
-                          second_order_filters, checkpoint)
+                          second_order_filters, checkpoint, folds)
 
 
 def ablation(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
-             second_order_filters=None, checkpoint=None) -> ProtocolResult:
+             second_order_filters=None, checkpoint=None, folds: int | None = None) -> ProtocolResult:
     """Branches 2..L with filter and/or channel alignment off (the paper's Fig. 3c); rows are
-    :data:`~lpsbook.protocols.results.ABLATION_VARIANTS`."""
+    :data:`~lpsbook.protocols.results.ABLATION_VARIANTS`; ``folds`` as for :func:`branches`."""
     return _single_branch(ms, layers or ms.layers[1:], list(ABLATION_VARIANTS), seeds, config, device, "ablation",
-                          second_order_filters, checkpoint)
+                          second_order_filters, checkpoint, folds)
 
 
 # --- reading the whole network (chapter 9) -------------------------------------------------------------

@@ -192,11 +192,14 @@ def view(**steps) -> dict:
     return {"protocols": steps}
 
 
-def result_outcomes(results: dict, step: str, method: str) -> dict:
+def result_outcomes(results: dict, step: str, method: str, part: str | None = None) -> dict:
     """One method's per-test-model outcomes of a step, in the order of the set's models:
     ``{"rows", "task", "top1", "top5", ...}`` (classification) or ``{"rows", "task", "rank1", ..., "ap"}``
-    (retrieval), from the predictions the file keeps."""
-    folds = results["protocols"][step]["predictions"][method]
+    (retrieval), from the predictions the file keeps; ``part``: the branch (layer) of a protocol that
+    fits one per layer (branches, ablation)."""
+    folds = [f for f in results["protocols"][step]["predictions"][method] if part is None or f.get("layer") == part]
+    if not folds:
+        raise LpsbookError(f"{step} keeps no predictions of {method}{f' at {part}' if part else ''}")
     rows = np.concatenate([np.asarray(f["rows"], dtype=int) for f in folds])
     order = np.argsort(rows)
     if "task" in folds[0]:
@@ -215,15 +218,16 @@ def result_outcomes(results: dict, step: str, method: str) -> dict:
     return out
 
 
-def result_interval(results: dict, step: str, method: str, metric: str) -> Interval:
-    """``metric`` (%) of ``method`` in ``step`` with its 95 % interval over resampled tasks."""
-    o = result_outcomes(results, step, method)
+def result_interval(results: dict, step: str, method: str, metric: str, part: str | None = None) -> Interval:
+    """``metric`` (%) of ``method`` in ``step`` (at ``part``) with its 95 % interval over resampled tasks."""
+    o = result_outcomes(results, step, method, part)
     return interval(o[metric], o["task"]).scaled(100)
 
 
-def result_paired(results: dict, step: str, a: str, b: str, metric: str) -> Interval:
-    """``a - b`` (points of ``metric``) on the same test models, with its paired 95 % interval."""
-    oa, ob = result_outcomes(results, step, a), result_outcomes(results, step, b)
+def result_paired(results: dict, step: str, a: str, b: str, metric: str, parts: tuple = (None, None)) -> Interval:
+    """``a - b`` (points of ``metric``) on the same test models, with its paired 95 % interval; ``parts``:
+    the branch of each side, for protocols that fit one per layer (``a`` and ``b`` may then be the same row)."""
+    oa, ob = result_outcomes(results, step, a, parts[0]), result_outcomes(results, step, b, parts[1])
     if not np.array_equal(oa["rows"], ob["rows"]):
         raise LpsbookError(f"{a} and {b} were not tested on the same models in {step}")
     return paired_difference(oa[metric], ob[metric], oa["task"]).scaled(100)

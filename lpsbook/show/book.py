@@ -231,16 +231,17 @@ def experiment_settings(name: str, preset: Preset | None = None) -> dict:
     every["stages"] = {"seeds": 3 if full else 1}
     every["probe_counts"] = {"seeds": 1, "counts": [1, 2, 4]}
     if full:
-        every["branches"] = {"seeds": 1, "config": {"epochs": 300, "batch_size": 1, "lr": 1e-3,
-                                                    "milestones": [150, 225]}}
+        every["branches"] = {"seeds": 1, "folds": FOLDS, "config": {"epochs": 300, "batch_size": 1, "lr": 1e-3,
+                                                                    "milestones": [150, 225]}}
         every["ablation"] = dict(every["branches"])
     else:
         quick = {"epochs": 20, "batch_size": 8, "lr": 0.05, "milestones": [10, 15]}
         # every other branch; g' = 8 keeps the width-32 stage affordable on a CPU
-        every["branches"] = {"seeds": 2, "config": quick, "second_order_filters": 8,
+        # the first two of the five folds: no model tested twice, every prediction kept
+        every["branches"] = {"seeds": 2, "folds": FOLDS, "config": quick, "second_order_filters": 8,
                              "layers": [1, 2, 4, 7, 10, 13, 16, 19]}
         # the paper ablates branches 2-19; the first branch is added, as the one that carries the task here
-        every["ablation"] = {"seeds": 2, "config": quick, "second_order_filters": 8,
+        every["ablation"] = {"seeds": 2, "folds": FOLDS, "config": quick, "second_order_filters": 8,
                              "layers": [1, 2, 4, 7, 10, 13]}
     return every[name]
 

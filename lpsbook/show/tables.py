@@ -167,7 +167,10 @@ def settings_text(result: dict) -> str:
         parts.append("branches " + ", ".join(str(layer_number(n)) for n in st["layers"]) + " (of 19)")
     if st.get("second_order_filters"):
         parts.append(f"{st['second_order_filters']} second-order filters per branch")
-    if st.get("seeds"):
+    if st.get("folds"):
+        first = f"the first {st['seeds']} of " if st.get("seeds") and st["seeds"] < st["folds"] else ""
+        parts.append(f"{first}{st['folds']} folds (every test model's prediction kept)")
+    elif st.get("seeds"):
         parts.append(f"{st['seeds']} random split{'s' if st['seeds'] > 1 else ''}")
     return "; ".join(parts) + "."
 

@@ -313,9 +313,11 @@ def weight_movement(moved: dict, title="How far training moved each conv layer f
 
 def training_curve(curve, chance: float, paper_steps: int, title="Top-1 task classification against training"):
     """Top-1 (%) against SGD steps per model: one line per method (colour) and width (solid 16, dotted 8),
-    the spread over splits as error bars, chance and the paper's training length marked.
+    each point's ``low``..``high`` as its error bar (a 95 % interval on a rung measured on folds, ± sd on one
+    measured on random splits; the hover says which), chance and the paper's training length marked.
 
-    ``curve``: rows with method, width, epochs, steps, top1, sd (:func:`lpsbook.experiments.reports.curve`).
+    ``curve``: rows with method, width, epochs, steps, top1, low, high, protocol
+    (:func:`lpsbook.experiments.reports.curve`).
     """
     import plotly.colors
 
@@ -327,12 +329,15 @@ def training_curve(curve, chance: float, paper_steps: int, title="Top-1 task cla
             if rows.empty:
                 continue
             fig.add_trace(go.Scatter(
-                x=rows["steps"], y=rows["top1"], error_y={"type": "data", "array": rows["sd"], "thickness": 1},
-                mode="lines+markers", name=f"{method}, width {width}", legendgroup=method,
+                x=rows["steps"], y=rows["top1"], mode="lines+markers", name=f"{method}, width {width}",
+                error_y={"type": "data", "array": rows["high"] - rows["top1"],
+                         "arrayminus": rows["top1"] - rows["low"], "thickness": 1},
+                legendgroup=method,
                 line={"color": colours[i % len(colours)], "dash": "solid" if width == 16 else "dot"},
-                customdata=np.stack([rows["epochs"], rows["sd"]], axis=1),
+                customdata=np.stack([rows["epochs"], rows["low"], rows["high"], rows["protocol"]], axis=1),
                 hovertemplate=f"{method}, width {width}<br>%{{x}} steps (%{{customdata[0]}} epochs)<br>"
-                              "top-1 %{y:.1f} ± %{customdata[1]:.1f} %<extra></extra>"))
+                              "top-1 %{y:.1f} %, bar %{customdata[1]:.1f} to %{customdata[2]:.1f}"
+                              "<br>%{customdata[3]}<extra></extra>"))
     fig.add_hline(y=chance, line={"dash": "dash", "color": "gray", "width": 1},
                   annotation_text=f"chance {chance:.0f} %", annotation_position="bottom right")
     fig.add_vline(x=paper_steps, line={"dash": "dash", "color": "black", "width": 1},
