@@ -260,6 +260,12 @@ def test_verdicts_on_folds_are_paired_and_say_which_protocol():
     v = _verdicts(results)
     assert v["pull_top"]["verdict"] == "holds" and "sd" in v["pull_top"]["rule"] and "160 epochs" in v["pull_top"]["question"]
     assert v["gain"]["question"].endswith("10 -> 40 epochs)"), "the gain compares rungs on folds only"
+    # rungs of width 8 on folds, of width 16 on random splits: a gain of each kind, never one across protocols
+    mixed = {**results, "sets": {"ladder-w8-e10": _fold_rung({"lps": 0.5}), "ladder-w8-e40": _fold_rung({"lps": 0.7}),
+                                 "ladder-w16-e10": _spread_rung(0.4, 0.3, 0.3), "ladder-w16-e160": _spread_rung(0.8, 0.3, 0.3)}}
+    v = _verdicts(mixed)
+    assert "width 8, 10 -> 40 epochs" in v["gain"]["question"] and "interval" in v["gain"]["rule"]
+    assert "width 16, 10 -> 160 epochs" in v["gain_top"]["question"] and "sd" in v["gain_top"]["rule"]
     curve = reports.curve(results)
     assert set(curve.protocol) == {reports.FOLDS_NOTE, reports.SPLITS_NOTE}
     on_folds = curve[curve.protocol == reports.FOLDS_NOTE]

@@ -80,6 +80,14 @@ def test_figure3_tables_from_the_file():
     assert f["branches"].loc["conv1", "LPS"] == "60.0\u00a0±\u00a00.0" and "layer3.2.conv2" in f["branches"].index
     assert list(f["ablation"].columns) == ["both on", "both off"]
     assert reports.figure3({"protocols": {}}) == {}
+    # measured on folds: every branch's predictions kept, an interval per branch
+    tasks = np.repeat(np.arange(20), 2)
+    kept = [{"layer": "conv1.weight", "fold": 0, "rows": list(range(40)), "task": tasks.tolist(),
+             "rank": np.where(tasks < 12, 0, 5).tolist()}]
+    res["protocols"]["branches"]["predictions"] = {"lps": kept}
+    res["protocols"]["branches"]["results"] = {"lps": {"conv1.weight": s(0.6, 0.0)}}
+    cell = reports.figure3(res)["branches"].loc["conv1", "LPS"]
+    assert cell.startswith("60.0\u00a0[") and "±" not in cell
 
 
 def test_chapter_values_and_protocol_facts():

@@ -127,7 +127,8 @@ def figure3(results: dict) -> dict:
     LogME below them, the data-based yardstick), ``"branches"`` (LPS on one conv layer at a time, top-1 %)
     and ``"ablation"`` (the same with filter and channel alignment switched off); a step not in the file is
     left out. A cell carries its 95 % interval where the file keeps what it needs (per-target Spearman on
-    task folds, :func:`lpsbook.show.tables.result_cell`), else ``mean ± sd`` over the protocol's runs."""
+    task folds, :func:`lpsbook.show.tables.result_cell`; every branch's predictions on folds), else
+    ``mean ± sd`` over the protocol's runs."""
     import pandas as pd
 
     from ..core.nets import short_layer
@@ -142,8 +143,10 @@ def figure3(results: dict) -> dict:
         out["transfer"] = pd.DataFrame(rows).T
     for step in ("branches", "ablation"):
         if step in protocols:
-            out[step] = pd.DataFrame({label(row): {short_layer(layer): mean_sd(v) for layer, v in per.items()}
-                                      for row, per in protocols[step]["results"].items()})
+            kept = "predictions" in protocols[step]  # measured on folds: an interval per branch
+            out[step] = pd.DataFrame({label(row): {
+                short_layer(layer): cell(interval(results, step, row, "top1", layer)) if kept else mean_sd(v)
+                for layer, v in per.items()} for row, per in protocols[step]["results"].items()})
     return out
 
 
@@ -305,9 +308,11 @@ def across_rungs(longer: dict, shorter: dict, method: str = "lps", metric: str =
     return st.paired_difference(a[metric], b[metric], a["task"]).scaled(100)
 
 
-def _gain(results: dict, c) -> dict:
-    """LPS's gain from the shortest to the longest rung of one width (16 first), paired across the rungs
-    when both were measured on folds, else from means and sds (older files)."""
+def _gain(results: dict, c) -> list:
+    """LPS's gain from the shortest to the longest rung of one width (16 first) measured on folds, paired
+    across the rungs; and from means and sds between the rungs of width 16 measured on three random
+    splits, when there are two (``key`` ``gain_top`` beside a gain on folds). Protocols are never mixed."""
+    rows = []
     for width in (16, 8):
         fr = _fold_rungs(results, width)
         if len(fr) >= 2:
@@ -315,16 +320,18 @@ def _gain(results: dict, c) -> dict:
             question = f"LPS gains as training grows (width {width}, {r0['epochs']} -> {r1['epochs']} epochs)"
             iv = across_rungs(e1, e0)
             lo, hi = (interval(rung_view(e), "classification", "lps", "top1") for e in (e0, e1))
-            return _row("gain", question, f"{cell(lo)} -> {cell(hi)} % ({r0['steps']} -> {r1['steps']} steps); "
-                                          f"gain {cell(iv)} points",
-                        st.decide(question, iv, 0.0, "the gain in points, paired on the same tasks and seeds"))
-    lps16 = c[(c.id == "lps") & (c.width == 16)].sort_values("steps")
-    question = "LPS gains as training grows (width 16, shortest vs longest rung built)"
-    if len(lps16) < 2:
-        return _not_yet("gain", question)
-    first, last = lps16.iloc[0], lps16.iloc[-1]
-    return _row("gain", question, f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps)",
-                decide_by_spread(question, *_gap(last.top1, last.sd, first.top1, first.sd), "the gain"))
+            rows.append(_row("gain", question, f"{cell(lo)} -> {cell(hi)} % ({r0['steps']} -> {r1['steps']} steps); "
+                                               f"gain {cell(iv)} points",
+                             st.decide(question, iv, 0.0, "the gain in points, paired on the same tasks and seeds")))
+            break
+    lps16 = c[(c.id == "lps") & (c.width == 16) & (c.protocol == SPLITS_NOTE)].sort_values("steps")
+    if len(lps16) >= 2:
+        first, last = lps16.iloc[0], lps16.iloc[-1]
+        question = f"LPS gains as training grows (width 16, {first.epochs} -> {last.epochs} epochs)"
+        rows.append(_row("gain_top" if rows else "gain", question,
+                         f"{first.top1:.1f} -> {last.top1:.1f} % ({first.steps} -> {last.steps} steps; {SPLITS_NOTE})",
+                         decide_by_spread(question, *_gap(last.top1, last.sd, first.top1, first.sd), "the gain")))
+    return rows or [_not_yet("gain", "LPS gains as training grows")]
 
 
 PULL_RIVALS = ("weight_stats", "probing")
@@ -348,8 +355,8 @@ def _pull(c, entry: dict | None, top) -> dict:
 
 
 def ladder_verdicts(results: dict) -> list:
-    """The section's questions, each with its rule, the numbers and a verdict (``key``: level, gain, pull,
-    and ``pull_top`` when the longest rung built was measured on three random splits only).
+    """The section's questions, each with its rule, the numbers and a verdict (``key``: level, gain, pull;
+    ``gain_top`` and ``pull_top`` for the rungs measured on three random splits only, beside those on folds).
 
     A question whose model sets are not built yet gets the verdict ``"not measured yet"``. Rungs measured on
     five folds keep every test model's prediction: their questions are decided by
@@ -375,7 +382,7 @@ def ladder_verdicts(results: dict) -> list:
                                           "LPS minus 79.8 (the paper's own 95 % half-width combined with the sd)")))
     else:
         rows.append(_not_yet("level", question))
-    rows.append(_gain(results, c))
+    rows += _gain(results, c)
     built = c[c.id == "lps"].sort_values(["steps", "width"])
     if not len(built):
         return rows + [_not_yet("pull", "LPS pulls away from weight statistics and probing")]
@@ -562,7 +569,7 @@ def ladder_findings(results: dict) -> dict:
                                   if folds else f"{row.top1:.1f} ± {row.sd:.1f} % (sd over 3 random splits)")
     verdicts = {r["key"]: r["verdict"] for r in ladder_verdicts(results)}
     out.update(level=verdicts["level"], gain=verdicts["gain"], pull=verdicts["pull"],
-               pull_top=verdicts.get("pull_top", ""))
+               gain_top=verdicts.get("gain_top", ""), pull_top=verdicts.get("pull_top", ""))
     return out
 
 
