@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--epochs", type=int, default=None, help="epochs of the second-order network")
     ex.add_argument("--folds", type=int, default=None, metavar="K",
                     help="classification, retrieval: K folds that test every model once and keep every "
-                         "prediction, instead of random splits")
+                         "prediction, instead of random splits; branches, ablation: the first --seeds of K folds")
     ex.add_argument("--layers", default=None, metavar="I,J,...",
                     help="branches/ablation: 1-based conv layers to train (default: all)")
     ex.add_argument("--second-order-filters", type=int, default=None, metavar="G",
@@ -185,6 +185,9 @@ def _layers(text) -> list | None:
         raise LpsbookError(f"--layers must list conv layers like 1,2,5; got {text!r}") from None
 
 
+FOLDED = ("classification", "retrieval", "branches", "ablation")  # the experiments that take --folds
+
+
 def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=None, data_dir=None,
                    layers=None, second_order_filters=None, folds=None):
     """Load a model set, run protocol ``name``, write its JSON to ``out``.
@@ -194,9 +197,8 @@ def run_experiment(name, modelset_dir, out, device="auto", seeds=None, epochs=No
     """
     import json
 
-    if folds is not None and (name not in ("classification", "retrieval") or folds < 2):
-        raise LpsbookError(f"--folds applies to classification and retrieval and must be 2 or more; got {folds} "
-                           f"for {name}")
+    if folds is not None and (name not in FOLDED or folds < 2):
+        raise LpsbookError(f"--folds applies to {', '.join(FOLDED)} and must be 2 or more; got {folds} for {name}")
     modelset.check_modelset_dir(modelset_dir, "--modelset")
     out = Path(out).expanduser()
     for path, arg in ((out, "--out"), (Path(f"{out}.partial"), f"--out {out}: its checkpoint")):

@@ -69,7 +69,11 @@ def test_cli_folds(tiny_modelset_dir, tmp_path, capsys):
     assert saved["settings"]["folds"] == 3 and set(saved["predictions"]) == set(saved["settings"]["methods"])
     assert cli.main(["experiment", "transferability", "--modelset", str(tiny_modelset_dir), "--out", str(out),
                      "--folds", "3"]) == 2
-    assert "--folds applies to classification and retrieval" in capsys.readouterr().err
+    assert "--folds applies to classification, retrieval, branches, ablation" in capsys.readouterr().err
+    assert cli.main(["experiment", "branches", "--modelset", str(tiny_modelset_dir), "--out", str(out), "--folds", "3",
+                     "--seeds", "1", "--layers", "1", "--epochs", "1", "--second-order-filters", "2", "--device", "cpu"]) in (0, None)
+    saved = json.loads(out.read_text())
+    assert saved["settings"]["folds"] == 3 and [f["fold"] for f in saved["predictions"]["lps"]] == [0]
 
 
 def test_branches_by_folds_keep_every_branch_prediction_and_test_no_model_twice(tiny_modelset):

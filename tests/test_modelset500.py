@@ -95,3 +95,7 @@ def test_transfer_steps_keep_every_target_and_the_references(tiny_modelset_dir, 
         folds = out["protocols"][step]["per_target"][rows]
         assert len(folds) == out["protocols"][step]["settings"]["seeds"] == min(modelset500.FOLDS, tasks)
         assert sorted(t for f in folds for t in f["task"]) == list(range(tasks))  # every task a target once
+    pairs = out["protocols"]["transferability"]["related_pairs"]["lps"]  # every held-out ordered pair, per fold
+    per_target = out["protocols"]["transferability"]["per_target"]["lps"]
+    assert [len(p["source"]) for p in pairs] == [len(f["task"]) * (len(f["task"]) - 1) for f in per_target]
+    assert all(s != t for p in pairs for s, t in zip(p["source"], p["target"]))

@@ -135,3 +135,33 @@ def test_intervals_read_from_kept_predictions_and_refuse_other_test_models():
     assert st.result_interval(view, "c", "a", "top5").estimate == pytest.approx(100.0)
     with pytest.raises(LpsbookError, match="same models"):
         st.result_paired(view, "c", "a", "b", "top1")
+
+
+def _pairs(score_of, folds=((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)), related_of=lambda s, t: (s + t) % 3 == 0):
+    """Held-out task pairs per fold as transferability keeps them: every ordered pair of a fold's tasks."""
+    out = []
+    for tasks in folds:
+        pairs = [(s, t) for t in tasks for s in tasks if s != t]
+        out.append({"source": [s for s, _ in pairs], "target": [t for _, t in pairs],
+                    "score": [score_of(s, t) for s, t in pairs], "related": [related_of(s, t) for s, t in pairs]})
+    return out
+
+
+def test_pair_auc_is_sklearns_auc_per_fold_with_an_interval_over_tasks():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    noise = {(s, t): rng.random() for s in range(40) for t in range(40)}
+    folds = [tuple(range(i, i + 10)) for i in range(0, 40, 10)]
+    kept = _pairs(lambda s, t: noise[s, t] + 0.3 * ((s + t) % 3 == 0), folds)
+    iv = st.pair_auc(kept)
+    by_fold = [roc_auc_score(f["related"], f["score"]) for f in kept]
+    assert iv.estimate == pytest.approx(np.mean(by_fold)) and iv.low < iv.estimate < iv.high and iv.tasks == 40
+    assert iv == st.pair_auc(kept), "seeded: a rerun gives the same interval"
+    perfect = st.pair_auc(_pairs(lambda s, t: float((s + t) % 3 == 0), folds))
+    assert perfect.estimate == perfect.low == perfect.high == 1.0
+    # two methods on the same pairs: the paired difference of a method with itself is exactly 0; a better one holds
+    assert st.pair_auc(kept, kept).estimate == st.pair_auc(kept, kept).high == 0.0
+    blind = _pairs(lambda s, t: noise[t, s], folds)
+    assert st.decide("better", st.pair_auc(kept, blind)).outcome == st.HOLDS
+    assert st.decide("better", st.pair_auc(blind, kept)).outcome == st.FAILS

@@ -120,3 +120,27 @@ def test_whole_network_findings_read_the_results():
     assert f["best_id"] == n and f["best"] == "graph learner (whole network)" and f["best_top1"] == pytest.approx(50) and f["chance"] == 2
     assert f["verdict"] == "does not beat LPS on every protocol" and f["some"] == "graph learner (whole network)"
     assert f["best_part"] == "stage 1" and f["leep"] == 0.6 and f["probe_counts"] == "1: 10.0 %, 2: 20.0 %"
+
+
+def test_challenge_on_the_related_task_auc_is_paired_on_the_held_out_pairs():
+    folds = [tuple(range(i, i + 10)) for i in range(0, 40, 10)]
+    related = lambda s, t: (s + t) % 3 == 0  # noqa: E731
+
+    def kept(score):
+        out = []
+        for tasks in folds:
+            pairs = [(s, t) for t in tasks for s in tasks if s != t]
+            out.append({"source": [s for s, _ in pairs], "target": [t for _, t in pairs],
+                        "score": [score(s, t) for s, t in pairs], "related": [related(s, t) for s, t in pairs]})
+        return out
+
+    noise = np.random.default_rng(2).random((40, 40))
+    tr = {"results": {m: {"related_auc": {"mean": 0.5, "std": 0.1}} for m in ("lps", "graph", "probing")},
+          "related_pairs": {"lps": kept(lambda s, t: noise[s, t]), "graph": kept(lambda s, t: related(s, t) + noise[s, t]),
+                            "probing": kept(lambda s, t: noise[s, t] + 0.01 * noise[t, s])}}
+    table = claims.challenge({"AUC": (tr, "related_auc", 1)}, "graph")
+    assert table["beats it"].tolist() == [claims.HOLDS] and "[" in table.iloc[0, 0]
+    table = claims.challenge({"AUC": (tr, "related_auc", 1)}, "probing")
+    assert table["beats it"].tolist() == [claims.CANNOT_TELL], "nearly the same scores: the interval holds 0"
+    del tr["related_pairs"]  # a result run before the pairs were kept: the spread rule, and it says so
+    assert claims.challenge({"AUC": (tr, "related_auc", 1)}, "graph")["beats it"].tolist() == [claims.CANNOT_TELL]

@@ -235,6 +235,14 @@ def target_interval(tr, method: str):
     return st.interval(values, tasks)
 
 
+def auc_interval(tr, method: str):
+    """``method``'s related-task AUC (mean over folds) with its interval over resampled tasks, from the
+    held-out pairs a transferability result keeps."""
+    if "related_pairs" not in tr:
+        raise LpsbookError("this transferability result keeps no task pairs; run it again")
+    return st.pair_auc(tr["related_pairs"][method])
+
+
 def _per_target(tr, method: str, other: str | None = None):
     """(values, target tasks) of ``method`` (minus ``other``'s on the same targets), undefined ones left out."""
     if "per_target" not in tr:
@@ -253,9 +261,10 @@ def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas
 
     ``results = {label: (protocol result, metric, scale)}``; methods are ids. Classification and retrieval
     metrics are compared on the same test models (a paired interval over resampled tasks, from the kept
-    predictions); per-target transfer Spearman on the same target tasks (paired, targets resampled); a
-    metric kept only as a mean and sd over splits (the related-task AUC) by
-    :func:`~lpsbook.protocols.statistics.decide_by_spread`. A row per label: both values, the difference
+    predictions); per-target transfer Spearman on the same target tasks (paired, targets resampled); the
+    related-task AUC on the same held-out task pairs (paired, tasks resampled,
+    :func:`~lpsbook.protocols.statistics.pair_auc`); a metric kept only as a mean and sd over splits (a
+    result run before these were kept) by :func:`~lpsbook.protocols.statistics.decide_by_spread`. A row per label: both values, the difference
     with its interval, and the outcome (column ``beats it``: holds, does not hold or cannot tell).
     """
     import pandas as pd
@@ -267,6 +276,11 @@ def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas
             c, i = interval_of(result, challenger, metric), interval_of(result, incumbent, metric)
             v = decide(claim, _paired(result, challenger, incumbent, metric), 0.0, "the paired difference")
             cells = _cell(c), _cell(i)
+        elif metric == "related_auc" and "related_pairs" in result:
+            c, i = auc_interval(result, challenger), auc_interval(result, incumbent)
+            v = decide(claim, st.pair_auc(result["related_pairs"][challenger], result["related_pairs"][incumbent]),
+                       0.0, "the paired difference over resampled tasks")
+            cells = _cell(c, 2), _cell(i, 2)
         elif metric == "spearman_per_target" and "per_target" in result:
             c, i = target_interval(result, challenger), target_interval(result, incumbent)
             v = decide(claim, st.interval(*_per_target(result, challenger, incumbent)), 0.0,

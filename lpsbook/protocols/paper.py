@@ -191,7 +191,9 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
     :func:`~lpsbook.protocols.transfer.transfer_ari`'s matrix when it was computed before. With
     ``folds=k``, the splits are the first ``seeds`` of retrieval's ``k`` task folds (the fits are shared
     with retrieval on the same folds), and every target task's Spearman is kept
-    (``result["per_target"][method]``: per split, the target tasks and their values).
+    (``result["per_target"][method]``: per split, the target tasks and their values). Every held-out pair's
+    score and relatedness is kept too (``result["related_pairs"][method]``), from which
+    :func:`~lpsbook.protocols.statistics.pair_auc` gives the AUC an interval over resampled tasks.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -212,7 +214,9 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
         auc = roc_auc_score(related, xs) if len(set(related)) == 2 else float("nan")
         return {"spearman": spearman(xs, ys), "spearman_per_target": float(np.nanmean(per_target)),
                 "related_auc": float(auc), "_pairs": [list(p) for p in zip(xs, ys)],
-                "_per_target": {"task": tasks, "spearman": [float(v) for v in per_target]}}
+                "_per_target": {"task": tasks, "spearman": [float(v) for v in per_target]},
+                "_related_pairs": {"source": [s for s, _ in pairs], "target": [t for _, t in pairs], "score": xs,
+                                   "related": related}}
 
     if folds:
         seeds = min(seeds, int(task_fold_of(ms, folds).max()) + 1)

@@ -166,6 +166,51 @@ def unpaired_difference(a, b, task_ids, seed: int = 0, level: float = LEVEL) -> 
     return Interval(estimate, float(low), float(high), level, len(ca))
 
 
+# --- pairs of tasks (the related-task AUC) -------------------------------------------------------------
+
+def _auc(score, related, weight) -> float:
+    """ROC AUC of related against unrelated pairs, each pair counted ``weight`` times (a tie counts half);
+    NaN when either kind has no weight."""
+    wp, wn = weight[related], weight[~related]
+    total = wp.sum() * wn.sum()
+    if total == 0:
+        return np.nan
+    d = score[related][:, None] - score[~related][None, :]
+    return float((wp[:, None] * wn[None, :] * ((d > 0) + 0.5 * (d == 0))).sum() / total)
+
+
+def pair_auc(folds, others=None, seed: int = 0, level: float = LEVEL) -> Interval:
+    """The related-task AUC (mean over folds) from every held-out task pair a result keeps, with its
+    interval from resampled **tasks**: a drawn task brings its pairs with every other drawn task, so a pair
+    counts as often as both its tasks were drawn. ``folds``: per fold ``{"source", "target", "score",
+    "related"}``, one entry per pair. With ``others`` (another method's pairs on the same folds), the
+    paired difference ``folds - others`` on the same resampled tasks."""
+    tasks = sorted({int(t) for f in folds for t in (*f["source"], *f["target"])})
+    index = {t: i for i, t in enumerate(tasks)}
+
+    def arrays(fs):
+        return [(np.array([index[int(a)] for a in f["source"]]), np.array([index[int(b)] for b in f["target"]]),
+                 np.asarray(f["score"], dtype=float), np.asarray(f["related"], dtype=bool)) for f in fs]
+
+    sides = [arrays(folds)] + ([arrays(others)] if others is not None else [])
+
+    def one(counts) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a resample with no related pair in a fold: that fold left out
+            v = [np.nanmean([_auc(sc, rel, counts[a] * counts[b]) for a, b, sc, rel in side]) for side in sides]
+        return v[0] - v[1] if len(v) == 2 else v[0]
+
+    def statistic(idx, axis=-1):
+        rows = np.asarray(idx).reshape(-1, np.shape(idx)[-1])
+        return np.array([one(np.bincount(r, minlength=len(tasks))) for r in rows]).reshape(np.shape(idx)[:-1])
+
+    estimate = one(np.ones(len(tasks)))
+    if len(tasks) < 2 or not np.isfinite(estimate):
+        return Interval(estimate, estimate, estimate, level, len(tasks))
+    low, high = _bootstrap((np.arange(len(tasks)),), statistic, True, seed, level)
+    return Interval(estimate, min(low, estimate), max(high, estimate), level, len(tasks))
+
+
 def published(value: float, n: int, level: float = LEVEL) -> Interval:
     """A proportion a paper reports (``value`` in [0, 1]) measured on ``n`` test items, with its Wilson interval.
 

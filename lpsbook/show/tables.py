@@ -71,13 +71,16 @@ def mean_sd(summary: dict, scale: float = 100, digits: int = 1) -> str:
 
 def result_cell(result: dict, method: str, metric: str, scale: float = 100, digits: int = 1) -> str:
     """One method's ``metric`` for a table: the estimate with its 95 % interval over resampled tasks where
-    the result keeps what it needs (every test model's prediction; every target task's Spearman), else
-    ``mean ± sd`` over its splits."""
+    the result keeps what it needs (every test model's prediction; every target task's Spearman; every
+    held-out task pair, for the related-task AUC), else ``mean ± sd`` over its splits."""
     from ..findings.claims import target_interval
-    from ..protocols.statistics import cell, result_interval, view
+    from ..protocols.statistics import cell, pair_auc, result_interval, view
 
     if scale == 100 and method in (result.get("predictions") or {}):
         return cell(result_interval(view(step=result), "step", method, metric), digits)
+    if metric == "related_auc" and method in (result.get("related_pairs") or {}):
+        iv = pair_auc(result["related_pairs"][method]).scaled(scale)
+        return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
     if metric == "spearman_per_target" and method in (result.get("per_target") or {}):
         iv = target_interval(result, method).scaled(scale)
         return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
