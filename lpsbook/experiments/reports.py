@@ -525,7 +525,7 @@ def ladder_state_sentence(results: dict) -> str:
         build = top["summary"]["build"]
         sec = build["median_model_seconds"]
         cost = (f"At the paper's recipe one model took {sec:.0f} s of training (median over the top rung, "
-                f"{', '.join(build['cpus'])}, {results['provenance']['cpu_threads']} threads), so the paper's "
+                f"{', '.join(build['cpus'])}), so the paper's "
                 f"whole ModelSet500, 500 such models, would take about {500 * sec / 3600:.0f} hours of this machine. ")
     todo = ("Not built yet: " + ", ".join(f"`{n}`" for n in left) + f"; `{COMMAND}` resumes where the file stops"
             if left else "Every set of the ladder and the 50-task set is built")
@@ -534,14 +534,15 @@ def ladder_state_sentence(results: dict) -> str:
 
 def build_summary(results: dict) -> dict:
     """What the file holds and how it was made, for the chapter's prose: rungs built, hours of
-    training, CPU, threads, precision, first and last dates, code version."""
+    training, CPU, precision, first and last dates, code version (the threads are the last command's, in the
+    file's provenance: sets built across sessions may have used others)."""
     summaries = [results["sets"][n]["summary"] for n in results["order"] if n in results["sets"]]
     dates = sorted(d[:10] for s in summaries for d in (s["build"]["first_model"], s["build"]["last_model"]))
     names = [n for n, _ in rungs(results)]
     return {"built": sum(n in results["sets"] for n in names), "rungs": len(names), "sets": len(summaries),
             "hours": sum(map(training_seconds, summaries)) / 3600,
             "cpu": ", ".join(sorted({c for s in summaries for c in s["build"]["cpus"]})),
-            "threads": results["provenance"]["cpu_threads"], "first_date": dates[0] if dates else "",
+            "first_date": dates[0] if dates else "",
             "last_date": dates[-1] if dates else "",
             "precision": ", ".join(sorted({p for s in summaries for p in s["build"]["precision"]})),
             "code": ", ".join(sorted({results["sets"][n].get("code_version", results["provenance"]["code_version"])
