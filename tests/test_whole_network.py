@@ -144,3 +144,20 @@ def test_challenge_on_the_related_task_auc_is_paired_on_the_held_out_pairs():
     assert table["beats it"].tolist() == [claims.CANNOT_TELL], "nearly the same scores: the interval holds 0"
     del tr["related_pairs"]  # a result run before the pairs were kept: the spread rule, and it says so
     assert claims.challenge({"AUC": (tr, "related_auc", 1)}, "graph")["beats it"].tolist() == [claims.CANNOT_TELL]
+
+
+def test_pairwise_comparisons_of_chapter_7_each_with_a_paired_verdict():
+    tasks = np.repeat(np.arange(20), 2)
+    cls = _predicted("classification", {"lps": tasks < 12, "weight_stats": tasks < 11, "rebasin_fc": tasks < 3,
+                                        "fc": tasks < 3})
+    ret = _predicted("retrieval", {"lps": tasks < 12, "weight_stats": tasks < 2, "rebasin_fc": tasks < 3, "fc": tasks < 8})
+    table = claims.pairwise(cls, ret)
+    assert len(table) == 2 * len(claims.SYMMETRY_PAIRS) and claims.follow_their_rules(table)
+    out = table["beats it"]
+    assert out[("weight statistics vs only one FC layer", "classification top-1 %")] == claims.HOLDS
+    assert out[("re-basin + FC vs only one FC layer", "classification top-1 %")] == claims.CANNOT_TELL  # the same models
+    assert out[("re-basin + FC vs only one FC layer", "retrieval rank-1 %")] == claims.FAILS
+    assert out[("LPS vs weight statistics", "classification top-1 %")] == claims.CANNOT_TELL  # one task apart
+    lines = claims.pairwise_lines(table).split("\n")
+    assert len(lines) == len(claims.SYMMETRY_PAIRS) and lines[0].startswith("* weight statistics beats only one FC layer?")
+    assert "**holds**" in lines[0] and "points" in lines[0]

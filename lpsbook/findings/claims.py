@@ -269,7 +269,7 @@ def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas
     """
     import pandas as pd
 
-    rows = []
+    rows, verdicts = [], []
     for name, (result, metric, scale) in results.items():
         claim = f"{label(challenger)} beats {label(incumbent)} on {name}"
         if "predictions" in result and metric in ("top1", "top5", "top10", "rank1", "rank5", "rank10", "mAP"):
@@ -292,8 +292,11 @@ def challenge(results: dict, challenger: str, incumbent: str = "lps") -> "pandas
             v = decide_by_spread(claim, c - i, max(c_sd, i_sd), "the difference", splits)
             cells = f"{c:.2f}\u00a0±\u00a0{c_sd:.2f}", f"{i:.2f}\u00a0±\u00a0{i_sd:.2f}"
         rows.append((name, *cells, _cell(v.interval, 1 if scale == 100 else 2), v.outcome))
-    return pd.DataFrame(rows, columns=["claim", label(challenger), label(incumbent), "difference [95 % interval]",
-                                       "beats it"]).set_index("claim")
+        verdicts.append(v)
+    table = pd.DataFrame(rows, columns=["claim", label(challenger), label(incumbent), "difference [95 % interval]",
+                                        "beats it"]).set_index("claim")
+    table.attrs["verdicts"] = verdicts
+    return table
 
 
 def main_metrics(classification, retrieval, transferability) -> dict:
@@ -304,15 +307,48 @@ def main_metrics(classification, retrieval, transferability) -> dict:
             "related-task AUC (retrieval split)": (transferability, "related_auc", 1)}
 
 
+CHALLENGE_COLUMNS = ["challenger", "incumbent", "difference [95 % interval]", "beats it"]
+
+
 def challenges(classification, retrieval, transferability, challengers, incumbent: str = "lps"):
     """:func:`challenge` of every method id in ``challengers`` on the five main metrics, one table indexed by
     (challenger id, metric)."""
     import pandas as pd
 
     metrics = main_metrics(classification, retrieval, transferability)
-    return pd.concat({m: challenge(metrics, m, incumbent).set_axis(["challenger", "incumbent", "difference [95 % interval]",
-                                                                    "beats it"], axis=1)
-                      for m in challengers}, names=["challenger"])
+    return pd.concat({m: challenge(metrics, m, incumbent).set_axis(CHALLENGE_COLUMNS, axis=1) for m in challengers},
+                     names=["challenger"])
+
+
+# Chapter 7: does respecting the symmetry help? Each (challenger, incumbent) on the same test models.
+SYMMETRY_PAIRS = (("weight_stats", "fc"), ("rebasin_fc", "fc"), ("lps", "rebasin_fc"), ("lps", "weight_stats"))
+
+
+def pairwise(classification, retrieval, pairs=SYMMETRY_PAIRS):
+    """:func:`challenge` of each ``(challenger, incumbent)`` of ``pairs`` on classification top-1 and retrieval
+    rank-1 (paired on the same test models), one table indexed by (comparison, metric); the verdicts, with
+    their rules, in ``table.attrs["verdicts"]`` (each claim "challenger beats incumbent on metric")."""
+    import pandas as pd
+
+    metrics = {"classification top-1 %": (classification, "top1", 100), "retrieval rank-1 %": (retrieval, "rank1", 100)}
+    tables, verdicts = {}, []
+    for a, b in pairs:
+        table = challenge(metrics, a, b)
+        tables[f"{label(a)} vs {label(b)}"], verdicts = table.set_axis(CHALLENGE_COLUMNS, axis=1), verdicts + table.attrs["verdicts"]
+    out = pd.concat(tables, names=["comparison"])
+    out.attrs["verdicts"] = verdicts
+    return out
+
+
+def pairwise_lines(table) -> str:
+    """:func:`pairwise`'s verdicts as a markdown list for the page (glued): each comparison, its outcome in
+    bold and the paired difference with its interval, per metric."""
+    lines = []
+    for comparison in dict.fromkeys(table.index.get_level_values(0)):
+        parts = [f"{metric}: **{row['beats it']}** ({row['difference [95 % interval]']} points)"
+                 for metric, row in table.loc[comparison].iterrows()]
+        lines.append(f"* {comparison.replace(' vs ', ' beats ')}? " + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 def whole_network_findings(cls, tr, verdicts, stages_result, references, probes_result, n_tasks: int) -> dict:
