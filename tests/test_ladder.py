@@ -273,6 +273,9 @@ def test_verdicts_on_folds_are_paired_and_say_which_protocol():
     table = reports.methods_table(results)
     assert table.loc["protocol"].tolist() == [reports.FOLDS_NOTE, reports.FOLDS_NOTE, reports.SPLITS_NOTE]
     assert "[" in table.loc["LPS", "width 16, 10 epochs"] and "±" in table.loc["LPS", "width 16, 160 epochs"]
+    lines = reports.verdict_lines(results).split("\n")
+    assert len(lines) == len(reports.ladder_verdicts(results)) and all(line.startswith("* ") for line in lines)
+    assert "(paired 95 % interval, 5 folds)" in lines[1] and lines[-1].endswith("(spread rule, 3 random splits).")
     found = reports.ladder_findings(results)
     assert "5 folds" in found["first_lps_cell"] and "3 random splits" in found["last_lps_cell"]
     assert found["first_lps_low"] < found["first_lps"] < found["first_lps_high"] and abs(found["first_lps"] - 50) < 1e-9
