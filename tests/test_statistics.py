@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from conftest import related_pairs
 from lpsbook.core.errors import LpsbookError
 from lpsbook.protocols import statistics as st
 
@@ -138,13 +139,7 @@ def test_intervals_read_from_kept_predictions_and_refuse_other_test_models():
 
 
 def _pairs(score_of, folds=((0, 1, 2, 3, 4), (5, 6, 7, 8, 9)), related_of=lambda s, t: (s + t) % 3 == 0):
-    """Held-out task pairs per fold as transferability keeps them: every ordered pair of a fold's tasks."""
-    out = []
-    for tasks in folds:
-        pairs = [(s, t) for t in tasks for s in tasks if s != t]
-        out.append({"source": [s for s, _ in pairs], "target": [t for _, t in pairs],
-                    "score": [score_of(s, t) for s, t in pairs], "related": [related_of(s, t) for s, t in pairs]})
-    return out
+    return related_pairs(score_of, folds, related_of)
 
 
 def test_pair_auc_is_sklearns_auc_per_fold_with_an_interval_over_tasks():

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import related_pairs
 from lpsbook.findings import analyses, claims
 from lpsbook.methods import registry
 from lpsbook.protocols import paper, results, transfer
@@ -127,12 +128,7 @@ def test_challenge_on_the_related_task_auc_is_paired_on_the_held_out_pairs():
     related = lambda s, t: (s + t) % 3 == 0  # noqa: E731
 
     def kept(score):
-        out = []
-        for tasks in folds:
-            pairs = [(s, t) for t in tasks for s in tasks if s != t]
-            out.append({"source": [s for s, _ in pairs], "target": [t for _, t in pairs],
-                        "score": [score(s, t) for s, t in pairs], "related": [related(s, t) for s, t in pairs]})
-        return out
+        return related_pairs(score, folds, related)
 
     noise = np.random.default_rng(2).random((40, 40))
     tr = {"results": {m: {"related_auc": {"mean": 0.5, "std": 0.1}} for m in ("lps", "graph", "probing")},
