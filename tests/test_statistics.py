@@ -160,3 +160,17 @@ def test_pair_auc_is_sklearns_auc_per_fold_with_an_interval_over_tasks():
     blind = _pairs(lambda s, t: noise[t, s], folds)
     assert st.decide("better", st.pair_auc(kept, blind)).outcome == st.HOLDS
     assert st.decide("better", st.pair_auc(blind, kept)).outcome == st.FAILS
+
+
+def test_pair_auc_with_few_related_pairs_is_wide_or_undefined_never_a_point():
+    """Few related pairs (as among the held-out tasks of two folds): a resample that loses them all has no
+    AUC and is left out; the interval is wide, or undefined when most resamples have none, never a point."""
+    rng = np.random.default_rng(1)
+    noise = rng.random((20, 20))
+    folds = (tuple(range(10)), tuple(range(10, 20)))
+    few = ({0, 1}, {2, 3}, {10, 11}, {12, 13})
+    iv = st.pair_auc(related_pairs(lambda s, t: noise[s, t] + 0.2 * ({s, t} in few), folds, lambda s, t: {s, t} in few))
+    assert np.isfinite(iv.low) and iv.low < iv.estimate < iv.high and iv.high - iv.low > 0.1
+    one = st.pair_auc(related_pairs(lambda s, t: noise[s, t], folds, lambda s, t: {s, t} == {0, 1}))
+    assert np.isfinite(one.estimate) and np.isnan(one.low) and np.isnan(one.high)
+    assert st.decide("x", one).outcome == st.CANNOT_TELL and st.decide("x", one - 0.5).outcome == st.CANNOT_TELL

@@ -181,8 +181,10 @@ def _auc(score, related, weight) -> float:
 
 def pair_auc(folds, others=None, seed: int = 0, level: float = LEVEL) -> Interval:
     """The related-task AUC (mean over folds) from every held-out task pair a result keeps, with its
-    interval from resampled **tasks**: a drawn task brings its pairs with every other drawn task, so a pair
-    counts as often as both its tasks were drawn. ``folds``: per fold ``{"source", "target", "score",
+    interval from resampled **tasks** (percentile, seeded): a drawn task brings its pairs with every other
+    drawn task, so a pair counts as often as both its tasks were drawn; a resample without a related (or an
+    unrelated) pair left has no AUC and is left out, and with more than half of them left out the interval
+    is undefined (NaN bounds, so a verdict on it cannot tell). ``folds``: per fold ``{"source", "target", "score",
     "related"}``, one entry per pair. With ``others`` (another method's pairs on the same folds), the
     paired difference ``folds - others`` on the same resampled tasks."""
     tasks = sorted({int(t) for f in folds for t in (*f["source"], *f["target"])})
@@ -200,15 +202,19 @@ def pair_auc(folds, others=None, seed: int = 0, level: float = LEVEL) -> Interva
             v = [np.nanmean([_auc(sc, rel, counts[a] * counts[b]) for a, b, sc, rel in side]) for side in sides]
         return v[0] - v[1] if len(v) == 2 else v[0]
 
-    def statistic(idx, axis=-1):
-        rows = np.asarray(idx).reshape(-1, np.shape(idx)[-1])
-        return np.array([one(np.bincount(r, minlength=len(tasks))) for r in rows]).reshape(np.shape(idx)[:-1])
-
     estimate = one(np.ones(len(tasks)))
     if len(tasks) < 2 or not np.isfinite(estimate):
         return Interval(estimate, estimate, estimate, level, len(tasks))
-    low, high = _bootstrap((np.arange(len(tasks)),), statistic, True, seed, level)
-    return Interval(estimate, min(low, estimate), max(high, estimate), level, len(tasks))
+    # Percentile bootstrap over tasks, seeded. A resample whose folds hold no related (or no unrelated) pair
+    # has no AUC and is left out; when more than half have none, the pairs are too few for an interval
+    # (NaN bounds: a verdict on it cannot tell).
+    draws = np.random.default_rng(seed).integers(0, len(tasks), size=(RESAMPLES, len(tasks)))
+    values = np.array([one(np.bincount(d, minlength=len(tasks))) for d in draws])
+    values = values[np.isfinite(values)]
+    if len(values) < RESAMPLES / 2:
+        return Interval(estimate, float("nan"), float("nan"), level, len(tasks))
+    low, high = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(estimate, min(float(low), estimate), max(float(high), estimate), level, len(tasks))
 
 
 def published(value: float, n: int, level: float = LEVEL) -> Interval:
