@@ -79,11 +79,9 @@ def result_cell(result: dict, method: str, metric: str, scale: float = 100, digi
     if scale == 100 and method in (result.get("predictions") or {}):
         return cell(result_interval(view(step=result), "step", method, metric), digits)
     if metric == "related_auc" and method in (result.get("related_pairs") or {}):
-        iv = pair_auc(result["related_pairs"][method]).scaled(scale)
-        return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
+        return cell(pair_auc(result["related_pairs"][method]).scaled(scale), digits)
     if metric == "spearman_per_target" and method in (result.get("per_target") or {}):
-        iv = target_interval(result, method).scaled(scale)
-        return f"{iv.estimate:.{digits}f}\u00a0[{iv.low:.{digits}f},\u00a0{iv.high:.{digits}f}]"
+        return cell(target_interval(result, method).scaled(scale), digits)
     return mean_sd(result["results"][method][metric], scale, digits)
 
 
