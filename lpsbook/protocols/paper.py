@@ -74,16 +74,19 @@ def fold_rows(fold_of, f: int) -> tuple:
     return np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
 
 
-def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint, folds=None) -> ProtocolResult:
+def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint, folds=None,
+                     parallel=False) -> ProtocolResult:
     """A protocol of one fit per (method, split): ``evaluate(method id, seed, config) -> {metric: value}``.
 
-    With ``folds``, the splits are the folds (``seeds`` is their number) and the settings say so."""
+    With ``folds``, the splits are the folds (``seeds`` is their number) and the settings say so; ``parallel``
+    as for :func:`~lpsbook.protocols.results.run_protocol`."""
     config = config or default_config(ms)
     ids = [method_id(m) for m in methods]
     settings = {"methods": ids, "seeds": seeds, "lps": config.to_dict(), "device": str(device),
                 **({"folds": folds} if folds else {})}
     jobs = [(m, "", s) for s in range(seeds) for m in ids]
-    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint)
+    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint,
+                        parallel and torch.device(device).type == "cpu")
 
 
 # --- Tables 1 and 2 ---------------------------------------------------------------------------------
@@ -115,7 +118,8 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
                 "_cost": {"fit seconds": t1 - t0, "seconds to embed 100 models": (t2 - t1) * 100 / min(100, len(test)),
                           "peak memory MiB": peak.mib}}
 
-    return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
+    return _method_protocol("classification", ms, methods, seeds, config, device, evaluate, checkpoint, folds,
+                            parallel=True)
 
 
 FITS = Memo(32)  # retrieval and transferability fit the same method on the same split: the second reuses it
@@ -337,7 +341,7 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind, second_ord
             return {layer: top1}
         return {layer: top1, "_predictions": {"layer": layer, "fold": seed, **branch_ranks(net, ms, layer, test)}}
 
-    return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint)
+    return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint, torch.device(device).type == "cpu")
 
 
 def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
@@ -379,7 +383,8 @@ def stages(ms, seeds: int = 1, config: LPSConfig | None = None, device="cpu", ch
         m.keys = STAGES[part]
         return held_out_topk(fit(m, ms, train), ms, test)
 
-    return run_protocol("stages", ms, [(p, "", s) for s in range(seeds) for p in parts], evaluate, settings, checkpoint)
+    return run_protocol("stages", ms, [(p, "", s) for s in range(seeds) for p in parts], evaluate, settings, checkpoint,
+                        torch.device(device).type == "cpu")
 
 
 def probe_counts(ms, counts=(1, 2, 4), seeds: int = 1, config: LPSConfig | None = None, device="cpu",
@@ -393,7 +398,7 @@ def probe_counts(ms, counts=(1, 2, 4), seeds: int = 1, config: LPSConfig | None 
 
     rows = [str(n) for n in counts]
     return run_protocol("probe_counts", ms, [(r, "", s) for s in range(seeds) for r in rows], evaluate, settings,
-                        checkpoint)
+                        checkpoint, torch.device(device).type == "cpu")
 
 
 PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval,

@@ -1,0 +1,68 @@
+"""Protocol jobs side by side in forked processes (lpsbook.core.parallel)."""
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lpsbook.core import parallel
+from lpsbook.core.errors import LpsbookError
+from lpsbook.protocols import paper
+
+linux_only = pytest.mark.skipif(not parallel.sys.platform.startswith("linux"), reason="forked workers: Linux only")
+
+
+def test_workers_follow_the_setting_and_the_job_count(monkeypatch):
+    monkeypatch.setenv("LPSBOOK_WORKERS", "3")
+    expected = 1 if torch.cuda.is_available() or not parallel.sys.platform.startswith("linux") else 3
+    assert parallel.workers(10) == expected
+    assert parallel.workers(1) == 1  # one job: no process to start
+    monkeypatch.setenv("LPSBOOK_WORKERS", "1")
+    assert parallel.workers(10) == 1
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("LPSBOOK_WORKERS", bad)
+        with pytest.raises(LpsbookError, match="LPSBOOK_WORKERS"):
+            parallel.workers(10)
+
+
+def test_a_seeded_job_draws_the_same_numbers_whatever_ran_before():
+    def draw():
+        return torch.rand(3).tolist(), np.random.rand(), random.random()
+
+    with parallel.seeded("fit a"):
+        first = draw()
+    torch.rand(5), np.random.rand(7)  # another job's draws in between
+    before = torch.random.get_rng_state()
+    with parallel.seeded("fit a"):
+        again = draw()
+    assert first == again
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's generator is left as it was
+    with parallel.seeded("fit b"):
+        assert draw() != first
+
+
+@linux_only
+def test_forked_jobs_return_every_result_once_and_raise_a_jobs_error():
+    out = dict(parallel.imap(lambda x: (x * x, os.getpid()), list(range(6)), 2))
+    assert {i: v[0] for i, v in out.items()} == {i: i * i for i in range(6)}
+    assert os.getpid() not in {v[1] for v in out.values()}  # they ran in the workers
+
+    def fails(x):
+        if x == 3:
+            raise LpsbookError("job 3 failed")
+        return x
+
+    with pytest.raises(LpsbookError, match="job 3 failed"):
+        list(parallel.imap(fails, list(range(5)), 2))
+
+
+@linux_only
+def test_a_protocol_gives_the_same_predictions_in_two_processes_as_in_one(tiny_modelset, monkeypatch):
+    runs = {}
+    for n in ("1", "2"):
+        monkeypatch.setenv("LPSBOOK_WORKERS", n)
+        runs[n] = paper.classification(tiny_modelset, methods=("random", "fc"), folds=5)
+    for method in ("random", "fc"):  # random draws from its own seed; one FC layer fits on one thread either way
+        assert runs["1"]["predictions"][method] == runs["2"]["predictions"][method]
+        assert runs["1"]["results"][method]["top1"]["values"] == pytest.approx(runs["2"]["results"][method]["top1"]["values"])
