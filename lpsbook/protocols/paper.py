@@ -85,8 +85,7 @@ def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpo
     settings = {"methods": ids, "seeds": seeds, "lps": config.to_dict(), "device": str(device),
                 **({"folds": folds} if folds else {})}
     jobs = [(m, "", s) for s in range(seeds) for m in ids]
-    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint,
-                        parallel and torch.device(device).type == "cpu")
+    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint, parallel)
 
 
 # --- Tables 1 and 2 ---------------------------------------------------------------------------------
@@ -341,7 +340,7 @@ def _single_branch(ms, layers, variants, seeds, config, device, kind, second_ord
             return {layer: top1}
         return {layer: top1, "_predictions": {"layer": layer, "fold": seed, **branch_ranks(net, ms, layer, test)}}
 
-    return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint, torch.device(device).type == "cpu")
+    return run_protocol(kind, ms, jobs, evaluate, settings, checkpoint, parallel=True)
 
 
 def branches(ms, layers=None, seeds: int = 1, config: LPSConfig | None = None, device="cpu",
@@ -384,7 +383,7 @@ def stages(ms, seeds: int = 1, config: LPSConfig | None = None, device="cpu", ch
         return held_out_topk(fit(m, ms, train), ms, test)
 
     return run_protocol("stages", ms, [(p, "", s) for s in range(seeds) for p in parts], evaluate, settings, checkpoint,
-                        torch.device(device).type == "cpu")
+                        parallel=True)
 
 
 def probe_counts(ms, counts=(1, 2, 4), seeds: int = 1, config: LPSConfig | None = None, device="cpu",
@@ -398,7 +397,7 @@ def probe_counts(ms, counts=(1, 2, 4), seeds: int = 1, config: LPSConfig | None 
 
     rows = [str(n) for n in counts]
     return run_protocol("probe_counts", ms, [(r, "", s) for s in range(seeds) for r in rows], evaluate, settings,
-                        checkpoint, torch.device(device).type == "cpu")
+                        checkpoint, parallel=True)
 
 
 PROTOCOLS = {"similarity": similarity, "classification": classification, "retrieval": retrieval,

@@ -183,9 +183,9 @@ def run_protocol(kind: str, ms, jobs, evaluate, settings: dict, checkpoint=None,
     checkpoint : path, optional
         Finished jobs are kept there, so an interrupted run resumes; removed at the end.
     parallel : bool
-        The jobs are independent: on a CPU, run them side by side in forked processes
-        (:func:`lpsbook.core.parallel.workers`), one thread each. The results are the same up to float
-        rounding (one thread adds in another order than two).
+        The jobs are independent: run them side by side in forked processes, one thread each, where
+        :func:`lpsbook.core.parallel.workers` allows (a CPU-only machine with fork). The results are
+        the same up to float rounding (one thread adds in another order than two).
     """
     t0 = time.time()
     ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, **settings})
