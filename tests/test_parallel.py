@@ -66,3 +66,27 @@ def test_a_protocol_gives_the_same_predictions_in_two_processes_as_in_one(tiny_m
     for method in ("random", "fc"):  # random draws from its own seed; one FC layer fits on one thread either way
         assert runs["1"]["predictions"][method] == runs["2"]["predictions"][method]
         assert runs["1"]["results"][method]["top1"]["values"] == pytest.approx(runs["2"]["results"][method]["top1"]["values"])
+
+
+@linux_only
+def test_a_build_in_forked_processes_saves_the_same_models_as_one_process(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from lpsbook.training import modelset
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' own thread count, so that only the process differs
+    try:
+        monkeypatch.setenv("LPSBOOK_WORKERS", "1")
+        modelset.build("tiny", tmp_path / "one", pack_size=3, progress=False)
+        monkeypatch.setenv("LPSBOOK_WORKERS", "2")
+        modelset.build("tiny", tmp_path / "two", pack_size=3, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    files = sorted(p.name for p in (tmp_path / "one" / "models").glob("*.safetensors"))
+    assert len(files) == 9 and files == sorted(p.name for p in (tmp_path / "two" / "models").glob("*.safetensors"))
+    for name in files:
+        a, b = (load_file(tmp_path / d / "models" / name) for d in ("one", "two"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    meta = modelset.read_meta(tmp_path / "two" / "models" / files[0].replace(".safetensors", ".json"))
+    assert meta["threads"] == 1 and modelset.verify(tmp_path / "two")["models"] == 9

@@ -33,6 +33,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .. import __version__, code_version
+from ..core import parallel
 from ..core.data import default_cache_dir, load_dataset, normalise
 from ..core.errors import LpsbookError
 from ..core.nets import ResNet20, conv_layers
@@ -302,15 +303,23 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     refuse_mixed_precision(out, preset, dev, kept)
     dataset = load_dataset(preset, data_dir, download)
     recipe = Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
-    size, where = packing(len(todo), pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1])), \
-        provenance(preset, dev)
+    size = packing(len(todo), pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1]))
+    packs = [todo[start:start + size] for start in range(0, len(todo), size)]
+    processes = parallel.workers(len(packs)) if dev.type == "cpu" else 1
+    where = {**provenance(preset, dev), "threads": 1 if processes > 1 else torch.get_num_threads()}
     bar = progress_bar(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
     try:
-        for start in range(0, len(todo), size):
-            for res, train_seed, seconds in train_with_retries(preset, dataset, todo[start:start + size], dev,
-                                                               progress=bar, recipe=recipe):
-                save_model(out, preset, dataset, res, train_seed, seconds, where)
+        if processes == 1:  # one pack after another here, the bar moving with every step
+            for pack in packs:
+                for res, train_seed, seconds in train_with_retries(preset, dataset, pack, dev, bar, recipe):
+                    save_model(out, preset, dataset, res, train_seed, seconds, where)
+        else:  # packs side by side in forked processes (one thread each), each saved here as it ends
+            train = lambda pack: list(train_with_retries(preset, dataset, pack, dev, recipe=recipe))
+            for _, trained in parallel.imap(train, packs, processes):
+                for res, train_seed, seconds in trained:
+                    save_model(out, preset, dataset, res, train_seed, seconds, where)
+                bar.update(len(trained))
     finally:
         bar.close()
     return out
