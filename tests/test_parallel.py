@@ -90,3 +90,30 @@ def test_a_build_in_forked_processes_saves_the_same_models_as_one_process(tmp_pa
         assert all(torch.equal(a[k], b[k]) for k in a), name
     meta = modelset.read_meta(tmp_path / "two" / "models" / files[0].replace(".safetensors", ".json"))
     assert meta["threads"] == 1 and modelset.verify(tmp_path / "two")["models"] == 9
+
+
+@linux_only
+def test_workers_end_with_a_parent_killed_outright():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os, time\nfrom lpsbook.core import parallel\n"
+              "def job(i):\n    print(os.getpid(), flush=True)\n    time.sleep(120)\n"
+              "list(parallel.imap(job, [0, 1], 2))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(proc.stdout.readline()) for _ in range(2)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") and "Z" not in _state(p) for p in pids):
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{p}") and "Z" not in _state(p) for p in pids), "orphaned workers"
+
+
+def _state(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

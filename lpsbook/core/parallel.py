@@ -12,9 +12,11 @@ process, as on a GPU, where jobs always run here).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import random
+import signal
 import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -60,10 +62,15 @@ def seeded(name: str):
             random.setstate(py_state)
 
 
-def _start_worker():
+def _start_worker(parent: int):
     global _IN_WORKER
     _IN_WORKER = True
     torch.set_num_threads(1)
+    # A worker ends with the process that started it, even one killed outright (a build stopped with
+    # SIGKILL), instead of waiting for jobs forever: Linux's parent-death signal.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was set
+        os._exit(1)
 
 
 def _run(i: int):
@@ -81,7 +88,8 @@ def imap(function, items: list, processes: int):
         return
     _TASK = (function, items)
     try:
-        with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_start_worker) as pool:
+        with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_start_worker,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_run, i): i for i in range(len(items))}
             try:
                 for done in as_completed(futures):
