@@ -34,8 +34,8 @@ from ..core.memo import Memo
 from ..core.presets import Preset, get_preset
 from ..core.progress import bar as progress_bar
 from ..core.runtime import resolve_device
-from .modelset import MODELS, model_stem, packing, plan_build, provenance, read_meta, save_model
-from .packed import Recipe, train_with_retries
+from .modelset import MODELS, model_stem, plan_build, provenance, read_meta, save_model
+from .packed import Recipe, packing, train_with_retries
 from .packed import pack_size as auto_pack_size
 
 PROBE_SECONDS = 5.0  # how long an address may take to answer before it counts as down

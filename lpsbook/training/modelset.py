@@ -42,7 +42,7 @@ from ..core.progress import bar as progress_bar
 from ..core.runtime import cpu_model, mixed_precision, resolve_device
 from ..core.symmetry import resnet20_spec
 from ..core.store import DamagedFileWarning, os_fix, output_problem, read_sealed, seal, write_atomic
-from .packed import Recipe, pack_size as auto_pack_size, train_with_retries
+from .packed import Recipe, pack_size as auto_pack_size, packing, train_with_retries
 
 SET_FILE = "modelset.json"
 MODELS = "models"
@@ -245,12 +245,6 @@ def refuse_mixed_precision(out: Path, preset: Preset, device, saved):
             f"AMX), or build the preset into another --out.")
 
 
-def packing(models: int, size: int) -> int:
-    """The pack size that splits ``models`` into the fewest packs of at most ``size``, balanced."""
-    packs = -(-models // size)
-    return -(-models // packs)
-
-
 def plan_build(preset: Preset, out: Path, shard=None) -> tuple:
     """What a build of ``preset`` (or one shard of it) into ``out`` has to train: ``(todo, kept)``, the
     (task, seed) pairs to train (missing or damaged) and those saved whole. Checks ``out``, writes the
@@ -278,10 +272,8 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
           progress=True, pack_size=None) -> Path:
     """Train and save every model of ``preset`` (or of one shard) into ``out``.
 
-    Resumes where an earlier build stopped: models already saved are not
-    trained again.  Models whose loss became NaN/inf are retrained with the
-    next seed (``seed + 1000 * attempt``); after three attempts the build stops
-    with an error.
+    Resumes where an earlier build stopped: saved models are not trained again. Models whose loss became
+    NaN/inf are retrained with the next seed (``seed + 1000 * attempt``), three attempts at most.
 
     Parameters
     ----------
@@ -305,7 +297,7 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     recipe = Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
     size = packing(len(todo), pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1]))
     packs = [todo[start:start + size] for start in range(0, len(todo), size)]
-    processes = parallel.workers(len(packs)) if dev.type == "cpu" else 1
+    processes = parallel.workers(len(packs)) if dev.type == "cpu" else 1  # threads: what each model trained on
     where = {**provenance(preset, dev), "threads": 1 if processes > 1 else torch.get_num_threads()}
     bar = progress_bar(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")

@@ -43,6 +43,12 @@ def steps_per_epoch(preset: Preset, dataset: Dataset) -> int:
     return math.ceil(n / preset.batch_size)
 
 
+def packing(models: int, size: int) -> int:
+    """The pack size that splits ``models`` into the fewest packs of at most ``size``, balanced."""
+    packs = -(-models // size)
+    return -(-models // packs)
+
+
 def pack_size(preset: Preset, device: torch.device, image_size: int) -> int:
     """Models per pack: the preset's CPU figure, or what fits in free CUDA memory."""
     if device.type != "cuda":
