@@ -100,10 +100,15 @@ def test_workers_end_with_a_parent_killed_outright():
     import time
 
     script = ("import os, time\nfrom lpsbook.core import parallel\n"
-              "def job(i):\n    print(os.getpid(), flush=True)\n    time.sleep(120)\n"
+              "def job(i):\n    print('worker', os.getpid(), flush=True)\n    time.sleep(120)\n"
               "list(parallel.imap(job, [0, 1], 2))\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    pids = [int(proc.stdout.readline()) for _ in range(2)]
+    pids = []
+    for line in proc.stdout:  # other lines (a library's notice) are not the workers'
+        pids += [int(line.split()[1])] if line.startswith("worker ") else []
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2, "both workers started"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 10
