@@ -69,6 +69,49 @@ def test_a_protocol_gives_the_same_predictions_in_two_processes_as_in_one(tiny_m
 
 
 @linux_only
+def test_retrieval_fits_in_workers_and_transferability_reuses_them(tiny_modelset, monkeypatch):
+    from lpsbook.protocols.results import default_config
+
+    methods, ms = ("fc", "weight_stats", "graph"), tiny_modelset
+    runs, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' own thread count, so that only the process differs
+    try:
+        monkeypatch.setenv("LPSBOOK_WORKERS", "1")
+        paper.FITS.clear()
+        runs["1"] = paper.retrieval(ms, methods=methods, folds=3)
+        monkeypatch.setenv("LPSBOOK_WORKERS", "2")
+        paper.FITS.clear()
+        jobs = [(m, f) for f in range(3) for m in methods]
+        assert paper.prefit_retrieval(ms, jobs, default_config(ms), "cpu", None, 3) == len(jobs)
+        with monkeypatch.context() as m:  # every fit came back from a worker: neither protocol makes one
+            m.setattr(paper, "make", lambda *a, **k: pytest.fail("a fit was made again"))
+            runs["2"] = paper.retrieval(ms, methods=methods, folds=3)
+            paper.transferability(ms, methods=methods, seeds=2, folds=3)
+    finally:
+        torch.set_num_threads(threads)
+        paper.FITS.clear()
+    for method in methods:
+        assert runs["1"]["predictions"][method] == runs["2"]["predictions"][method]
+
+
+@linux_only
+def test_transfer_scores_from_workers_are_those_of_one_process(tiny_modelset, monkeypatch):
+    from lpsbook.protocols.transfer import transfer_scores
+
+    runs, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for n in ("1", "2"):
+            monkeypatch.setenv("LPSBOOK_WORKERS", n)
+            runs[n] = transfer_scores(tiny_modelset, progress=False, pack=1)  # three packs of one source
+    finally:
+        torch.set_num_threads(threads)
+    for k in ("ari", "leep", "logme"):
+        assert runs["2"][k].shape == (3, 3) and np.isfinite(runs["2"][k]).all()
+        np.testing.assert_allclose(runs["1"][k], runs["2"][k], atol=1e-6)
+
+
+@linux_only
 def test_a_build_in_forked_processes_saves_the_same_models_as_one_process(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 

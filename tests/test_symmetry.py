@@ -66,6 +66,14 @@ def test_resnet20_spec_covers_every_hidden_axis():
     assert sym.perm_sizes(spec, state)["stage3"] == 32
 
 
+def test_a_spec_survives_pickling():  # a fitted method holding one comes back from a worker process
+    import pickle
+
+    spec = sym.resnet20_spec()
+    back = pickle.loads(pickle.dumps(spec))
+    assert back == spec and back.axes_to_perm == spec.axes_to_perm and back.axis_blocks == spec.axis_blocks
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_permuted_resnet_is_the_same_function(x, train):
     state = _random_resnet(0).state_dict()

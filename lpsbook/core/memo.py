@@ -47,6 +47,16 @@ class Memo:
             self.items.popitem(last=False)
         return value
 
+    def __contains__(self, key) -> bool:
+        return key in self.items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, key, value) -> None:
+        """Store ``value`` under ``key`` (computed elsewhere, such as in another process)."""
+        self.get(key, lambda: value)
+
     def clear(self) -> None:
         """Forget every result."""
         self.items.clear()

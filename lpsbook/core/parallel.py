@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .errors import LpsbookError
 
@@ -70,6 +71,10 @@ def _start_worker(parent: int):
     global _IN_WORKER
     _IN_WORKER = True
     torch.set_num_threads(1)
+    # one thread for the other pools too (scikit-learn's k-means): two workers of two OpenMP threads each
+    # on two cores wait on one another; the variable covers a runtime that starts later
+    os.environ["OMP_NUM_THREADS"] = "1"
+    threadpool_limits(1)
     # A worker ends with the process that started it, even one killed outright (a build stopped with
     # SIGKILL), instead of waiting for jobs forever: Linux's parent-death signal.
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

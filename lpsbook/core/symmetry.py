@@ -95,6 +95,9 @@ class PermutationSpec:
         object.__setattr__(self, "axis_blocks", MappingProxyType(
             {k: MappingProxyType({a: tuple(b) for a, b in v.items()}) for k, v in blocks.items()}))
 
+    def __reduce__(self):  # pickled as its argument, the read-only views rebuilt (a fit sent back from a worker)
+        return PermutationSpec, (dict(self.perm_to_axes),)
+
     @property
     def names(self) -> list:
         """Permutation names, in definition order."""

@@ -20,6 +20,7 @@ A new protocol is one function here and one line in :data:`PROTOCOLS`.
 """
 from __future__ import annotations
 
+import pickle
 import time
 from dataclasses import replace
 
@@ -31,6 +32,8 @@ from ..core.data import load_dataset
 from ..core.errors import LpsbookError
 from ..methods.lps import LPSConfig, SecondOrderNet, layer_shapes
 from ..core.memo import Memo
+from ..core.parallel import imap, seeded, workers
+from ..core.progress import bar as progress_bar
 from ..methods.registry import make, method_id
 from ..core.metrics import leave_one_out_retrieval, retrieval_metrics, spearman, topk_accuracy
 from ..methods.probing import Probing
@@ -75,17 +78,20 @@ def fold_rows(fold_of, f: int) -> tuple:
 
 
 def _method_protocol(kind, ms, methods, seeds, config, device, evaluate, checkpoint, folds=None,
-                     parallel=False) -> ProtocolResult:
+                     parallel=False, prepare=None) -> ProtocolResult:
     """A protocol of one fit per (method, split): ``evaluate(method id, seed, config) -> {metric: value}``.
 
     With ``folds``, the splits are the folds (``seeds`` is their number) and the settings say so; ``parallel``
-    as for :func:`~lpsbook.protocols.results.run_protocol`."""
+    as for :func:`~lpsbook.protocols.results.run_protocol`; ``prepare(config, [(method id, seed)])`` is given
+    the jobs still to run first."""
     config = config or default_config(ms)
     ids = [method_id(m) for m in methods]
     settings = {"methods": ids, "seeds": seeds, "lps": config.to_dict(), "device": str(device),
                 **({"folds": folds} if folds else {})}
     jobs = [(m, "", s) for s in range(seeds) for m in ids]
-    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint, parallel)
+    before = None if prepare is None else lambda todo: prepare(config, [(m, s) for m, _, s in todo])
+    return run_protocol(kind, ms, jobs, lambda m, _, s: evaluate(m, s, config), settings, checkpoint, parallel,
+                        before)
 
 
 # --- Tables 1 and 2 ---------------------------------------------------------------------------------
@@ -121,7 +127,7 @@ def classification(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig 
                             parallel=True)
 
 
-FITS = Memo(32)  # retrieval and transferability fit the same method on the same split: the second reuses it
+FITS = Memo(64)  # retrieval and transferability fit the same method on the same split: the second reuses it
 
 
 def task_fold_of(ms, folds: int) -> np.ndarray:
@@ -130,22 +136,55 @@ def task_fold_of(ms, folds: int) -> np.ndarray:
     return statistics.task_folds(ms.meta["task_id"].to_numpy(), folds)
 
 
+def _retrieval_rows(ms, seed, folds):
+    if folds:
+        return fold_rows(task_fold_of(ms, folds), seed)
+    train, query, gallery = retrieval_split(ms, seed)
+    return train, np.concatenate([query, gallery])
+
+
+def _fit_key(ms, method, seed, cfg, device, folds) -> tuple:
+    models = tuple(zip(ms.meta["task_id"].tolist(), ms.meta["seed"].tolist()))
+    return (str(ms.path), ms.preset.hash, models, method_id(method), seed, folds, repr(cfg), str(device), code_version())
+
+
 def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None, folds: int | None = None):
     """``method`` trained on the training tasks of retrieval split ``seed``: (method, held-out rows).
 
     Without ``folds``, the random split of :func:`~lpsbook.protocols.results.retrieval_split` (held-out rows:
     its queries, then its gallery); with ``folds=k``, fold ``seed`` of
     :func:`~lpsbook.protocols.statistics.task_folds` (every model of the fold's tasks held out). Retrieval
-    and transferability on the same split share the fit (:data:`FITS`).
+    and transferability on the same split share the fit (:data:`FITS`); its random numbers are seeded from
+    the method and the split alone, so either protocol, in any process, fits the same method.
     """
-    if folds:
-        train, held = fold_rows(task_fold_of(ms, folds), seed)
-    else:
-        train, query, gallery = retrieval_split(ms, seed)
-        held = np.concatenate([query, gallery])
-    models = tuple(zip(ms.meta["task_id"].tolist(), ms.meta["seed"].tolist()))
-    key = (str(ms.path), ms.preset.hash, models, method_id(method), seed, folds, repr(cfg), str(device), code_version())
-    return FITS.get(key, lambda: fit(make(method, ms, seed, cfg, device, dataset), ms, train)), held
+    train, held = _retrieval_rows(ms, seed, folds)
+
+    def compute():
+        with seeded(f"retrieval fit|{method_id(method)}|{seed}|{folds}"):
+            return fit(make(method, ms, seed, cfg, device, dataset), ms, train)
+
+    return FITS.get(_fit_key(ms, method, seed, cfg, device, folds), compute), held
+
+
+def prefit_retrieval(ms, jobs, cfg, device, dataset=None, folds: int | None = None) -> int:
+    """Fit the retrieval splits ``jobs`` (``(method, seed)`` pairs) that :data:`FITS` lacks side by side in
+    forked workers, one thread each (where :func:`~lpsbook.core.parallel.workers` allows: a CPU), and keep
+    them in :data:`FITS`; returns how many. Each fit comes back pickled to bytes (not as shared tensors).
+    Elsewhere (a GPU, one worker) nothing happens here and each fit is made when first asked for."""
+    keys = {job: _fit_key(ms, job[0], job[1], cfg, device, folds) for job in dict.fromkeys(jobs)}
+    missing = [job for job, key in keys.items() if key not in FITS][:FITS.size]
+    processes = workers(len(missing))
+    if processes < 2:
+        return 0
+
+    def one(job):
+        return pickle.dumps(fit_retrieval_split(ms, *job, cfg, device, dataset, folds)[0])
+
+    with progress_bar(total=len(missing), desc="retrieval fits", unit="fit") as bar:
+        for i, blob in imap(one, missing, processes):
+            FITS.put(keys[missing[i]], pickle.loads(blob))
+            bar.update()
+    return len(missing)
 
 
 def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | None = None,
@@ -175,7 +214,8 @@ def retrieval(ms, methods=PAPER_METHODS, seeds: int = 3, config: LPSConfig | Non
                 "_predictions": {"rows": held.tolist(), "task": labels[held].tolist(), "first_hit": hit.tolist(),
                                  "ap": per["ap"].tolist()}}
 
-    return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
+    return _method_protocol("retrieval", ms, methods, seeds, config, device, evaluate, checkpoint, folds,
+                            prepare=lambda cfg, jobs: prefit_retrieval(ms, jobs, cfg, device, dataset, folds))
 
 
 # --- task similarity against transfer ------------------------------------------------------------------
@@ -223,7 +263,8 @@ def transferability(ms, methods=PAPER_METHODS + EXTRA_METHODS, seeds: int = 3,
 
     if folds:
         seeds = min(seeds, int(task_fold_of(ms, folds).max()) + 1)
-    out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint, folds)
+    out = _method_protocol("transferability", ms, methods, seeds, config, device, evaluate, checkpoint, folds,
+                           prepare=lambda cfg, jobs: prefit_retrieval(ms, jobs, cfg, device, data, folds))
     out.extras["ari"] = ari.tolist()
     return out
 

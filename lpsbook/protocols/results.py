@@ -162,7 +162,8 @@ class ProtocolResult:
         return self.results[row][metric]["std"]
 
 
-def run_protocol(kind: str, ms, jobs, evaluate, settings: dict, checkpoint=None, parallel: bool = False) -> ProtocolResult:
+def run_protocol(kind: str, ms, jobs, evaluate, settings: dict, checkpoint=None, parallel: bool = False,
+                 prepare=None) -> ProtocolResult:
     """Run every job of a protocol, resumably, and summarise over splits.
 
     Parameters
@@ -186,6 +187,9 @@ def run_protocol(kind: str, ms, jobs, evaluate, settings: dict, checkpoint=None,
         The jobs are independent: run them side by side in forked processes, one thread each, where
         :func:`lpsbook.core.parallel.workers` allows (a CPU-only machine with fork). The results are
         the same up to float rounding (one thread adds in another order than two).
+    prepare : callable (list of jobs) -> None, optional
+        Called once with the jobs still to run (none when every job is checkpointed), before the first:
+        what they share can be made ready there (retrieval fits its methods side by side).
     """
     t0 = time.time()
     ckpt = Checkpoint(checkpoint, {"kind": kind, "preset": ms.preset.hash, **settings})
@@ -197,6 +201,8 @@ def run_protocol(kind: str, ms, jobs, evaluate, settings: dict, checkpoint=None,
         with seeded(f"{kind}|{key}"):
             return evaluate(row, part, seed)
 
+    if prepare is not None and todo:
+        prepare([job for _, job in todo])
     with progress_bar(total=len(jobs), initial=len(jobs) - len(todo), desc=kind, unit="fit") as bar:
         for i, res in imap(one, todo, workers(len(todo)) if parallel else 1):
             ckpt.put(todo[i][0], res)

@@ -16,11 +16,13 @@ import torch
 
 from ..core.data import load_dataset
 from ..core.metrics import leep, logme, spearman
+from ..core.parallel import imap, workers
 from ..core.progress import bar as progress_bar
 from ..methods.similarity import features_in_bf16, models_features
 
 
-def transfer_scores(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> dict:
+def transfer_scores(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True,
+                    pack: int = 5) -> dict:
     """Measured transfer and the data-based references, for every (source task, target task).
 
     For source ``s`` (its model of seed ``source_seed``) and target ``t``:
@@ -32,7 +34,8 @@ def transfer_scores(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0
       probabilities on those images;
     * ``logme[s, t]``: :func:`lpsbook.core.metrics.logme` of its features.
 
-    LEEP and LogME read the target's labels; a weights-only method does not.
+    LEEP and LogME read the target's labels; a weights-only method does not. The sources go ``pack`` at a
+    time through one packed network, and the packs side by side in forked workers on a CPU.
     Returns ``{"ari": [T, T], "leep": [T, T], "logme": [T, T]}`` (numpy).
     """
     from sklearn.cluster import KMeans
@@ -42,22 +45,31 @@ def transfer_scores(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0
     tasks = ms.preset.tasks
     targets = [data.task_indices(t, "test") for t in tasks]
     truth = [(data.test_labels[i] == t[1]).numpy() for i, t in zip(targets, tasks)]
-    out = {k: np.zeros((len(tasks), len(tasks))) for k in ("ari", "leep", "logme")}
     bf16 = features_in_bf16(ms.preset)
-    sources, pack = [ms.index_of(s, source_seed) for s in range(len(tasks))], 5
-    for s in progress_bar(range(len(tasks)), desc="transfer (source tasks)", disable=not progress):
-        if s % pack == 0:  # the next sources' features on every test image, computed together
-            chunk = models_features(ms.state_of(sources[s:s + pack]), data.test_images, data.mean, data.std,
-                                    bf16=bf16, pack=pack)
-        feats = chunk[s % pack]
-        w, b = ms.state["fc.weight"][sources[s]], ms.state["fc.bias"][sources[s]]
-        probs = torch.softmax(feats @ w.float().T + b.float(), dim=1).numpy()
-        for t, idx in enumerate(targets):
-            pred = KMeans(2, n_init=4, random_state=kmeans_seed).fit_predict(feats[idx].numpy())
-            out["ari"][s, t] = adjusted_rand_score(truth[t], pred)
-            out["leep"][s, t] = leep(probs[idx], truth[t])
-            out["logme"][s, t] = logme(feats[idx].numpy(), truth[t])
-    return out
+    packs = [list(range(s, min(s + pack, len(tasks)))) for s in range(0, len(tasks), pack)]
+
+    def rows(sources):  # the scores of a few sources against every target: {name: [len(sources), T]}
+        idx = [ms.index_of(s, source_seed) for s in sources]
+        feats = models_features(ms.state_of(idx), data.test_images, data.mean, data.std, bf16=bf16, pack=pack)
+        out = {k: np.zeros((len(sources), len(tasks))) for k in ("ari", "leep", "logme")}
+        for i, row in enumerate(idx):
+            w, b = ms.state["fc.weight"][row], ms.state["fc.bias"][row]
+            probs = torch.softmax(feats[i] @ w.float().T + b.float(), dim=1).numpy()
+            for t, rows_t in enumerate(targets):
+                x = feats[i][rows_t].numpy()
+                pred = KMeans(2, n_init=4, random_state=kmeans_seed).fit_predict(x)
+                out["ari"][i, t] = adjusted_rand_score(truth[t], pred)
+                out["leep"][i, t] = leep(probs[rows_t], truth[t])
+                out["logme"][i, t] = logme(x, truth[t])
+        return out
+
+    scores = {k: np.zeros((len(tasks), len(tasks))) for k in ("ari", "leep", "logme")}
+    with progress_bar(total=len(tasks), desc="transfer (source tasks)", disable=not progress) as bar:
+        for j, part in imap(rows, packs, workers(len(packs))):
+            for k, v in part.items():
+                scores[k][packs[j]] = v
+            bar.update(len(packs[j]))
+    return scores
 
 
 def transfer_ari(ms, dataset=None, source_seed: int = 0, kmeans_seed: int = 0, progress=True) -> np.ndarray:
