@@ -58,6 +58,14 @@ def test_forked_jobs_return_every_result_once_and_raise_a_jobs_error():
 
 
 @linux_only
+def test_workers_show_no_progress_bars_of_their_own():
+    from lpsbook.core.progress import bar
+
+    assert not bar(range(2)).disable
+    assert [v for _, v in parallel.imap(lambda n: bar(range(n)).disable, [1, 2, 3], 2)] == [True] * 3
+
+
+@linux_only
 def test_a_protocol_gives_the_same_predictions_in_two_processes_as_in_one(tiny_modelset, monkeypatch):
     runs = {}
     for n in ("1", "2"):

@@ -67,6 +67,12 @@ def seeded(name: str):
             random.setstate(py_state)
 
 
+def in_worker() -> bool:
+    """Whether this process is one of :func:`imap`'s workers (where progress bars stay off: in a notebook,
+    a worker's widget messages would reach no front end)."""
+    return _IN_WORKER
+
+
 def _start_worker(parent: int):
     global _IN_WORKER
     _IN_WORKER = True

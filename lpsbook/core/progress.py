@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
+from .parallel import in_worker
+
 
 class Bar(tqdm):
     """``tqdm.auto.tqdm`` whose notebook widget takes no room once closed."""
@@ -22,5 +24,8 @@ class Bar(tqdm):
 
 
 def bar(iterable=None, **kwargs) -> Bar:
-    """A progress bar (same arguments as ``tqdm``)."""
+    """A progress bar (same arguments as ``tqdm``); none in a worker process of :mod:`lpsbook.core.parallel`,
+    whose parent shows the progress of the whole."""
+    if in_worker():
+        kwargs["disable"] = True
     return Bar(iterable, **kwargs)
