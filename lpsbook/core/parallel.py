@@ -9,6 +9,10 @@ result does not depend on which process ran it, or after which other job.
 A model set's build uses the same workers for its packs of models
 (:func:`lpsbook.training.modelset.build`): on two cores, two packs in two
 processes of one thread each train faster than one pack on two threads.
+So do retrieval's fits (:func:`lpsbook.protocols.paper.prefit_retrieval`,
+shared with transferability) and the transfer matrix's sources
+(:func:`lpsbook.protocols.transfer.transfer_scores`). A worker holds every
+thread pool to one thread, scikit-learn's OpenMP included.
 
 ``LPSBOOK_WORKERS=N`` sets the number of processes (1: everything in this
 process, as on a GPU, where jobs always run here).
