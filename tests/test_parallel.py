@@ -58,6 +58,15 @@ def test_forked_jobs_return_every_result_once_and_raise_a_jobs_error():
 
 
 @linux_only
+def test_every_thread_pool_of_a_worker_has_one_thread():
+    import sklearn.cluster  # noqa: F401  (its OpenMP runtime, loaded before the fork)
+    from threadpoolctl import threadpool_info
+
+    pools = [v for _, v in parallel.imap(lambda _: [p["num_threads"] for p in threadpool_info()], [0, 1], 2)]
+    assert all(pool and set(pool) == {1} for pool in pools), pools
+
+
+@linux_only
 def test_workers_show_no_progress_bars_of_their_own():
     from lpsbook.core.progress import bar
 

@@ -81,9 +81,8 @@ def _start_worker(parent: int):
     global _IN_WORKER
     _IN_WORKER = True
     torch.set_num_threads(1)
-    # one thread for the other pools too (scikit-learn's k-means): two workers of two OpenMP threads each
-    # on two cores wait on one another; the variable covers a runtime that starts later
-    os.environ["OMP_NUM_THREADS"] = "1"
+    # one thread for the other pools loaded before the fork too (scikit-learn's k-means: two workers of two
+    # OpenMP threads each on two cores wait on one another)
     threadpool_limits(1)
     # A worker ends with the process that started it, even one killed outright (a build stopped with
     # SIGKILL), instead of waiting for jobs forever: Linux's parent-death signal.
