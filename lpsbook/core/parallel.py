@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import multiprocessing as mp
 import os
+import pickle
 import random
 import signal
 import sys
@@ -92,13 +93,17 @@ def _start_worker(parent: int):
 
 
 def _run(i: int):
+    # The result goes back as plain pickled bytes: multiprocessing would send a torch tensor as a shared
+    # file descriptor, and those ran out over the hundreds of state dicts of a build ("received 0 items of
+    # ancdata").
     function, items = _TASK
-    return function(items[i])
+    return pickle.dumps(function(items[i]))
 
 
 def imap(function, items: list, processes: int):
     """``(i, function(items[i]))`` for every item, as each finishes: in this process when ``processes`` is 1,
-    else in that many forked processes. An error in a job is raised here, once the running jobs end."""
+    else in that many forked processes (whose results come back pickled, tensors as copies). An error in a
+    job is raised here, once the running jobs end."""
     global _TASK
     if processes <= 1:
         for i, item in enumerate(items):
@@ -111,7 +116,7 @@ def imap(function, items: list, processes: int):
             futures = {pool.submit(_run, i): i for i in range(len(items))}
             try:
                 for done in as_completed(futures):
-                    yield futures[done], done.result()
+                    yield futures[done], pickle.loads(done.result())
             finally:
                 for f in futures:
                     f.cancel()

@@ -20,7 +20,6 @@ A new protocol is one function here and one line in :data:`PROTOCOLS`.
 """
 from __future__ import annotations
 
-import pickle
 import time
 from dataclasses import replace
 
@@ -169,8 +168,7 @@ def fit_retrieval_split(ms, method, seed, cfg, device, dataset=None, folds: int 
 def prefit_retrieval(ms, jobs, cfg, device, dataset=None, folds: int | None = None) -> int:
     """Fit the retrieval splits ``jobs`` (``(method, seed)`` pairs) that :data:`FITS` lacks side by side in
     forked workers, one thread each (where :func:`~lpsbook.core.parallel.workers` allows: a CPU), and keep
-    them in :data:`FITS`; returns how many. Each fit comes back pickled to bytes (not as shared tensors).
-    Elsewhere (a GPU, one worker) nothing happens here and each fit is made when first asked for."""
+    them in :data:`FITS`; returns how many. Elsewhere (a GPU, one worker) nothing happens here and each fit is made when first asked for."""
     keys = {job: _fit_key(ms, job[0], job[1], cfg, device, folds) for job in dict.fromkeys(jobs)}
     missing = [job for job, key in keys.items() if key not in FITS][:FITS.size]
     processes = workers(len(missing))
@@ -178,11 +176,11 @@ def prefit_retrieval(ms, jobs, cfg, device, dataset=None, folds: int | None = No
         return 0
 
     def one(job):
-        return pickle.dumps(fit_retrieval_split(ms, *job, cfg, device, dataset, folds)[0])
+        return fit_retrieval_split(ms, *job, cfg, device, dataset, folds)[0]
 
     with progress_bar(total=len(missing), desc="retrieval fits", unit="fit") as bar:
-        for i, blob in imap(one, missing, processes):
-            FITS.put(keys[missing[i]], pickle.loads(blob))
+        for i, fitted in imap(one, missing, processes):
+            FITS.put(keys[missing[i]], fitted)
             bar.update()
     return len(missing)
 

@@ -42,7 +42,7 @@ from ..core.progress import bar as progress_bar
 from ..core.runtime import cpu_model, mixed_precision, resolve_device
 from ..core.symmetry import resnet20_spec
 from ..core.store import DamagedFileWarning, os_fix, output_problem, read_sealed, seal, write_atomic
-from .packed import Recipe, pack_size as auto_pack_size, packing, train_as_bytes, train_with_retries
+from .packed import Recipe, pack_size as auto_pack_size, packing, train_with_retries
 
 SET_FILE = "modelset.json"
 MODELS = "models"
@@ -307,10 +307,9 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
                 for res, train_seed, seconds in train_with_retries(preset, dataset, pack, dev, bar, recipe):
                     save_model(out, preset, dataset, res, train_seed, seconds, where)
         else:  # packs side by side in forked processes (one thread each), each saved here as it ends
-            work = lambda pack: train_as_bytes(preset, dataset, pack, recipe)  # noqa: E731
+            work = lambda pack: list(train_with_retries(preset, dataset, pack, dev, recipe=recipe))  # noqa: E731
             for _, trained in parallel.imap(work, packs, processes):
                 for res, train_seed, seconds in trained:
-                    res.state = st_load(res.state)
                     save_model(out, preset, dataset, res, train_seed, seconds, where)
                 bar.update(len(trained))
     finally:

@@ -298,17 +298,6 @@ def train_with_retries(preset: Preset, dataset: Dataset, jobs, device="cpu", pro
         jobs = retry
 
 
-def train_as_bytes(preset: Preset, dataset: Dataset, jobs, recipe: Recipe | None = None) -> list:
-    """:func:`train_with_retries` on the CPU, as a list, each model's state dict as safetensors bytes (for a
-    worker process: tensors would go back as shared file descriptors, which run out over hundreds of models)."""
-    from safetensors.torch import save
-
-    trained = list(train_with_retries(preset, dataset, jobs, torch.device("cpu"), recipe=recipe))
-    for res, _, _ in trained:
-        res.state = save({k: v.contiguous() for k, v in res.state.items()})
-    return trained
-
-
 def train_alone(preset: Preset, dataset: Dataset, task_id: int, seed: int, device="cpu",
                 steps: int | None = None, recipe: Recipe | None = None) -> ResNet20:
     """Train one ResNet-20 with a plain loop and the same recipe as :func:`train_pack`."""
