@@ -381,6 +381,23 @@ def test_training_time_leaves_out_pauses_and_copied_models(tiny_modelset):
     assert reports.training_seconds({"build": {"train_seconds": 7.0}}) == 7.0, "files that predate the field"
 
 
+def test_training_time_divides_by_the_packs_trained_side_by_side(tiny_modelset):
+    import copy
+
+    assert "workers" in tiny_modelset.meta and (tiny_modelset.meta.workers >= 1).all(), "a build records its workers"
+    alone = copy.copy(tiny_modelset)
+    alone.meta = tiny_modelset.meta.assign(workers=1)
+    two = copy.copy(tiny_modelset)
+    two.meta = tiny_modelset.meta.assign(workers=2)
+    a, b = (sets.set_summary(s)["build"] for s in (alone, two))
+    assert b["median_model_seconds"] == pytest.approx(a["median_model_seconds"] / 2)
+    assert b["training_seconds"] == pytest.approx(a["training_seconds"] / 2) and b["workers"] == ["2"]
+    old = copy.copy(tiny_modelset)
+    old.meta = tiny_modelset.meta.drop(columns="workers")
+    assert sets.set_summary(old)["build"]["median_model_seconds"] == pytest.approx(a["median_model_seconds"]), (
+        "models that predate the field trained one pack at a time")
+
+
 def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, monkeypatch):
     monkeypatch.setattr(sets.msets, "cache_dir", lambda p: tiny_modelset_dir)
     entry = {"summary": {"models": 1, "build": {"train_seconds": 1.0}}}

@@ -146,8 +146,9 @@ def read(path) -> dict:
 
 def _refresh_summary(name: str, entry: dict) -> bool:
     """Recompute a kept set's summary written before :func:`set_summary` recorded its pause-free
-    training time, when the finished set is in the cache; True when it did."""
-    if "training_seconds" in entry.get("summary", {}).get("build", {}):
+    training time and the build workers it divides by, when the finished set is in the cache; True when it did."""
+    build = entry.get("summary", {}).get("build", {})
+    if "training_seconds" in build and "workers" in build:
         return False
     p = get_preset(name)
     folder = msets.cache_dir(p)

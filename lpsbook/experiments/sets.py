@@ -11,7 +11,7 @@ from ..training import modelset as msets
 # what each model of a committed set records of how, where and when it was trained
 MODEL_FIELDS = ("task_id", "seed", "train_seed", "classes", "test_acc", "train_acc", "precision", "device", "cpu",
                 "gpu", "host", "torch_version", "code_version", "lpsbook_version", "created", "train_seconds",
-                "weights_sha256", "copied_from")
+                "workers", "weights_sha256", "copied_from")
 
 
 def ensure_set(name, progress: bool = True, device: str = "auto", path=None, data_dir=None, ray=None):
@@ -41,7 +41,10 @@ def set_summary(ms) -> dict:
     moved = weight_movement(ms)["mean"]
     last_stage = [n for n in ms.layers if n.startswith("layer3.")]
     col = lambda name: sorted(set(meta[name].dropna().astype(str))) if name in meta else []  # noqa: E731
-    seconds = meta.train_seconds.astype(float)
+    # a model's recorded time is its pack's wall time per model; packs trained side by side (``workers``,
+    # recorded since builds fork them; 1 before) share the machine, so the set gains a model every seconds / workers
+    workers = meta["workers"].fillna(1).astype(float) if "workers" in meta else 1.0
+    seconds = meta.train_seconds.astype(float) / workers
     copied = int(meta["copied_from"].notna().sum()) if "copied_from" in meta else 0
     return {
         "models": len(meta),
@@ -49,14 +52,14 @@ def set_summary(ms) -> dict:
                      "sd": float(meta.test_acc.std(ddof=1))},
         "train_acc_mean": float(meta.train_acc.mean()),
         "movement": {"conv1": float(moved[ms.layers[0]]), "last_stage": float(np.mean([moved[n] for n in last_stage]))},
-        # train_seconds: the models' recorded wall times summed, pauses of the build included;
+        # train_seconds: the models' times (over their workers) summed, pauses of the build included;
         # training_seconds: median per model x the models trained for this set (copies counted where trained)
         "build": {"train_seconds": float(seconds.sum()), "median_model_seconds": float(seconds.median()),
                   "copied": copied, "training_seconds": float(seconds.median() * (len(meta) - copied)),
                   "first_model": str(meta.created.min()),
                   "last_model": str(meta.created.max()), "hosts": col("host"), "cpus": col("cpu"),
                   "precision": col("precision"), "devices": col("device"), "torch": col("torch_version"),
-                  "copied_from": col("copied_from")},
+                  "workers": col("workers"), "copied_from": col("copied_from")},
     }
 
 
