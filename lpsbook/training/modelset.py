@@ -297,11 +297,8 @@ def build(preset, out, device="auto", shard=None, data_dir=None, download=False,
     recipe = Recipe(preset, dataset.to(dev) if dev.type == "cuda" else dataset, dev)
     size = packing(len(todo), pack_size or auto_pack_size(preset, dev, dataset.train_images.shape[-1]))
     packs = [todo[start:start + size] for start in range(0, len(todo), size)]
-    processes = parallel.workers(len(packs)) if dev.type == "cpu" else 1
-    # threads: what each model trained on; workers: the packs in training side by side (the set's time per model
-    # is a model's recorded time over them)
-    where = {**provenance(preset, dev), "threads": 1 if processes > 1 else torch.get_num_threads(),
-             "workers": processes}
+    processes = parallel.workers(len(packs)) if dev.type == "cpu" else 1  # workers: packs trained side by side
+    where = {**provenance(preset, dev), "threads": 1 if processes > 1 else torch.get_num_threads(), "workers": processes}
     bar = progress_bar(total=len(todo), unit="model", desc=f"{preset.name} models", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
     try:
