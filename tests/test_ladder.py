@@ -160,6 +160,27 @@ def test_run_keeps_finished_sets_and_writes_provenance(tmp_path, monkeypatch):
     assert ladder.on_folds(json.loads((tmp_path / ladder.RESULTS_FILE).read_text())["sets"]["ladder-w16-e10"])
 
 
+def test_the_float32_check_is_measured_again_with_the_top_rung(tmp_path, monkeypatch):
+    """The check compares the top rung's models: kept while the rung is kept, measured again when it is."""
+    checks = []
+    monkeypatch.setattr(sets, "ensure_set", lambda name, progress=True, device="auto", data_dir=None, ray=None:
+                        _FakeSet(name))
+    monkeypatch.setattr(sets, "set_summary", lambda ms: {"models": ms.preset.num_models})
+    monkeypatch.setattr(ladder, "rung_classification", lambda p, data_dir=None: {
+        "classification": {"lps": {"top1": {"mean": 0.5}}}, "predictions": {"lps": []}})
+    monkeypatch.setattr(ladder, "save_conv1", lambda ms, out: None)
+    monkeypatch.setattr(ladder, "float32_check", lambda p, data_dir=None: checks.append(p.name) or [{"run": len(checks)}])
+    top, path = ladder.ORDER[-1], tmp_path / ladder.RESULTS_FILE
+    ladder.run(tmp_path, [top], command="test")
+    ladder.run(tmp_path, [top], command="test")
+    assert checks == [top] and json.loads(path.read_text())["float32"] == [{"run": 1}], "kept with the rung"
+    kept = json.loads(path.read_text())
+    del kept["sets"][top]["predictions"]  # the rung measured again (as when it is rebuilt on folds)
+    path.write_text(json.dumps(kept))
+    ladder.run(tmp_path, [top], command="test")
+    assert checks == [top, top] and json.loads(path.read_text())["float32"] == [{"run": 2}]
+
+
 def test_cli_ladder_passes_the_device_and_ray(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None, ray=None:
@@ -396,6 +417,15 @@ def test_training_time_divides_by_the_packs_trained_side_by_side(tiny_modelset):
     old.meta = tiny_modelset.meta.drop(columns="workers")
     assert sets.set_summary(old)["build"]["median_model_seconds"] == pytest.approx(a["median_model_seconds"]), (
         "models that predate the field trained one pack at a time")
+
+
+def test_a_ray_build_counts_the_packs_its_cluster_runs_at_once():
+    from lpsbook.training.distributed import side_by_side
+
+    assert side_by_side({"CPU": 8.0}, packs=50, cpus=2, gpus=0) == 4, "eight CPUs, two per pack"
+    assert side_by_side({"CPU": 8.0}, packs=3, cpus=1, gpus=0) == 3, "never more than there are packs"
+    assert side_by_side({"CPU": 16.0, "GPU": 1.0}, packs=50, cpus=1, gpus=0.25) == 4, "four packs share the GPU"
+    assert side_by_side({"CPU": 1.0}, packs=5, cpus=2, gpus=0) == 1, "at least one"
 
 
 def test_run_refreshes_an_old_summary_from_the_cached_set(tiny_modelset_dir, monkeypatch):

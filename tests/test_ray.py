@@ -57,6 +57,7 @@ def test_a_set_built_through_ray_has_the_checksums_of_a_single_process_build(tmp
     assert _checksums(tmp_path / "ray") == _checksums(tmp_path / "plain") and len(_checksums(tmp_path / "plain")) == 9
     metas = [json.loads(p.read_text()) for p in (tmp_path / "ray" / "models").glob("*.json")]
     assert {m["precision"] for m in metas} == {"float32"} and all(m["cpu"] for m in metas)
+    assert {(m["threads"], m["workers"]) for m in metas} in ({(1, 1)}, {(1, 2)}), "two CPUs, one per pack"
     modelset.verify(tmp_path / "ray")
 
 

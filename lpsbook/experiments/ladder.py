@@ -85,17 +85,20 @@ def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu", data_dir=None) -> lis
     """
     ms = book.modelset(preset, progress=False, data_dir=data_dir)
     f32 = preset.with_(cpu_bf16=False)
+    built = [ms.meta.iloc[ms.index_of(t, s)] for t, s in jobs]  # the models compared, named by their checksums
 
     def compute():
         data, rows = load_dataset(preset, data_dir), []
-        for t, s in jobs:
+        for (t, s), model in zip(jobs, built):
             start = time.perf_counter()
             trained = train_pack(f32, data, [(t, s + preset.seed_offset)], device)[0]
-            rows.append({"task_id": t, "seed": s, "test_acc_as_built": float(ms.meta.test_acc[ms.index_of(t, s)]),
+            rows.append({"task_id": t, "seed": s, "test_acc_as_built": float(model.test_acc),
+                         "weights_sha256": model.weights_sha256,
                          "test_acc_float32": trained.test_acc, "float32_seconds": time.perf_counter() - start})
         return rows
 
-    return book.cached_json("float32_check", {"jobs": [list(j) for j in jobs]}, compute, preset=preset)
+    settings = {"jobs": [list(j) for j in jobs], "models": [m.weights_sha256 for m in built]}
+    return book.cached_json("float32_check", settings, compute, preset=preset)
 
 
 CONV1_DIR = "ladder-conv1"  # beside the results file: every model's first conv layer, per set (a few hundred KB)
@@ -204,6 +207,8 @@ def run(out="results", names=ORDER, float32=True, progress=True, command: str | 
         else:
             entry.update(rung_classification(p, data_dir))
         results["sets"][name] = entry
+        if name == ORDER[-1]:  # the float32 check compares this set's models: measure it again on them
+            results["float32"] = []
         save()
     if float32 and ORDER[-1] in names and not results["float32"]:
         results["float32"] = float32_check(get_preset(ORDER[-1]), data_dir=data_dir)

@@ -41,8 +41,9 @@ def set_summary(ms) -> dict:
     moved = weight_movement(ms)["mean"]
     last_stage = [n for n in ms.layers if n.startswith("layer3.")]
     col = lambda name: sorted(set(meta[name].dropna().astype(str))) if name in meta else []  # noqa: E731
-    # a model's recorded time is its pack's wall time per model; packs trained side by side (``workers``,
-    # recorded since builds fork them; 1 before) share the machine, so the set gains a model every seconds / workers
+    # a model's recorded time is its pack's wall time per model; packs trained side by side (``workers``: forked
+    # ones, or the Ray tasks the cluster runs at once; 1 before it was recorded), so the set gains a model every
+    # seconds / workers
     workers = meta["workers"].fillna(1).astype(float) if "workers" in meta else 1.0
     seconds = meta.train_seconds.astype(float) / workers
     copied = int(meta["copied_from"].notna().sum()) if "copied_from" in meta else 0

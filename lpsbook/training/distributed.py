@@ -114,13 +114,14 @@ def connect(address: str | None, cpus: int | None = None):
 RECIPES = Memo(2)  # in a worker process: the padded images and statistics of a preset, kept for its next packs
 
 
-def _train_pack(preset_dict: dict, dataset, jobs, device: str, threads: int):
-    """A Ray task's body: train one pack, return ``[(TrainedModel, train_seed, seconds, where)]``."""
+def _train_pack(preset_dict: dict, dataset, jobs, device: str, threads: int, workers: int = 1):
+    """A Ray task's body: train one pack, return ``[(TrainedModel, train_seed, seconds, where)]``;
+    ``where`` records the threads and the packs trained side by side (``workers``) as a one-machine build does."""
     import torch
 
     torch.set_num_threads(threads)
     preset, dev = Preset.from_dict(preset_dict), resolve_device(device)
-    where = provenance(preset, dev)
+    where = {**provenance(preset, dev), "threads": threads, "workers": workers}
     recipe = RECIPES.get((preset.hash, str(dev)), lambda: Recipe(preset, dataset, dev))
     return [(res, seed, seconds, where)
             for res, seed, seconds in train_with_retries(preset, dataset, jobs, dev, recipe=recipe)]
@@ -131,6 +132,15 @@ def _check_resources(ray, cpus: int, gpus: float):
     if total.get("CPU", 0) < cpus or total.get("GPU", 0) < gpus:
         raise LpsbookError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs; "
                            f"a pack asks for {cpus} CPUs and {gpus:g} GPUs: lower --ray-cpus or add machines")
+
+
+def side_by_side(resources: dict, packs: int, cpus: int, gpus: float) -> int:
+    """How many of ``packs`` tasks the cluster (``ray.cluster_resources()``) runs at once when each asks
+    for ``cpus`` CPUs and ``gpus`` GPUs: what a model's time is divided by to give the set's pace
+    (:func:`lpsbook.experiments.sets.set_summary`)."""
+    fits = [int(resources.get("CPU", 0) // cpus)] if cpus > 0 else []
+    fits += [int(resources.get("GPU", 0) // gpus)] if gpus > 0 else []
+    return max(1, min([packs, *fits]))
 
 
 def build_with_ray(preset, out, address: str | None = None, device: str = "cpu", shard=None, data_dir=None,
@@ -158,8 +168,10 @@ def build_with_ray(preset, out, address: str | None = None, device: str = "cpu",
                                                               dataset.train_images.shape[-1]))
         data_ref = ray.put(dataset)
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=TASK_RETRIES)(_train_pack)
-        pending = {task.remote(preset.to_dict(), data_ref, todo[i:i + size], device, cpus): todo[i:i + size]
-                   for i in range(0, len(todo), size)}
+        starts = range(0, len(todo), size)
+        workers = side_by_side(ray.cluster_resources(), len(starts), cpus, gpus)
+        pending = {task.remote(preset.to_dict(), data_ref, todo[i:i + size], device, cpus, workers): todo[i:i + size]
+                   for i in starts}
         precision = {read_meta(out / MODELS / f"{model_stem(*job)}.json").get("precision") for job in kept}
         bar = progress_bar(total=len(todo), unit="model", desc=f"{preset.name} models (Ray)", disable=not progress)
         try:
