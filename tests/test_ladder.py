@@ -181,6 +181,21 @@ def test_the_float32_check_is_measured_again_with_the_top_rung(tmp_path, monkeyp
     assert checks == [top, top] and json.loads(path.read_text())["float32"] == [{"run": 2}]
 
 
+def test_float32_check_needs_only_its_models_and_names_them(tiny_modelset_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LPSBOOK_CACHE", str(tmp_path))
+    monkeypatch.setattr(msets, "cache_dir", lambda p: tiny_modelset_dir)
+    trained = []
+    real = ladder.train_pack
+    monkeypatch.setattr(ladder, "train_pack", lambda *a, **k: trained.append(a[2]) or real(*a, **k))
+    rows = ladder.float32_check(get_preset("tiny"), jobs=((1, 0),))
+    meta = json.loads((tiny_modelset_dir / "models" / "t001_s00.json").read_text())
+    assert len(rows) == 1 and rows[0]["weights_sha256"] == meta["weights_sha256"]
+    assert rows[0]["test_acc_as_built"] == pytest.approx(meta["test_acc"]) and 0 <= rows[0]["test_acc_float32"] <= 1
+    assert ladder.float32_check(get_preset("tiny"), jobs=((1, 0),)) == rows and len(trained) == 1, "served from the cache"
+    with pytest.raises(LpsbookError, match="not built yet"):
+        ladder.float32_check(get_preset("tiny"), jobs=((99, 0),))
+
+
 def test_cli_ladder_passes_the_device_and_ray(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(ladder, "run", lambda out, names, device="auto", data_dir=None, ray=None:

@@ -81,23 +81,27 @@ def float32_check(preset, jobs=FLOAT32_JOBS, device="cpu", data_dir=None) -> lis
     """A few models of ``preset`` trained again in float32: same initialisation and batches, other rounding.
 
     Returns, per model, its test accuracy as built (bf16 autocast on a CPU with
-    native bf16) and in float32, and the float32 training time.
+    native bf16) and in float32, its checksum and the float32 training time. Only those models of the set
+    need to be built (in the book's cache); the result is cached under their checksums.
     """
-    ms = book.modelset(preset, progress=False, data_dir=data_dir)
-    f32 = preset.with_(cpu_bf16=False)
-    built = [ms.meta.iloc[ms.index_of(t, s)] for t, s in jobs]  # the models compared, named by their checksums
+    f32, folder = preset.with_(cpu_bf16=False), msets.cache_dir(preset) / msets.MODELS
+    files = [folder / f"{msets.model_stem(t, s)}.json" for t, s in jobs]  # only these models need to be built
+    if not all(f.is_file() for f in files):
+        raise LpsbookError(f"the float32 check compares models of {preset.name} that are not built yet in {folder}; "
+                           f"build the set first: {COMMAND}")
+    built = [msets.read_meta(f) for f in files]  # the models compared, named by their checksums
 
     def compute():
         data, rows = load_dataset(preset, data_dir), []
         for (t, s), model in zip(jobs, built):
             start = time.perf_counter()
             trained = train_pack(f32, data, [(t, s + preset.seed_offset)], device)[0]
-            rows.append({"task_id": t, "seed": s, "test_acc_as_built": float(model.test_acc),
-                         "weights_sha256": model.weights_sha256,
+            rows.append({"task_id": t, "seed": s, "test_acc_as_built": float(model["test_acc"]),
+                         "weights_sha256": model["weights_sha256"],
                          "test_acc_float32": trained.test_acc, "float32_seconds": time.perf_counter() - start})
         return rows
 
-    settings = {"jobs": [list(j) for j in jobs], "models": [m.weights_sha256 for m in built]}
+    settings = {"jobs": [list(j) for j in jobs], "models": [m["weights_sha256"] for m in built]}
     return book.cached_json("float32_check", settings, compute, preset=preset)
 
 
