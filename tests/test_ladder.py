@@ -358,11 +358,11 @@ def test_full_findings_name_the_best_rival_and_apply_the_margin():
     results["tables"] = tables(0.40, 0.50, 0.30, 0.20)
     f = reports.full_findings(results)
     assert f["chance"] == pytest.approx(2.0) and f["lps"] == pytest.approx(40) and f["lps_rank1"] == pytest.approx(60)
-    assert f["rival"] == reports.rung_label("weight_stats") and f["lps_trails"] and not f["lps_leads"]
+    assert f["rival"] == "weight_stats" and f["lps_trails"] and not f["lps_leads"] and f["difference"] is None
     assert "below it by more than the spread" in reports.full_sentence(results)
     results["tables"] = tables(0.40, 0.30, 0.39, 0.20)  # 1 point ahead of probing, sd 2: level
     f = reports.full_findings(results)
-    assert f["rival"] == reports.rung_label("probing")
+    assert f["rival"] == "probing" and "three random splits" in reports.full_protocol(results)
     assert not f["lps_leads"] and not f["lps_trails"] and "level with it" in reports.full_sentence(results)
     results["tables"] = tables(0.60, 0.30, 0.39, 0.45)
     assert reports.full_findings(results)["lps_leads"] and "above it by more" in reports.full_sentence(results)
@@ -485,3 +485,31 @@ def test_a_50_task_set_measured_on_folds_shows_intervals_and_is_judged_on_them()
     assert "[" in table.loc["LPS", "50 tasks, width 16, 40 epochs"] and reports.full_note(results).endswith("5 folds")
     level = _verdicts(results)["level"]
     assert level["verdict"] == "does not hold" and "interval" in level["rule"], "60 % against 79.8 %: below"
+
+
+def _retrieval(hits: dict, tasks=50, seeds=10, folds=5):
+    """Retrieval on folds over tasks: every model a query once; ``hits[method]`` of them find their task first."""
+    rows = np.arange(tasks * seeds)
+    out = {}
+    for m, share in hits.items():
+        first = np.where(np.random.default_rng(7).random(len(rows)) < share, 0, 4)
+        pick = [rows // seeds % folds == f for f in range(folds)]
+        out[m] = [{"rows": rows[k].tolist(), "task": (rows[k] // seeds).tolist(), "first_hit": first[k].tolist(),
+                   "ap": [0.5] * int(k.sum())} for k in pick]
+    return out
+
+
+@pytest.mark.parametrize("ws, outcome", [(0.3, "ahead of it"), (0.58, "not told apart"), (0.9, "behind it")])
+def test_the_50_task_findings_on_folds_compare_lps_with_its_best_rival_paired(ws, outcome):
+    kept = _fold_rung({"lps": 0.6, "weight_stats": ws, "probing": 0.2, "graph": 0.1}, tasks=50)
+    results = {"presets": {n: results_file.preset_record(n) for n in ladder.ORDER},
+               "tables": {"classification": kept["classification"], "retrieval": {"lps": {}},
+                          "predictions": {"classification": kept["predictions"],
+                                          "retrieval": _retrieval({"lps": 0.7})}}}
+    f = reports.full_findings(results)
+    assert f["rival"] == ("probing" if ws < 0.2 else "weight_stats") and f["lps"] == pytest.approx(60)
+    assert f["lps_low"] < 60 and 60 < f["lps_rank1"] < 80, "LPS's interval and rank-1 from the kept predictions"
+    assert "[" in f["rank1_cell"] and "[" in f["difference"] and "interval" in f["rule"]
+    sentence = reports.full_sentence(results)
+    assert f"is {outcome}" in sentence and "weight statistics" in sentence and "79.8" in sentence
+    assert "five folds" in reports.full_protocol(results) and "79.8" in reports.full_protocol(results)

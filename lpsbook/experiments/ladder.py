@@ -33,6 +33,7 @@ from ..training import modelset as msets
 from ..core.data import load_dataset
 from ..core.errors import LpsbookError
 from ..methods.lps import LPSConfig
+from ..methods.registry import display_name
 from ..core.presets import get_preset
 from ..protocols.paper import EXTRA_METHODS, PAPER_METHODS
 from ..protocols.results import merge
@@ -46,6 +47,11 @@ RUNG_METHODS = ("random", "fc", "frobenius", "lps", "weight_stats", "rebasin_fc"
 TABLE_METHODS = PAPER_METHODS + EXTRA_METHODS + book.WHOLE_NETWORK
 PAPER_LPS = "lps_paper"  # LPS with the paper's second-order schedule (LPSConfig.paper()), beside the book's
 FLOAT32_JOBS = ((0, 0), (1, 0), (2, 0))  # (task, seed) of the top rung trained in float32 as well
+
+
+def rung_label(key: str) -> str:
+    """A method's display name; :data:`PAPER_LPS` is LPS with the paper's second-order schedule."""
+    return "LPS, paper's schedule" if key == PAPER_LPS else display_name(key)
 
 
 def rung_classification(preset, data_dir=None) -> dict:

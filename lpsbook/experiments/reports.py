@@ -5,9 +5,10 @@
   verdicts with three outcomes;
 * the recipe ladder (:mod:`lpsbook.experiments.ladder`, chapter 10): its sets, curves, tables and
   verdicts from ``results/ladder.json``. Rungs measured on five folds keep every test model's prediction
-  (intervals, paired verdicts, also across rungs); the 50-task set and rungs measured before the folds
-  keep means and sds over three random splits, so theirs use the spread rule, and every table and
-  verdict says which.
+  (intervals, paired verdicts, also across rungs); a set measured before the folds keeps means and sds
+  over three random splits, so its verdicts use the spread rule, and every table and verdict says
+  which. The 50-task set's tables and findings live in :mod:`lpsbook.experiments.full_report` and are
+  named here as well.
 
 Building lives in :mod:`lpsbook.experiments.sets`, the files themselves (provenance, staleness) in
 :mod:`lpsbook.experiments.results_file`. Every function takes a results dict (or None before a set is
@@ -23,15 +24,14 @@ import numpy as np
 from ..core.errors import LpsbookError
 from ..findings.claims import PAPER, PAPER_TEST_MODELS
 from ..findings.claims import headline as claims_headline
-from ..methods.registry import display_name
 from ..protocols import statistics as st
 from ..protocols.results import label
 from ..protocols.statistics import decide_by_spread, published
-from ..show import book
-from ..show.tables import mean_sd, result_cell, show
-from .ladder import COMMAND, FLOAT32_JOBS, FULL_SET, ORDER, PAPER_LPS, TABLE_METHODS, on_folds
+from ..show.tables import mean_sd, result_cell
+from .full_report import (FULL_RIVALS, FULL_TABLES, PAPER_TOP1, full_findings, full_note,  # noqa: F401 (the chapter's)
+                          full_protocol, full_sentence, full_table, full_tables, full_view)
+from .ladder import COMMAND, FLOAT32_JOBS, FULL_SET, ORDER, PAPER_LPS, on_folds, rung_label
 
-PAPER_TOP1 = PAPER["classification"]["lps"][0]  # LPS, the paper's Table 1 (%)
 RIVALS = ("weight_stats", "probing", "graph", "rebasin_fc", "fc", "frobenius", "random")
 BOOK_LPS_STEP = "classification_lps_book"
 
@@ -183,12 +183,6 @@ def protocol_facts(preset, folds: int, seed: int = 0) -> dict:
 
 CURVE_METHODS = ("lps", PAPER_LPS, "weight_stats", "probing", "graph", "rebasin_fc", "fc", "random")
 PAPER_STEPS = 1280  # the paper's recipe: 160 epochs of batch 128 on a two-class task (1,000 images)
-PAPER_TOP1 = 79.8  # LPS, Table 1 of the paper (50 tasks)
-
-
-def rung_label(key: str) -> str:
-    """A method's display name; :data:`PAPER_LPS` is LPS with the paper's second-order schedule."""
-    return "LPS, paper's schedule" if key == PAPER_LPS else display_name(key)
 
 
 def rungs(results: dict) -> list:
@@ -395,97 +389,6 @@ def ladder_verdicts(results: dict) -> list:
         row = _pull(c, None, top)
         rows.append({**row, "key": "pull" if on is None else "pull_top"})
     return rows
-
-
-def full_view(results: dict) -> dict | None:
-    """The 50-task set's predictions in the shape :mod:`lpsbook.protocols.statistics` reads, or None when
-    the file keeps only means and sds over three random splits (measured before the folds)."""
-    kept = results.get("tables", {}).get("predictions")
-    return st.view(**{p: {"predictions": v} for p, v in kept.items()}) if kept else None
-
-
-def full_note(results: dict) -> str:
-    """How the 50-task set's numbers were measured, for a caption."""
-    return "estimate [95 % interval], 5 folds" if full_view(results) else "mean ± sd over 3 random splits"
-
-
-def full_table(results: dict, book_set=None, protocol: str = "classification", metric: str = "top1"):
-    """Table 1 (or 2) on the 50-task width-16 set beside the paper's and, optionally, the book's set.
-
-    ``book_set``: the book's own result of the same protocol (a ProtocolResult of cifar100-small), or None.
-    Rows are methods; cells ``estimate [95 % interval]`` (%) from the kept predictions, or ``mean ± sd``
-    over three random splits in a file measured before the folds (:func:`full_note`); the book's set as
-    chapter 5 shows it (:func:`lpsbook.show.tables.result_cell`); None when the 50-task set is not built yet.
-    """
-    import pandas as pd
-
-    if not results.get("tables"):
-        return None
-    k = {"top1": 0, "top5": 1, "top10": 2, "rank1": 0, "rank5": 1, "rank10": 2}[metric]
-    paper = PAPER[protocol]
-    ours, view = results["tables"][protocol], full_view(results)
-    mine = book_set["results"] if book_set is not None else {}
-    rows = {}
-    for m in TABLE_METHODS:
-        name = rung_label(m)
-        value = "—" if m not in ours else cell(interval(view, protocol, m, metric)) if view else mean_sd(ours[m][metric])
-        row = {"paper": f"{paper[m][k]:.1f}" if m in paper else "—", "50 tasks, width 16, 40 epochs": value}
-        if book_set is not None:
-            row[f"{book_set['preset']} (this book)"] = result_cell(book_set, m, metric) if m in mine else "—"
-        rows[name] = row
-    return pd.DataFrame(rows).T
-
-
-FULL_TABLES = (("classification", "top1", "Table 1: task classification, top-1 % (50 tasks: {}; this book's "
-                                          "set: estimate [95 % interval], 5 folds)"),
-               ("retrieval", "rank1", "Table 2: task retrieval on unseen tasks, rank-1 % (50 tasks: {}; this "
-                                      "book's set: estimate [95 % interval], 5 folds)"))
-
-
-def full_tables(results: dict) -> tuple:
-    """Tables 1 and 2 of the 50-task set (:func:`full_table`), captioned for the page; when the book runs
-    on CIFAR-100, with the book's own numbers beside them (chapters 5-9's results, from the cache).
-    ``(None, None)`` before the 50-task set is built."""
-    if not results.get("tables"):
-        return None, None
-    mine = book.with_whole_network()[:2] if book.current_preset().dataset == "cifar100" else (None, None)
-    return tuple(show(full_table(results, own, protocol, metric)).set_caption(caption.format(full_note(results)))
-                 for (protocol, metric, caption), own in zip(FULL_TABLES, mine))
-
-
-FULL_RIVALS = ("weight_stats", "probing", "graph")  # the strongest rivals of chapters 7 and 9
-
-
-def full_findings(results: dict) -> dict | None:
-    """What the chapter's prose says of the 50-task set (% throughout), or None before it is built:
-    LPS's top-1 and rank-1 beside the paper's, chance, the best of :data:`FULL_RIVALS` and whether
-    LPS is above it by more than the larger sd (``lps_leads``) or below it (``lps_trails``)."""
-    if not results.get("tables"):
-        return None
-    cls, ret = results["tables"]["classification"], results["tables"]["retrieval"]
-    top1 = {m: (100 * v["top1"]["mean"], 100 * v["top1"]["std"]) for m, v in cls.items()}
-    rival = max((m for m in FULL_RIVALS if m in top1), key=lambda m: top1[m][0])
-    diff, margin = _gap(*top1["lps"], *top1[rival])
-    return {"lps": top1["lps"][0], "lps_sd": top1["lps"][1], "paper": PAPER_TOP1,
-            "lps_rank1": 100 * ret["lps"]["rank1"]["mean"], "paper_rank1": PAPER["retrieval"]["lps"][0],
-            "chance": 100 / results["presets"][FULL_SET]["tasks"], "rival": rung_label(rival),
-            "rival_top1": top1[rival][0], "rival_sd": top1[rival][1],
-            "lps_leads": diff > margin, "lps_trails": -diff > margin}
-
-
-def full_sentence(results: dict) -> str:
-    """The 50-task set in one sentence of numbers, for the chapter (glued), or what is missing."""
-    f = full_findings(results)
-    if f is None:
-        return f"The 50-task set is not built yet: `{COMMAND}` builds it."
-    standing = ("above it by more than the spread" if f["lps_leads"] else
-                "below it by more than the spread" if f["lps_trails"] else "level with it within the spread")
-    return (f"On the 50 tasks (chance {f['chance']:.0f} %), LPS classifies {f['lps']:.1f} ± {f['lps_sd']:.1f} % "
-            f"of the held-out models, against the paper's {f['paper']:.1f} %; on tasks unseen in training, the "
-            f"first model it retrieves shares the query's task for {f['lps_rank1']:.1f} % of queries "
-            f"(the paper: {f['paper_rank1']:.1f} %). "
-            f"The best of weight statistics, probing and the graph learner is {f['rival']}, "
-            f"{f['rival_top1']:.1f} ± {f['rival_sd']:.1f} %: LPS is {standing}.")
 
 
 def float32_table(results: dict) -> "pandas.DataFrame | None":
