@@ -507,7 +507,7 @@ def test_the_50_task_findings_on_folds_compare_lps_with_its_best_rival_paired(ws
                           "predictions": {"classification": kept["predictions"],
                                           "retrieval": _retrieval({"lps": 0.7})}}}
     f = reports.full_findings(results)
-    assert f["rival"] == ("probing" if ws < 0.2 else "weight_stats") and f["lps"] == pytest.approx(60)
+    assert f["rival"] == "weight_stats" and f["lps"] == pytest.approx(60)
     assert f["lps_low"] < 60 and 60 < f["lps_rank1"] < 80, "LPS's interval and rank-1 from the kept predictions"
     assert "[" in f["rank1_cell"] and "[" in f["difference"] and "interval" in f["rule"]
     sentence = reports.full_sentence(results)
